@@ -1,0 +1,897 @@
+//! A conversation with one NPC, run on its own worker thread.
+//!
+//! [`Chat::ask`] returns at once; the worker evaluates only the tokens the KV cache does not hold
+//! yet, samples a grammar-constrained reply and streams [`ChatEvent`]s back.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, backend};
+use crate::error::{ChatError, SaveError};
+use crate::grammar::{self, MAX_SENTENCE_CHARS};
+use crate::persona::Persona;
+use crate::sampler::{self, Sampling, SplitMix64};
+use crate::template::{self, TurnTemplate};
+
+/// The longest player line accepted, in characters.
+pub const MAX_PLAYER_CHARS: usize = 1000;
+
+/// Identifies one [`Chat::ask`] call in the events it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// A finished NPC reply. `emotion` and `action` are always names from the persona's lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NpcReply {
+    /// What the NPC says.
+    pub say: String,
+    /// How the NPC feels: one of the persona's `emotions`.
+    pub emotion: String,
+    /// What the game should do: one of the persona's `actions` (`none` for plain talk).
+    pub action: String,
+}
+
+/// Measurements of one turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnStats {
+    /// Tokens in the whole prompt for this turn (persona, remembered turns, the new line).
+    pub prompt_tokens: usize,
+    /// Of those, tokens whose KV cache entries were reused.
+    pub reused_tokens: usize,
+    /// Of those, tokens evaluated for this turn.
+    pub evaluated_tokens: usize,
+    /// Tokens generated for the reply.
+    pub generated_tokens: usize,
+    /// Times the grammar rejected every top-k candidate and the whole vocabulary was filtered.
+    pub grammar_fallbacks: usize,
+    /// Old turns forgotten this turn to make room in the context.
+    pub dropped_turns: usize,
+    /// From the worker picking up the request to the first reply token.
+    pub time_to_first_token: Duration,
+    /// Spent evaluating the prompt.
+    pub prompt_time: Duration,
+    /// Spent generating.
+    pub generation_time: Duration,
+}
+
+/// What a chat's worker reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ChatEvent {
+    /// More of the reply's spoken text (`say`), as it is generated.
+    Delta {
+        /// The request.
+        request: RequestId,
+        /// New text, to append to what came before.
+        text: String,
+    },
+    /// The reply is complete.
+    Reply {
+        /// The request.
+        request: RequestId,
+        /// The reply.
+        reply: NpcReply,
+        /// How it went.
+        stats: TurnStats,
+    },
+    /// The request failed; the conversation is as it was before it.
+    Failed {
+        /// The request.
+        request: RequestId,
+        /// Why.
+        error: ChatError,
+    },
+    /// The request was cancelled; the conversation is as it was before it.
+    Cancelled {
+        /// The request.
+        request: RequestId,
+    },
+}
+
+impl ChatEvent {
+    /// The request this event belongs to.
+    pub fn request(&self) -> RequestId {
+        match self {
+            ChatEvent::Delta { request, .. }
+            | ChatEvent::Reply { request, .. }
+            | ChatEvent::Failed { request, .. }
+            | ChatEvent::Cancelled { request } => *request,
+        }
+    }
+}
+
+/// Per-chat settings.
+///
+/// ```
+/// let o = kiln_npc::ChatOptions::default().with_seed(42).with_context_size(1024);
+/// assert_eq!(o.seed(), 42);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatOptions {
+    seed: u64,
+    sampling: Sampling,
+    context_size: Option<u32>,
+    threads: Option<u32>,
+}
+
+impl Default for ChatOptions {
+    /// Seed 0, default sampling, the engine's context size and threads.
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            sampling: Sampling::default(),
+            context_size: None,
+            threads: None,
+        }
+    }
+}
+
+impl ChatOptions {
+    /// The seed: same model, persona, history and seed give the same reply.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sampling settings.
+    #[must_use]
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+    /// Context size for this chat, overriding the engine's.
+    #[must_use]
+    pub fn with_context_size(mut self, tokens: u32) -> Self {
+        self.context_size = Some(tokens.max(64));
+        self
+    }
+    /// Threads for this chat, overriding the engine's.
+    #[must_use]
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// The sampling settings.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
+    }
+}
+
+/// The saved-conversation format version this build writes and reads.
+pub const SAVE_FORMAT: u32 = 1;
+
+/// One remembered exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedTurn {
+    /// What the player said.
+    pub player: String,
+    /// What the NPC answered.
+    pub reply: NpcReply,
+    /// The reply exactly as the model wrote it.
+    pub raw: String,
+    /// The turn's tokens (valid for the model with `SavedChat::model`), so a restored chat
+    /// continues bit for bit as the original would; re-tokenised when the model differs.
+    #[serde(default)]
+    pub tokens: Vec<i32>,
+}
+
+/// A conversation as saved to disk (serde JSON): the turns, and the settings that produced them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedChat {
+    /// Format version, [`SAVE_FORMAT`].
+    pub format: u32,
+    /// The persona's name.
+    pub persona: String,
+    /// Fingerprint of the model that produced the turns.
+    pub model: String,
+    /// The chat's settings.
+    pub options: ChatOptions,
+    /// Every turn, oldest first (also those the model has forgotten).
+    pub turns: Vec<SavedTurn>,
+    /// Index of the oldest turn the model still remembers.
+    pub first_remembered: usize,
+}
+
+impl SavedChat {
+    /// Writes the conversation as JSON, atomically: a crash mid-write leaves the old file intact.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), SaveError> {
+        let path = path.as_ref();
+        let io = |source| SaveError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads a conversation written by [`SavedChat::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, SaveError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| SaveError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let saved: SavedChat = serde_json::from_slice(&bytes).map_err(|e| SaveError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if saved.format > SAVE_FORMAT {
+            return Err(SaveError::Version {
+                found: saved.format,
+                supported: SAVE_FORMAT,
+            });
+        }
+        if saved.first_remembered > saved.turns.len() {
+            return Err(SaveError::Format {
+                path: path.to_path_buf(),
+                message: "first_remembered is past the last turn".into(),
+            });
+        }
+        Ok(saved)
+    }
+}
+
+enum Command {
+    Ask { id: RequestId, text: String },
+    Reset,
+    Snapshot(Sender<SavedChat>),
+}
+
+/// A conversation with one NPC. Create it with [`Engine::chat`].
+///
+/// The model runs on the chat's own thread; every method returns at once except the
+/// `*_blocking` ones and [`Chat::wait`]. Dropping the chat cancels its work and stops the thread.
+pub struct Chat {
+    commands: Sender<Command>,
+    events: Receiver<ChatEvent>,
+    cancel_upto: Arc<AtomicU64>,
+    shutdown: Arc<AtomicBool>,
+    next_id: AtomicU64,
+    persona: Persona,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("persona", &self.persona.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+struct LiveGuard(Engine);
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.inner.live_chats.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Chat {
+    pub(crate) fn spawn(
+        engine: Engine,
+        persona: Persona,
+        options: ChatOptions,
+        saved: Option<SavedChat>,
+    ) -> Result<Chat, ChatError> {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let cancel_upto = Arc::new(AtomicU64::new(0));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let flags = Flags {
+            cancel_upto: cancel_upto.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let worker_persona = persona.clone();
+        engine.inner.live_chats.fetch_add(1, Ordering::SeqCst);
+        let guard = LiveGuard(engine.clone());
+        std::thread::Builder::new()
+            .name(format!("kiln-npc:{}", persona.name()))
+            .spawn(move || {
+                let _guard = guard;
+                let model = &engine.inner.model;
+                let mut worker = match Worker::new(&engine, model, worker_persona, options, saved) {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                worker.run(&cmd_rx, &ev_tx, &flags);
+            })
+            .map_err(|e| ChatError::Context {
+                reason: format!("cannot start the chat thread: {e}"),
+            })?;
+        ready_rx.recv().map_err(|_| ChatError::WorkerGone)??;
+        Ok(Chat {
+            commands: cmd_tx,
+            events: ev_rx,
+            cancel_upto,
+            shutdown,
+            next_id: AtomicU64::new(1),
+            persona,
+        })
+    }
+
+    /// The persona this chat speaks as.
+    pub fn persona(&self) -> &Persona {
+        &self.persona
+    }
+
+    /// Sends the player's line; the reply arrives as events. Returns at once.
+    ///
+    /// Lines are plain text: chat-template markers or JSON the player types are just words to the
+    /// model, and the reply grammar holds whatever they say.
+    pub fn ask(&self, text: impl Into<String>) -> Result<RequestId, ChatError> {
+        let text = text.into();
+        if text.trim().is_empty() {
+            return Err(ChatError::BadInput {
+                reason: "the line is empty".into(),
+            });
+        }
+        if text.chars().count() > MAX_PLAYER_CHARS {
+            return Err(ChatError::BadInput {
+                reason: format!("the line is longer than {MAX_PLAYER_CHARS} characters"),
+            });
+        }
+        if text.contains('\0') {
+            return Err(ChatError::BadInput {
+                reason: "the line contains a NUL character".into(),
+            });
+        }
+        let id = RequestId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        self.commands
+            .send(Command::Ask { id, text })
+            .map_err(|_| ChatError::WorkerGone)?;
+        Ok(id)
+    }
+
+    /// Cancels every request sent so far; the one in flight stops within a token or one batch.
+    pub fn cancel(&self) {
+        let last = self.next_id.load(Ordering::SeqCst).saturating_sub(1);
+        self.cancel_upto.fetch_max(last, Ordering::SeqCst);
+    }
+
+    /// Cancels pending requests and forgets the conversation (the persona stays cached).
+    pub fn reset(&self) -> Result<(), ChatError> {
+        self.cancel();
+        self.commands
+            .send(Command::Reset)
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// The channel of events from the worker; poll it with `try_recv` (e.g. once a frame).
+    pub fn events(&self) -> &Receiver<ChatEvent> {
+        &self.events
+    }
+
+    /// Blocks until request `id` ends, discarding its deltas and other requests' events.
+    pub fn wait(&self, id: RequestId) -> Result<(NpcReply, TurnStats), ChatError> {
+        loop {
+            match self.events.recv().map_err(|_| ChatError::WorkerGone)? {
+                ChatEvent::Reply {
+                    request,
+                    reply,
+                    stats,
+                } if request == id => return Ok((reply, stats)),
+                ChatEvent::Failed { request, error } if request == id => return Err(error),
+                ChatEvent::Cancelled { request } if request == id => {
+                    return Err(ChatError::Cancelled);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks and waits for the whole reply.
+    pub fn ask_blocking(&self, text: impl Into<String>) -> Result<NpcReply, ChatError> {
+        let id = self.ask(text)?;
+        self.wait(id).map(|(reply, _)| reply)
+    }
+
+    /// The conversation so far, once the requests sent before this call have ended.
+    pub fn snapshot(&self) -> Result<SavedChat, ChatError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.commands
+            .send(Command::Snapshot(tx))
+            .map_err(|_| ChatError::WorkerGone)?;
+        rx.recv().map_err(|_| ChatError::WorkerGone)
+    }
+}
+
+struct Flags {
+    cancel_upto: Arc<AtomicU64>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Flags {
+    fn cancelled(&self, id: RequestId) -> bool {
+        self.shutdown.load(Ordering::Relaxed) || id.0 <= self.cancel_upto.load(Ordering::Relaxed)
+    }
+}
+
+struct Turn {
+    player: String,
+    reply: NpcReply,
+    raw: String,
+    /// Player words, player-end, reply tokens, NPC-end.
+    tokens: Vec<LlamaToken>,
+}
+
+enum Outcome {
+    Done(NpcReply, TurnStats),
+    Cancelled,
+}
+
+struct Worker<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    persona: Persona,
+    options: ChatOptions,
+    fingerprint: String,
+    grammar: LlamaSampler,
+    persona_tokens: Vec<LlamaToken>,
+    player_end: Vec<LlamaToken>,
+    npc_end: Vec<LlamaToken>,
+    turns: Vec<Turn>,
+    first_remembered: usize,
+    /// Tokens whose KV entries are in the cache, at positions 0..len.
+    cached: Vec<LlamaToken>,
+    n_ctx: usize,
+    n_batch: usize,
+    max_reply_tokens: usize,
+}
+
+impl<'m> Worker<'m> {
+    fn new(
+        engine: &Engine,
+        model: &'m LlamaModel,
+        persona: Persona,
+        options: ChatOptions,
+        saved: Option<SavedChat>,
+    ) -> Result<Self, ChatError> {
+        let cfg = engine.config();
+        let n_ctx = options.context_size.unwrap_or(cfg.context_size());
+        let threads = options.threads.unwrap_or(cfg.threads()) as i32;
+        let n_batch = cfg.batch_size().min(n_ctx);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_seq_max(1)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        crate::llama_log::clear_last_error();
+        let ctx = model
+            .new_context(backend(), params)
+            .map_err(|e| ChatError::Context {
+                reason: crate::llama_log::take_last_error().unwrap_or_else(|| e.to_string()),
+            })?;
+        let tt: TurnTemplate = template::derive(model, &persona)?;
+        tracing::debug!(
+            persona = persona.name(),
+            template = tt.source,
+            "chat template ready"
+        );
+        let gbnf = grammar::gbnf(&persona);
+        let grammar =
+            LlamaSampler::grammar(model, &gbnf, "root").map_err(|_| ChatError::Grammar {
+                persona: persona.name().to_string(),
+            })?;
+        let vocab = model.vocab();
+        let persona_tokens = vocab.tokenize(tt.prefix.as_bytes(), true, true);
+        let player_end = vocab.tokenize(tt.player_end.as_bytes(), false, true);
+        let npc_end = vocab.tokenize(tt.npc_end.as_bytes(), false, true);
+        let max_reply_tokens = 32 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS;
+        let needed =
+            persona_tokens.len() + player_end.len() + npc_end.len() + 64 + max_reply_tokens;
+        if needed > n_ctx as usize {
+            return Err(ChatError::ContextTooSmall { needed, n_ctx });
+        }
+        let mut w = Worker {
+            model,
+            ctx,
+            persona,
+            options,
+            fingerprint: engine.fingerprint().to_string(),
+            grammar,
+            persona_tokens,
+            player_end,
+            npc_end,
+            turns: Vec::new(),
+            first_remembered: 0,
+            cached: Vec::new(),
+            n_ctx: n_ctx as usize,
+            n_batch: n_batch as usize,
+            max_reply_tokens,
+        };
+        if let Some(saved) = saved {
+            w.restore(saved);
+        }
+        Ok(w)
+    }
+
+    fn restore(&mut self, saved: SavedChat) {
+        let same_model = saved.model == self.fingerprint;
+        for t in saved.turns {
+            let tokens = if same_model && !t.tokens.is_empty() {
+                t.tokens.into_iter().map(LlamaToken).collect()
+            } else {
+                let vocab = self.model.vocab();
+                let mut tokens = vocab.tokenize(t.player.as_bytes(), false, false);
+                tokens.extend_from_slice(&self.player_end);
+                tokens.extend(vocab.tokenize(t.raw.as_bytes(), false, false));
+                tokens.extend_from_slice(&self.npc_end);
+                tokens
+            };
+            self.turns.push(Turn {
+                player: t.player,
+                reply: t.reply,
+                raw: t.raw,
+                tokens,
+            });
+        }
+        self.first_remembered = saved.first_remembered.min(self.turns.len());
+    }
+
+    fn snapshot(&self) -> SavedChat {
+        SavedChat {
+            format: SAVE_FORMAT,
+            persona: self.persona.name().to_string(),
+            model: self.fingerprint.clone(),
+            options: self.options.clone(),
+            turns: self
+                .turns
+                .iter()
+                .map(|t| SavedTurn {
+                    player: t.player.clone(),
+                    reply: t.reply.clone(),
+                    raw: t.raw.clone(),
+                    tokens: t.tokens.iter().map(|t| t.0).collect(),
+                })
+                .collect(),
+            first_remembered: self.first_remembered,
+        }
+    }
+
+    fn run(&mut self, commands: &Receiver<Command>, events: &Sender<ChatEvent>, flags: &Flags) {
+        // Warm up: evaluate the persona (and any restored history) before the first question.
+        let history = self.history_tokens();
+        if let Err(e) = self.sync(&history, &|| flags.shutdown.load(Ordering::Relaxed)) {
+            tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}");
+        }
+        while let Ok(cmd) = commands.recv() {
+            if flags.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            match cmd {
+                Command::Ask { id, text } => {
+                    let event = if flags.cancelled(id) {
+                        ChatEvent::Cancelled { request: id }
+                    } else {
+                        match self.answer(id, &text, events, flags) {
+                            Ok(Outcome::Done(reply, stats)) => ChatEvent::Reply {
+                                request: id,
+                                reply,
+                                stats,
+                            },
+                            Ok(Outcome::Cancelled) => ChatEvent::Cancelled { request: id },
+                            Err(error) => ChatEvent::Failed { request: id, error },
+                        }
+                    };
+                    if events.send(event).is_err() {
+                        break;
+                    }
+                }
+                Command::Reset => {
+                    self.turns.clear();
+                    self.first_remembered = 0;
+                }
+                Command::Snapshot(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+            }
+        }
+        tracing::debug!(persona = self.persona.name(), "chat worker stopped");
+    }
+
+    /// Persona tokens followed by every remembered turn.
+    fn history_tokens(&self) -> Vec<LlamaToken> {
+        let mut t = self.persona_tokens.clone();
+        for turn in &self.turns[self.first_remembered..] {
+            t.extend_from_slice(&turn.tokens);
+        }
+        t
+    }
+
+    /// Makes the KV cache hold exactly `target`, evaluating only what differs from what it holds.
+    /// Returns the batch index of the last token's logits, or `None` when stopped.
+    fn sync(
+        &mut self,
+        target: &[LlamaToken],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<i32>, ChatError> {
+        let mut common = self
+            .cached
+            .iter()
+            .zip(target)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // The last token is always evaluated again: its logits are needed.
+        common = common.min(target.len().saturating_sub(1));
+        if common < self.cached.len() {
+            let removed = self
+                .ctx
+                .clear_kv_cache_seq(Some(0), Some(common as u32), None)
+                .map_err(|e| ChatError::Decode {
+                    reason: e.to_string(),
+                })?;
+            if removed {
+                self.cached.truncate(common);
+            } else {
+                // Models whose cache cannot be cut part-way (recurrent ones) start over.
+                self.ctx.clear_kv_cache();
+                self.cached.clear();
+                common = 0;
+            }
+        }
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        let mut last = None;
+        let rest = &target[common..];
+        for (chunk_no, chunk) in rest.chunks(self.n_batch).enumerate() {
+            if stop() {
+                return Ok(None);
+            }
+            batch.clear();
+            let last_chunk = (chunk_no + 1) * self.n_batch >= rest.len();
+            for (i, tok) in chunk.iter().enumerate() {
+                let pos = (self.cached.len() + i) as i32;
+                let logits = last_chunk && i + 1 == chunk.len();
+                batch
+                    .add(*tok, pos, &[0], logits)
+                    .map_err(|e| ChatError::Decode {
+                        reason: e.to_string(),
+                    })?;
+            }
+            self.ctx.decode(&mut batch).map_err(|e| ChatError::Decode {
+                reason: e.to_string(),
+            })?;
+            self.cached.extend_from_slice(chunk);
+            last = Some(chunk.len() as i32 - 1);
+        }
+        Ok(last)
+    }
+
+    /// The candidates the grammar allows now, most likely first: the top-k when any of them is
+    /// allowed (the cheap, common case), otherwise the best k of the whole filtered vocabulary.
+    fn allowed(&mut self, logits: &[f32], k: usize, fallbacks: &mut usize) -> Vec<(i32, f32)> {
+        let top = sampler::top_k(logits, k);
+        let filter = |grammar: &mut LlamaSampler, cands: &[(i32, f32)]| {
+            let mut arr = LlamaTokenDataArray::new(
+                cands
+                    .iter()
+                    .map(|(t, l)| LlamaTokenData::new(LlamaToken(*t), *l, 0.0))
+                    .collect(),
+                false,
+            );
+            arr.apply_sampler(grammar);
+            let allowed: std::collections::HashSet<i32> = arr
+                .data
+                .iter()
+                .filter(|d| d.logit().is_finite())
+                .map(|d| d.id().0)
+                .collect();
+            cands
+                .iter()
+                .filter(|(t, _)| allowed.contains(t))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        let ok = filter(&mut self.grammar, &top);
+        if !ok.is_empty() {
+            return ok;
+        }
+        *fallbacks += 1;
+        let all: Vec<(i32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as i32, *l))
+            .collect();
+        let ok = filter(&mut self.grammar, &all);
+        let masked: Vec<f32> = {
+            let mut m = vec![f32::NEG_INFINITY; logits.len()];
+            for (t, l) in &ok {
+                m[*t as usize] = *l;
+            }
+            m
+        };
+        sampler::top_k(&masked, k.min(ok.len()).max(1))
+            .into_iter()
+            .filter(|(_, l)| l.is_finite())
+            .collect()
+    }
+
+    fn answer(
+        &mut self,
+        id: RequestId,
+        text: &str,
+        events: &Sender<ChatEvent>,
+        flags: &Flags,
+    ) -> Result<Outcome, ChatError> {
+        let started = Instant::now();
+        let mut stats = TurnStats::default();
+        let words = self.model.vocab().tokenize(text.as_bytes(), false, false);
+
+        // Forget old turns (never the persona) until the prompt and the longest reply fit.
+        let budget = self.n_ctx - self.max_reply_tokens;
+        let new_len = words.len() + self.player_end.len();
+        let mut history = self.history_tokens();
+        if history.len() + new_len > budget {
+            let target = (budget + self.persona_tokens.len()) / 2;
+            while history.len() + new_len > target.max(self.persona_tokens.len() + new_len) {
+                if self.first_remembered == self.turns.len() {
+                    break;
+                }
+                let dropped = self.turns[self.first_remembered].tokens.len();
+                self.first_remembered += 1;
+                stats.dropped_turns += 1;
+                history.drain(self.persona_tokens.len()..self.persona_tokens.len() + dropped);
+            }
+            if history.len() + new_len > budget {
+                return Err(ChatError::ContextTooSmall {
+                    needed: history.len() + new_len + self.max_reply_tokens,
+                    n_ctx: self.n_ctx as u32,
+                });
+            }
+            tracing::debug!(
+                persona = self.persona.name(),
+                dropped = stats.dropped_turns,
+                "context full: forgot the oldest turns"
+            );
+        }
+        let mut prompt = history;
+        prompt.extend_from_slice(&words);
+        prompt.extend_from_slice(&self.player_end);
+        let before = self
+            .cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        stats.prompt_tokens = prompt.len();
+        stats.reused_tokens = before;
+        stats.evaluated_tokens = prompt.len() - before;
+        let Some(mut logit_idx) = self.sync(&prompt, &|| flags.cancelled(id))? else {
+            return Ok(Outcome::Cancelled);
+        };
+        stats.prompt_time = started.elapsed();
+        let gen_started = Instant::now();
+
+        self.grammar.reset();
+        let mut rng = SplitMix64::new(sampler::turn_seed(self.options.seed, self.turns.len()));
+        let sampling = self.options.sampling;
+        let k = sampling.top_k() as usize;
+        let mut generated: Vec<LlamaToken> = Vec::new();
+        let mut raw: Vec<u8> = Vec::new();
+        let mut streamed = 0usize;
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut done = false;
+        for _ in 0..self.max_reply_tokens {
+            if flags.cancelled(id) {
+                return Ok(Outcome::Cancelled);
+            }
+            let logits = self.ctx.get_logits_ith(logit_idx).to_vec();
+            let cands = self.allowed(&logits, k, &mut stats.grammar_fallbacks);
+            if cands.is_empty() {
+                return Err(ChatError::Unparseable {
+                    reason: "the grammar allows no token here".into(),
+                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                });
+            }
+            let tok = LlamaToken(sampler::pick(&cands, &sampling, &mut rng));
+            self.grammar
+                .try_accept(tok)
+                .map_err(|e| ChatError::Unparseable {
+                    reason: format!("grammar refused token {}: {e}", tok.0),
+                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                })?;
+            if generated.is_empty() {
+                stats.time_to_first_token = started.elapsed();
+            }
+            generated.push(tok);
+            raw.extend(self.model.vocab().token_to_piece(tok, false, None));
+
+            let valid = match std::str::from_utf8(&raw) {
+                Ok(s) => s,
+                Err(e) => std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
+            };
+            let say = grammar::partial_say(valid);
+            if say.len() > streamed {
+                let delta = say[streamed..].to_string();
+                streamed = say.len();
+                let _ = events.send(ChatEvent::Delta {
+                    request: id,
+                    text: delta,
+                });
+            }
+            if valid.ends_with("\"}") {
+                done = true;
+                break;
+            }
+            batch.clear();
+            batch
+                .add(tok, self.cached.len() as i32, &[0], true)
+                .map_err(|e| ChatError::Decode {
+                    reason: e.to_string(),
+                })?;
+            self.ctx.decode(&mut batch).map_err(|e| ChatError::Decode {
+                reason: e.to_string(),
+            })?;
+            self.cached.push(tok);
+            logit_idx = 0;
+        }
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        if !done {
+            return Err(ChatError::Unparseable {
+                reason: format!(
+                    "the reply did not end within {} tokens",
+                    self.max_reply_tokens
+                ),
+                raw,
+            });
+        }
+        let (say, emotion, action) =
+            grammar::parse_reply(&raw, &self.persona).map_err(|reason| ChatError::Unparseable {
+                reason,
+                raw: raw.clone(),
+            })?;
+        stats.generated_tokens = generated.len();
+        stats.generation_time = gen_started.elapsed();
+        let reply = NpcReply {
+            say,
+            emotion,
+            action,
+        };
+        let mut tokens = words;
+        tokens.extend_from_slice(&self.player_end);
+        tokens.extend_from_slice(&generated);
+        tokens.extend_from_slice(&self.npc_end);
+        self.turns.push(Turn {
+            player: text.to_string(),
+            reply: reply.clone(),
+            raw,
+            tokens,
+        });
+        Ok(Outcome::Done(reply, stats))
+    }
+}

