@@ -253,7 +253,7 @@ impl SavedChat {
 
 enum Command {
     Ask { id: RequestId, text: String },
-    Reset,
+    Reset(Option<u64>),
     Snapshot(Sender<SavedChat>),
 }
 
@@ -385,7 +385,15 @@ impl Chat {
     pub fn reset(&self) -> Result<(), ChatError> {
         self.cancel();
         self.commands
-            .send(Command::Reset)
+            .send(Command::Reset(None))
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// Like [`Chat::reset`], and the conversation from here on uses `seed`.
+    pub fn reset_with_seed(&self, seed: u64) -> Result<(), ChatError> {
+        self.cancel();
+        self.commands
+            .send(Command::Reset(Some(seed)))
             .map_err(|_| ChatError::WorkerGone)
     }
 
@@ -612,9 +620,12 @@ impl<'m> Worker<'m> {
                         break;
                     }
                 }
-                Command::Reset => {
+                Command::Reset(seed) => {
                     self.turns.clear();
                     self.first_remembered = 0;
+                    if let Some(seed) = seed {
+                        self.options.seed = seed;
+                    }
                 }
                 Command::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
@@ -806,11 +817,21 @@ impl<'m> Worker<'m> {
         let mut streamed = 0usize;
         let mut batch = LlamaBatch::new(1, 1);
         let mut done = false;
+        let mut say_from: Option<usize> = None;
+        let mut say_done = false;
         for _ in 0..self.max_reply_tokens {
             if flags.cancelled(id) {
                 return Ok(Outcome::Cancelled);
             }
-            let logits = self.ctx.get_logits_ith(logit_idx).to_vec();
+            let mut logits = self.ctx.get_logits_ith(logit_idx).to_vec();
+            // The repeat penalty looks only at the spoken words, and only while they are written:
+            // the name, the JSON keys and the emotion and action choices are not repetition.
+            if let Some(from) = say_from {
+                if !say_done {
+                    let used: Vec<i32> = generated[from..].iter().map(|t| t.0).collect();
+                    sampling.penalize(&mut logits, &used);
+                }
+            }
             let cands = self.allowed(&logits, k, &mut stats.grammar_fallbacks);
             if cands.is_empty() {
                 return Err(ChatError::Unparseable {
@@ -836,6 +857,10 @@ impl<'m> Worker<'m> {
                 Err(e) => std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
             };
             let say = grammar::partial_say(valid);
+            if say_from.is_none() && valid.contains(grammar::SAY_KEY) {
+                say_from = Some(generated.len());
+            }
+            say_done = say_from.is_some() && grammar::say_closed(valid);
             if say.len() > streamed {
                 let delta = say[streamed..].to_string();
                 streamed = say.len();

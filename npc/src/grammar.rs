@@ -1,5 +1,7 @@
 //! The reply grammar: a GBNF grammar generated from a persona, so every reply is
-//! `{"say": "…", "emotion": "…", "action": "…"}` with the persona's own emotions and actions.
+//! `{"speaker": "<name>", "say": "…", "emotion": "…", "action": "…"}` with the persona's own
+//! name, emotions and actions. The fixed `speaker` field puts the NPC's name right before its
+//! words, which keeps small models in character.
 //!
 //! `say` is one to `max_sentences` sentences, each 1 to [`MAX_SENTENCE_CHARS`] characters that end
 //! in `.`, `!` or `?`, separated by one space. It never holds `"`, `\` or control characters, so the
@@ -35,7 +37,7 @@ pub fn gbnf(persona: &Persona) -> String {
         format!("sentence (\" \" sentence){{0,{extra}}}")
     };
     format!(
-        r#"root ::= "{{\"say\": \"" say "\", \"emotion\": \"" emotion "\", \"action\": \"" action "\"}}"
+        r#"root ::= "{{\"speaker\": \"{name}\", \"action\": \"" action "\", \"say\": \"" say "\", \"emotion\": \"" emotion "\"}}"
 say ::= {say}
 sentence ::= first body{{0,{body}}} end
 first ::= [^ "\\.!?\x00-\x1F]
@@ -44,6 +46,7 @@ end ::= [.!?]
 emotion ::= {emotions}
 action ::= {actions}
 "#,
+        name = persona.name(),
         body = MAX_SENTENCE_CHARS - 2,
         emotions = alternatives(persona.emotions()),
         actions = alternatives(persona.actions()),
@@ -101,11 +104,15 @@ pub(crate) fn parse_reply(
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Raw {
+        speaker: String,
         say: String,
         emotion: String,
         action: String,
     }
     let r: Raw = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    if r.speaker != persona.name() {
+        return Err(format!("speaker {:?} is not the persona", r.speaker));
+    }
     check_say(&r.say, persona.max_sentences())?;
     if !persona.allows_emotion(&r.emotion) {
         return Err(format!("emotion {:?} is not the persona's", r.emotion));
@@ -118,11 +125,23 @@ pub(crate) fn parse_reply(
 
 /// Extracts the `say` text written so far from a partial reply, for streaming.
 pub(crate) fn partial_say(partial: &str) -> &str {
-    const PREFIX: &str = "{\"say\": \"";
-    match partial.strip_prefix(PREFIX) {
-        Some(rest) => rest.split('"').next().unwrap_or(""),
+    match partial.find(SAY_KEY) {
+        Some(at) => partial[at + SAY_KEY.len()..]
+            .split('"')
+            .next()
+            .unwrap_or(""),
         None => "",
     }
+}
+
+/// The text that opens the spoken words in a reply.
+pub(crate) const SAY_KEY: &str = "\"say\": \"";
+
+/// Whether the spoken words of a partial reply are complete (their closing quote was written).
+pub(crate) fn say_closed(partial: &str) -> bool {
+    partial
+        .find(SAY_KEY)
+        .is_some_and(|at| partial[at + SAY_KEY.len()..].contains('"'))
 }
 
 #[cfg(test)]
@@ -146,7 +165,11 @@ mod tests {
     #[test]
     fn partial_say_streams_only_speech() {
         assert_eq!(partial_say("{\"sa"), "");
-        assert_eq!(partial_say("{\"say\": \"Hel"), "Hel");
-        assert_eq!(partial_say("{\"say\": \"Hi.\", \"emo"), "Hi.");
+        assert_eq!(partial_say("{\"speaker\": \"Bram\", \"sa"), "");
+        assert_eq!(partial_say("{\"speaker\": \"Bram\", \"say\": \"Hel"), "Hel");
+        assert_eq!(
+            partial_say("{\"speaker\": \"Bram\", \"say\": \"Hi.\", \"emo"),
+            "Hi."
+        );
     }
 }

@@ -41,6 +41,7 @@
 mod chat;
 mod engine;
 mod error;
+pub mod eval;
 mod gguf;
 pub mod grammar;
 mod llama_log;

@@ -283,7 +283,7 @@ impl Persona {
     pub fn system_prompt(&self) -> String {
         let f = &self.file;
         let mut s = format!(
-            "You are {name}, {role}. {backstory}\nYou speak in a {style} way.\n",
+            "Your name is {name}. You are {name}, {role}. {backstory}\nYou speak in a {style} way.\n",
             name = f.name,
             role = f.role,
             backstory = f.backstory.trim(),
@@ -304,7 +304,7 @@ impl Persona {
         s.push_str(&format!(
             "Your name is {name}. Always stay in character as {name}; you are not an assistant. \
              Answer the player in {sentences}.\n\
-             Reply as JSON: {{\"say\": your words, \"emotion\": one of {emotions}, \"action\": one of {actions}}}.\n",
+             Reply as JSON: {{\"speaker\": \"{name}\", \"action\": one of {actions}, \"say\": your words, \"emotion\": one of {emotions}}}.\n",
             name = f.name,
             emotions = f.emotions.join(", "),
             actions = f.actions.join(", "),
@@ -317,7 +317,10 @@ impl Persona {
     }
 
     /// The canonical JSON of one reply, exactly as the grammar makes the model write it.
-    pub(crate) fn render_reply(say: &str, emotion: &str, action: &str) -> String {
-        format!("{{\"say\": \"{say}\", \"emotion\": \"{emotion}\", \"action\": \"{action}\"}}")
+    pub(crate) fn render_reply(&self, say: &str, emotion: &str, action: &str) -> String {
+        format!(
+            "{{\"speaker\": \"{}\", \"action\": \"{action}\", \"say\": \"{say}\", \"emotion\": \"{emotion}\"}}",
+            self.file.name
+        )
     }
 }

@@ -14,15 +14,22 @@ pub struct Sampling {
     temperature: f32,
     top_k: u32,
     top_p: f32,
+    #[serde(default = "default_repeat_penalty")]
+    repeat_penalty: f32,
+}
+
+fn default_repeat_penalty() -> f32 {
+    1.0
 }
 
 impl Default for Sampling {
-    /// Temperature 0.7, top-k 40, top-p 0.9.
+    /// Temperature 0.7, top-k 40, top-p 0.9, repeat penalty 1.15.
     fn default() -> Self {
         Self {
             temperature: 0.7,
             top_k: 40,
             top_p: 0.9,
+            repeat_penalty: 1.15,
         }
     }
 }
@@ -49,6 +56,39 @@ impl Sampling {
             1.0
         };
         self
+    }
+    /// Discourages tokens the reply already used: their logits are divided by `penalty` (when
+    /// positive) or multiplied by it (when negative), as llama.cpp does. 1 turns it off.
+    #[must_use]
+    pub fn with_repeat_penalty(mut self, penalty: f32) -> Self {
+        self.repeat_penalty = if penalty.is_finite() {
+            penalty.max(1.0)
+        } else {
+            1.0
+        };
+        self
+    }
+    /// The repeat penalty.
+    pub fn repeat_penalty(&self) -> f32 {
+        self.repeat_penalty
+    }
+    /// Applies the repeat penalty for the tokens in `used` to `logits`.
+    pub(crate) fn penalize(&self, logits: &mut [f32], used: &[i32]) {
+        if self.repeat_penalty <= 1.0 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &t in used {
+            if seen.insert(t) {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 {
+                        *l / self.repeat_penalty
+                    } else {
+                        *l * self.repeat_penalty
+                    };
+                }
+            }
+        }
     }
     /// The temperature.
     pub fn temperature(&self) -> f32 {

@@ -49,7 +49,7 @@ fn split(
         messages.push(
             msg(
                 "assistant",
-                &Persona::render_reply(&ex.say, &ex.emotion, &ex.action),
+                &persona.render_reply(&ex.say, &ex.emotion, &ex.action),
             )
             .map_err(|e| e.to_string())?,
         );

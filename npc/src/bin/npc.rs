@@ -42,6 +42,23 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Persona check: asks each line over many seeds and prints how the NPC answered.
+    Eval {
+        /// Persona TOML file.
+        #[arg(long)]
+        persona: PathBuf,
+        /// GGUF model [default: the fetched one].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Seeds per line.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// Sampling temperature.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// Lines to ask [default: "What is your name?"].
+        lines: Vec<String>,
+    },
     Say {
         #[command(flatten)]
         common: Common,
@@ -142,6 +159,41 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Chat(common) => interactive(&common),
         Command::Tour { dir, model, seed } => tour(&dir, model, seed),
+        Command::Eval {
+            persona,
+            model,
+            seeds,
+            temperature,
+            mut lines,
+        } => {
+            let mut sampling = kiln_npc::Sampling::default();
+            if let Some(t) = temperature {
+                sampling = sampling.with_temperature(t);
+            }
+            let options = ChatOptions::default().with_sampling(sampling);
+            let persona = Persona::load(&persona)?;
+            let engine = Engine::load(
+                model.unwrap_or_else(kiln_npc::default_model_path),
+                EngineConfig::default(),
+            )?;
+            if lines.is_empty() {
+                lines.push("What is your name?".into());
+            }
+            for line in lines {
+                let probe =
+                    kiln_npc::eval::probe(&engine, &persona, &line, seeds, options.clone())?;
+                println!(
+                    "{:?}: name {:.0}%, action none {:.0}%",
+                    line,
+                    100.0 * probe.rate_containing(persona.name()),
+                    100.0 * probe.rate_action("none")
+                );
+                for (seed, r) in probe.replies.iter().enumerate() {
+                    println!("  {seed:>3} [{} · {}] {}", r.emotion, r.action, r.say);
+                }
+            }
+            Ok(())
+        }
     }
 }
 
