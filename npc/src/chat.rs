@@ -50,6 +50,8 @@ pub struct NpcReply {
 pub struct TurnStats {
     /// Tokens in the whole prompt for this turn (persona, remembered turns, the new line).
     pub prompt_tokens: usize,
+    /// Of those, tokens of the persona (system prompt and examples), always at the start.
+    pub persona_tokens: usize,
     /// Of those, tokens whose KV cache entries were reused.
     pub reused_tokens: usize,
     /// Of those, tokens evaluated for this turn.
@@ -187,10 +189,14 @@ pub struct SavedTurn {
     pub reply: NpcReply,
     /// The reply exactly as the model wrote it.
     pub raw: String,
-    /// The turn's tokens (valid for the model with `SavedChat::model`), so a restored chat
-    /// continues bit for bit as the original would; re-tokenised when the model differs.
+    /// Token ids of the player's words (valid for the model named by [`SavedChat::model`]), so
+    /// a restored chat continues bit for bit as the original would; re-tokenised when the model
+    /// differs or they are missing.
     #[serde(default)]
-    pub tokens: Vec<i32>,
+    pub words: Vec<i32>,
+    /// Token ids of the reply as generated (same rule as `words`).
+    #[serde(default)]
+    pub generated: Vec<i32>,
 }
 
 /// A conversation as saved to disk (serde JSON): the turns, and the settings that produced them.
@@ -451,13 +457,33 @@ struct Turn {
     player: String,
     reply: NpcReply,
     raw: String,
-    /// Player words, player-end, reply tokens, NPC-end.
-    tokens: Vec<LlamaToken>,
+    /// The player's words.
+    words: Vec<LlamaToken>,
+    /// The reply's tokens as generated.
+    generated: Vec<LlamaToken>,
 }
 
 enum Outcome {
     Done(NpcReply, TurnStats),
     Cancelled,
+}
+
+/// How a run of tokens is evaluated.
+///
+/// llama.cpp's CPU kernels can round differently for different batch shapes, so the same tokens
+/// evaluated in one batch or one by one may give different logits in the last bits. To make a
+/// restored or trimmed conversation continue exactly as a live one would, the history is always
+/// evaluated in one canonical shape: the persona and each player turn as batches (split every
+/// `n_batch` tokens), and reply tokens one by one, as they were during generation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Batch,
+    OneByOne,
+}
+
+struct Segment {
+    tokens: Vec<LlamaToken>,
+    shape: Shape,
 }
 
 struct Worker<'m> {
@@ -479,6 +505,12 @@ struct Worker<'m> {
     max_reply_tokens: usize,
 }
 
+fn decode_err(e: impl std::fmt::Display) -> ChatError {
+    ChatError::Decode {
+        reason: e.to_string(),
+    }
+}
+
 impl<'m> Worker<'m> {
     fn new(
         engine: &Engine,
@@ -498,11 +530,11 @@ impl<'m> Worker<'m> {
             .with_n_seq_max(1)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        crate::llama_log::clear_last_error();
+        crate::llama_log::clear_errors();
         let ctx = model
             .new_context(backend(), params)
             .map_err(|e| ChatError::Context {
-                reason: crate::llama_log::take_last_error().unwrap_or_else(|| e.to_string()),
+                reason: crate::llama_log::take_errors().unwrap_or_else(|| e.to_string()),
             })?;
         let tt: TurnTemplate = template::derive(model, &persona)?;
         tracing::debug!(
@@ -519,7 +551,7 @@ impl<'m> Worker<'m> {
         let persona_tokens = vocab.tokenize(tt.prefix.as_bytes(), true, true);
         let player_end = vocab.tokenize(tt.player_end.as_bytes(), false, true);
         let npc_end = vocab.tokenize(tt.npc_end.as_bytes(), false, true);
-        let max_reply_tokens = 32 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS;
+        let max_reply_tokens = 48 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS;
         let needed =
             persona_tokens.len() + player_end.len() + npc_end.len() + 64 + max_reply_tokens;
         if needed > n_ctx as usize {
@@ -550,28 +582,31 @@ impl<'m> Worker<'m> {
 
     fn restore(&mut self, saved: SavedChat) {
         let same_model = saved.model == self.fingerprint;
+        let vocab = self.model.vocab();
+        let ids = |v: Vec<i32>| v.into_iter().map(LlamaToken).collect::<Vec<_>>();
         for t in saved.turns {
-            let tokens = if same_model && !t.tokens.is_empty() {
-                t.tokens.into_iter().map(LlamaToken).collect()
+            let (words, generated) = if same_model && !t.words.is_empty() && !t.generated.is_empty()
+            {
+                (ids(t.words), ids(t.generated))
             } else {
-                let vocab = self.model.vocab();
-                let mut tokens = vocab.tokenize(t.player.as_bytes(), false, false);
-                tokens.extend_from_slice(&self.player_end);
-                tokens.extend(vocab.tokenize(t.raw.as_bytes(), false, false));
-                tokens.extend_from_slice(&self.npc_end);
-                tokens
+                (
+                    vocab.tokenize(t.player.as_bytes(), false, false),
+                    vocab.tokenize(t.raw.as_bytes(), false, false),
+                )
             };
             self.turns.push(Turn {
                 player: t.player,
                 reply: t.reply,
                 raw: t.raw,
-                tokens,
+                words,
+                generated,
             });
         }
         self.first_remembered = saved.first_remembered.min(self.turns.len());
     }
 
     fn snapshot(&self) -> SavedChat {
+        let ids = |v: &[LlamaToken]| v.iter().map(|t| t.0).collect();
         SavedChat {
             format: SAVE_FORMAT,
             persona: self.persona.name().to_string(),
@@ -584,7 +619,8 @@ impl<'m> Worker<'m> {
                     player: t.player.clone(),
                     reply: t.reply.clone(),
                     raw: t.raw.clone(),
-                    tokens: t.tokens.iter().map(|t| t.0).collect(),
+                    words: ids(&t.words),
+                    generated: ids(&t.generated),
                 })
                 .collect(),
             first_remembered: self.first_remembered,
@@ -593,9 +629,10 @@ impl<'m> Worker<'m> {
 
     fn run(&mut self, commands: &Receiver<Command>, events: &Sender<ChatEvent>, flags: &Flags) {
         // Warm up: evaluate the persona (and any restored history) before the first question.
-        let history = self.history_tokens();
-        if let Err(e) = self.sync(&history, &|| flags.shutdown.load(Ordering::Relaxed)) {
-            tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}");
+        let history = self.schedule(self.first_remembered, None);
+        match self.sync(&history, false, &|| flags.shutdown.load(Ordering::Relaxed)) {
+            Ok(_) | Err(ChatError::Cancelled) => {}
+            Err(e) => tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}"),
         }
         while let Ok(cmd) = commands.recv() {
             if flags.shutdown.load(Ordering::Relaxed) {
@@ -612,7 +649,9 @@ impl<'m> Worker<'m> {
                                 reply,
                                 stats,
                             },
-                            Ok(Outcome::Cancelled) => ChatEvent::Cancelled { request: id },
+                            Ok(Outcome::Cancelled) | Err(ChatError::Cancelled) => {
+                                ChatEvent::Cancelled { request: id }
+                            }
                             Err(error) => ChatEvent::Failed { request: id, error },
                         }
                     };
@@ -635,71 +674,116 @@ impl<'m> Worker<'m> {
         tracing::debug!(persona = self.persona.name(), "chat worker stopped");
     }
 
-    /// Persona tokens followed by every remembered turn.
-    fn history_tokens(&self) -> Vec<LlamaToken> {
-        let mut t = self.persona_tokens.clone();
-        for turn in &self.turns[self.first_remembered..] {
-            t.extend_from_slice(&turn.tokens);
+    /// The canonical evaluation of the persona, the turns from `first` on, and (when given) a
+    /// new player line.
+    fn schedule(&self, first: usize, new_words: Option<&[LlamaToken]>) -> Vec<Segment> {
+        let mut segments = vec![Segment {
+            tokens: self.persona_tokens.clone(),
+            shape: Shape::Batch,
+        }];
+        // Tokens written but not yet evaluated when the next player turn starts: the reply's
+        // last token and the end of the NPC's turn.
+        let mut carry = Vec::new();
+        let player_turn = |carry: Vec<LlamaToken>, words: &[LlamaToken]| {
+            let mut t = carry;
+            t.extend_from_slice(words);
+            t.extend_from_slice(&self.player_end);
+            Segment {
+                tokens: t,
+                shape: Shape::Batch,
+            }
+        };
+        for turn in &self.turns[first..] {
+            segments.push(player_turn(std::mem::take(&mut carry), &turn.words));
+            if let Some((last, rest)) = turn.generated.split_last() {
+                segments.push(Segment {
+                    tokens: rest.to_vec(),
+                    shape: Shape::OneByOne,
+                });
+                carry.push(*last);
+            }
+            carry.extend_from_slice(&self.npc_end);
         }
-        t
+        if let Some(words) = new_words {
+            segments.push(player_turn(carry, words));
+        }
+        segments
     }
 
-    /// Makes the KV cache hold exactly `target`, evaluating only what differs from what it holds.
-    /// Returns the batch index of the last token's logits, or `None` when stopped.
+    /// Makes the KV cache hold exactly the scheduled tokens, evaluating only what it does not
+    /// hold yet, in the canonical shape. With `need_logits`, the last token is always evaluated
+    /// (its logits are needed) and its batch index is returned. `stop` is polled between
+    /// batches; when it says stop, the result is `Err(ChatError::Cancelled)`.
     fn sync(
         &mut self,
-        target: &[LlamaToken],
+        segments: &[Segment],
+        need_logits: bool,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Option<i32>, ChatError> {
+    ) -> Result<(usize, Option<i32>), ChatError> {
+        // Where each canonical decode call starts.
+        let mut calls = Vec::new();
+        let mut target = Vec::new();
+        for seg in segments {
+            let start = target.len();
+            match seg.shape {
+                Shape::Batch => calls.extend(
+                    (0..seg.tokens.len())
+                        .step_by(self.n_batch)
+                        .map(|i| start + i),
+                ),
+                Shape::OneByOne => calls.extend((0..seg.tokens.len()).map(|i| start + i)),
+            }
+            target.extend_from_slice(&seg.tokens);
+        }
+        calls.push(target.len());
         let mut common = self
             .cached
             .iter()
-            .zip(target)
+            .zip(&target)
             .take_while(|(a, b)| a == b)
             .count();
-        // The last token is always evaluated again: its logits are needed.
-        common = common.min(target.len().saturating_sub(1));
+        if need_logits {
+            common = common.min(target.len().saturating_sub(1));
+        }
+        // Restart at the decode call that covers the first token not in the cache.
+        common = calls
+            .iter()
+            .copied()
+            .filter(|c| *c <= common)
+            .max()
+            .unwrap_or(0);
         if common < self.cached.len() {
             let removed = self
                 .ctx
                 .clear_kv_cache_seq(Some(0), Some(common as u32), None)
-                .map_err(|e| ChatError::Decode {
-                    reason: e.to_string(),
-                })?;
+                .map_err(decode_err)?;
             if removed {
                 self.cached.truncate(common);
             } else {
                 // Models whose cache cannot be cut part-way (recurrent ones) start over.
                 self.ctx.clear_kv_cache();
                 self.cached.clear();
-                common = 0;
+                return self.sync(segments, need_logits, stop);
             }
         }
         let mut batch = LlamaBatch::new(self.n_batch, 1);
         let mut last = None;
-        let rest = &target[common..];
-        for (chunk_no, chunk) in rest.chunks(self.n_batch).enumerate() {
+        for pair in calls.windows(2).filter(|w| w[0] >= common) {
             if stop() {
-                return Ok(None);
+                return Err(ChatError::Cancelled);
             }
+            let chunk = &target[pair[0]..pair[1]];
             batch.clear();
-            let last_chunk = (chunk_no + 1) * self.n_batch >= rest.len();
             for (i, tok) in chunk.iter().enumerate() {
-                let pos = (self.cached.len() + i) as i32;
-                let logits = last_chunk && i + 1 == chunk.len();
-                batch
-                    .add(*tok, pos, &[0], logits)
-                    .map_err(|e| ChatError::Decode {
-                        reason: e.to_string(),
-                    })?;
+                let pos = (pair[0] + i) as i32;
+                let logits = need_logits && pair[0] + i + 1 == target.len();
+                batch.add(*tok, pos, &[0], logits).map_err(decode_err)?;
             }
-            self.ctx.decode(&mut batch).map_err(|e| ChatError::Decode {
-                reason: e.to_string(),
-            })?;
+            self.ctx.decode(&mut batch).map_err(decode_err)?;
             self.cached.extend_from_slice(chunk);
             last = Some(chunk.len() as i32 - 1);
         }
-        Ok(last)
+        Ok((common, if need_logits { last } else { None }))
     }
 
     /// The candidates the grammar allows now, most likely first: the top-k when any of them is
@@ -762,24 +846,22 @@ impl<'m> Worker<'m> {
         let mut stats = TurnStats::default();
         let words = self.model.vocab().tokenize(text.as_bytes(), false, false);
 
-        // Forget old turns (never the persona) until the prompt and the longest reply fit.
+        // Forget old turns (never the persona) until the prompt and the longest reply fit; when
+        // forgetting, forget down to about half the room, so it does not happen every turn.
+        let len = |segs: &[Segment]| segs.iter().map(|s| s.tokens.len()).sum::<usize>();
         let budget = self.n_ctx - self.max_reply_tokens;
-        let new_len = words.len() + self.player_end.len();
-        let mut history = self.history_tokens();
-        if history.len() + new_len > budget {
-            let target = (budget + self.persona_tokens.len()) / 2;
-            while history.len() + new_len > target.max(self.persona_tokens.len() + new_len) {
-                if self.first_remembered == self.turns.len() {
-                    break;
-                }
-                let dropped = self.turns[self.first_remembered].tokens.len();
-                self.first_remembered += 1;
+        let mut first = self.first_remembered;
+        let mut schedule = self.schedule(first, Some(&words));
+        if len(&schedule) > budget {
+            let goal = (budget + self.persona_tokens.len()) / 2;
+            while len(&schedule) > goal && first < self.turns.len() {
+                first += 1;
                 stats.dropped_turns += 1;
-                history.drain(self.persona_tokens.len()..self.persona_tokens.len() + dropped);
+                schedule = self.schedule(first, Some(&words));
             }
-            if history.len() + new_len > budget {
+            if len(&schedule) > budget {
                 return Err(ChatError::ContextTooSmall {
-                    needed: history.len() + new_len + self.max_reply_tokens,
+                    needed: len(&schedule) + self.max_reply_tokens,
                     n_ctx: self.n_ctx as u32,
                 });
             }
@@ -789,22 +871,14 @@ impl<'m> Worker<'m> {
                 "context full: forgot the oldest turns"
             );
         }
-        let mut prompt = history;
-        prompt.extend_from_slice(&words);
-        prompt.extend_from_slice(&self.player_end);
-        let before = self
-            .cached
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
-        stats.prompt_tokens = prompt.len();
-        stats.reused_tokens = before;
-        stats.evaluated_tokens = prompt.len() - before;
-        let Some(mut logit_idx) = self.sync(&prompt, &|| flags.cancelled(id))? else {
-            return Ok(Outcome::Cancelled);
-        };
+        stats.prompt_tokens = len(&schedule);
+        stats.persona_tokens = self.persona_tokens.len();
+        let (reused, logit_idx) = self.sync(&schedule, true, &|| flags.cancelled(id))?;
+        // Forgetting is kept even if this request is cancelled later: the cache matches it.
+        self.first_remembered = first;
+        let mut logit_idx = logit_idx.ok_or_else(|| decode_err("no logits"))?;
+        stats.reused_tokens = reused;
+        stats.evaluated_tokens = stats.prompt_tokens - reused;
         stats.prompt_time = started.elapsed();
         let gen_started = Instant::now();
 
@@ -876,12 +950,8 @@ impl<'m> Worker<'m> {
             batch.clear();
             batch
                 .add(tok, self.cached.len() as i32, &[0], true)
-                .map_err(|e| ChatError::Decode {
-                    reason: e.to_string(),
-                })?;
-            self.ctx.decode(&mut batch).map_err(|e| ChatError::Decode {
-                reason: e.to_string(),
-            })?;
+                .map_err(decode_err)?;
+            self.ctx.decode(&mut batch).map_err(decode_err)?;
             self.cached.push(tok);
             logit_idx = 0;
         }
@@ -907,15 +977,12 @@ impl<'m> Worker<'m> {
             emotion,
             action,
         };
-        let mut tokens = words;
-        tokens.extend_from_slice(&self.player_end);
-        tokens.extend_from_slice(&generated);
-        tokens.extend_from_slice(&self.npc_end);
         self.turns.push(Turn {
             player: text.to_string(),
             reply: reply.clone(),
             raw,
-            tokens,
+            words,
+            generated,
         });
         Ok(Outcome::Done(reply, stats))
     }

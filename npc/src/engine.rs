@@ -178,12 +178,12 @@ impl Engine {
         }
         let backend = backend();
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
-        crate::llama_log::clear_last_error();
+        crate::llama_log::clear_errors();
         let started = std::time::Instant::now();
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|_| {
             ModelError::LoadFailed {
                 path: path.to_path_buf(),
-                detail: crate::llama_log::take_last_error(),
+                detail: crate::llama_log::take_errors(),
             }
         })?;
         tracing::info!(

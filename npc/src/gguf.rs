@@ -133,7 +133,11 @@ impl Reader<'_> {
                     self.bytes(size, key)?;
                     Ok(Value::Other)
                 }
-                None => Err(self.malformed(at, format!("key `{key}` has unknown value type {t}"))),
+                // The type field is the four bytes just read.
+                None => Err(self.malformed(
+                    at.saturating_sub(4),
+                    format!("key `{key}` has unknown value type {t}"),
+                )),
             },
         }
     }

@@ -1,7 +1,7 @@
 //! Routes llama.cpp's and ggml's own logging into `tracing` under the target `kiln_npc::llama`,
 //! one level lower than llama.cpp's (its errors at `debug`, its chatter at `trace`), so a game's
 //! log stays quiet unless asked: `RUST_LOG=kiln_npc::llama=trace` shows everything.
-//! The last error line is kept, so a failed load can say why.
+//! Error lines are kept, so a failed load can say why.
 #![allow(unsafe_code)] // The one place that hands llama.cpp a C callback.
 
 use std::cell::RefCell;
@@ -11,7 +11,7 @@ use std::sync::{Mutex, Once};
 use llama_cpp_sys_2 as sys;
 
 static INSTALL: Once = Once::new();
-static LAST_ERROR: Mutex<Option<String>> = Mutex::new(None);
+static ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 thread_local! {
     static PENDING: RefCell<(sys::ggml_log_level, String)> = const { RefCell::new((0, String::new())) };
@@ -29,15 +29,19 @@ pub(crate) fn install() {
     });
 }
 
-/// Takes the last error llama.cpp logged, if any.
-pub(crate) fn take_last_error() -> Option<String> {
-    LAST_ERROR.lock().ok().and_then(|mut e| e.take())
+/// The error lines llama.cpp logged since [`clear_errors`], most specific first, joined by "; ".
+pub(crate) fn take_errors() -> Option<String> {
+    let lines = ERRORS.lock().ok().map(|mut e| std::mem::take(&mut *e))?;
+    if lines.is_empty() {
+        return None;
+    }
+    Some(lines.join("; "))
 }
 
-/// Forgets any earlier error so that the next `take_last_error` reports only new ones.
-pub(crate) fn clear_last_error() {
-    if let Ok(mut e) = LAST_ERROR.lock() {
-        *e = None;
+/// Forgets earlier errors so that the next [`take_errors`] reports only new ones.
+pub(crate) fn clear_errors() {
+    if let Ok(mut e) = ERRORS.lock() {
+        e.clear();
     }
 }
 
@@ -48,8 +52,15 @@ fn emit(level: sys::ggml_log_level, line: &str) {
     }
     if level == sys::GGML_LOG_LEVEL_ERROR {
         tracing::debug!(target: "kiln_npc::llama", "error: {line}");
-        if let Ok(mut e) = LAST_ERROR.lock() {
-            *e = Some(line.to_string());
+        if let Ok(mut e) = ERRORS.lock() {
+            // Drop llama.cpp's `function_name: ` prefixes; keep a bounded number of lines.
+            let text = match line.split_once(": ") {
+                Some((func, rest)) if !func.contains(' ') => rest,
+                _ => line,
+            };
+            if e.len() < 8 && !e.iter().any(|l| l == text) {
+                e.push(text.to_string());
+            }
         }
     } else if level == sys::GGML_LOG_LEVEL_WARN {
         tracing::debug!(target: "kiln_npc::llama", "{line}");

@@ -1,0 +1,273 @@
+//! Every bad model file and bad persona gives a typed error that says what and where.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use kiln_npc::{Engine, EngineConfig, ModelError, Persona, PersonaError};
+
+fn load(path: &Path) -> ModelError {
+    Engine::load(path, EngineConfig::default()).expect_err("must not load")
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn missing_model() {
+    let e = load(Path::new("/nonexistent/model.gguf"));
+    assert!(matches!(e, ModelError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("/nonexistent/model.gguf"), "{e}");
+}
+
+#[test]
+fn directory_instead_of_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(dir.path());
+    assert!(matches!(e, ModelError::Io { .. }), "{e}");
+}
+
+#[test]
+fn empty_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(&write(dir.path(), "empty.gguf", b""));
+    assert!(matches!(e, ModelError::Empty { .. }), "{e}");
+}
+
+#[test]
+fn not_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(&write(
+        dir.path(),
+        "model.gguf",
+        b"<html>not a model</html>",
+    ));
+    match &e {
+        ModelError::NotGguf { found, .. } => assert!(found.contains("<htm"), "{e}"),
+        _ => panic!("wrong error: {e}"),
+    }
+    // Shorter than the magic itself.
+    let e = load(&write(dir.path(), "tiny.gguf", b"GG"));
+    assert!(matches!(e, ModelError::NotGguf { .. }), "{e}");
+}
+
+#[test]
+fn unsupported_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(99u32.to_le_bytes());
+    bytes.extend([0u8; 16]);
+    let e = load(&write(dir.path(), "v99.gguf", &bytes));
+    assert!(
+        matches!(e, ModelError::UnsupportedVersion { version: 99, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes()); // tensors
+    bytes.extend(1u64.to_le_bytes()); // one key
+    bytes.extend(3u64.to_le_bytes());
+    bytes.extend(b"abc");
+    bytes.extend(77u32.to_le_bytes()); // unknown value type
+    bytes.extend([0u8; 8]);
+    let e = load(&write(dir.path(), "bad.gguf", &bytes));
+    match &e {
+        ModelError::Malformed { offset, reason, .. } => {
+            assert_eq!(*offset, 35, "{e}");
+            assert!(reason.contains("abc"), "{e}");
+        }
+        _ => panic!("wrong error: {e}"),
+    }
+}
+
+#[test]
+fn truncated_model_in_header_and_in_data() {
+    let real = std::fs::read(common::model_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Cut inside the metadata (the vocabulary is near the start).
+    let e = load(&write(dir.path(), "head.gguf", &real[..100_000]));
+    match &e {
+        ModelError::Truncated { actual, needed, .. } => {
+            assert_eq!(*actual, 100_000);
+            assert!(*needed > 100_000, "{e}");
+        }
+        _ => panic!("wrong error: {e}"),
+    }
+    // Cut in the tensor data: the header is whole, the weights are not.
+    let cut = real.len() - 1000;
+    let e = load(&write(dir.path(), "data.gguf", &real[..cut]));
+    match &e {
+        ModelError::Truncated { what, needed, .. } => {
+            assert!(what.contains("tensor data"), "{e}");
+            assert_eq!(*needed, real.len() as u64, "{e}");
+        }
+        _ => panic!("wrong error: {e}"),
+    }
+}
+
+fn persona_err(toml: &str) -> PersonaError {
+    Persona::from_toml_str(toml, "village/npc.toml").expect_err("must be rejected")
+}
+
+const GOOD: &str = r#"
+name = "Bram"
+role = "the blacksmith"
+backstory = "Works the forge."
+speech_style = "gruff"
+greeting = "Hello."
+emotions = ["neutral", "happy"]
+actions = ["none", "open_shop"]
+"#;
+
+fn invalid_field(e: &PersonaError) -> String {
+    match e {
+        PersonaError::Invalid { field, path, .. } => {
+            assert_eq!(path, Path::new("village/npc.toml"));
+            assert!(e.to_string().contains("village/npc.toml"), "{e}");
+            field.clone()
+        }
+        other => panic!("expected an invalid field, got: {other}"),
+    }
+}
+
+#[test]
+fn good_persona_parses_and_every_shipped_one_validates() {
+    Persona::from_toml_str(GOOD, "x.toml").unwrap();
+    for name in common::PERSONAS {
+        let p = common::persona(name);
+        assert!(p.allows_action("none"));
+        assert!(p.examples().len() >= 3, "{name} needs few-shot examples");
+    }
+}
+
+#[test]
+fn bad_personas_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        (r#"name = """#, "name"),
+        (r#"name = "Br\"am""#, "name"),
+        (r#"greeting = "  ""#, "greeting"),
+        (r#"emotions = []"#, "emotions"),
+        (r#"emotions = ["Happy"]"#, "emotions[0]"),
+        (r#"emotions = ["happy", "happy"]"#, "emotions[1]"),
+        (r#"actions = ["open_shop"]"#, "actions"),
+        (r#"actions = ["none", "open shop"]"#, "actions[1]"),
+        (r#"max_sentences = 0"#, "max_sentences"),
+        (r#"max_sentences = 9"#, "max_sentences"),
+    ];
+    for (line, field) in cases {
+        let key = line.split(" =").next().unwrap();
+        let toml: String = GOOD
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .chain(std::iter::once(*line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let e = persona_err(&toml);
+        assert_eq!(invalid_field(&e), *field, "{line} -> {e}");
+    }
+}
+
+#[test]
+fn bad_examples_and_hints_name_the_field() {
+    let with = |extra: &str| format!("{GOOD}\n{extra}");
+    let e = persona_err(&with("[action_hints]\nattack = \"when angry\"\n"));
+    assert_eq!(invalid_field(&e), "action_hints.attack");
+    let ex = |say: &str, emotion: &str, action: &str| {
+        with(&format!(
+            "[[examples]]\nplayer = \"Hi\"\nsay = \"{say}\"\nemotion = \"{emotion}\"\naction = \"{action}\"\n"
+        ))
+    };
+    assert_eq!(
+        invalid_field(&persona_err(&ex("Hi.", "sad", "none"))),
+        "examples[0].emotion"
+    );
+    assert_eq!(
+        invalid_field(&persona_err(&ex("Hi.", "happy", "attack"))),
+        "examples[0].action"
+    );
+    assert_eq!(
+        invalid_field(&persona_err(&ex("No end", "happy", "none"))),
+        "examples[0].say"
+    );
+    assert_eq!(
+        invalid_field(&persona_err(&ex("One. Two. Three.", "happy", "none"))),
+        "examples[0].say"
+    );
+}
+
+#[test]
+fn unparseable_persona_reports_the_line() {
+    let e = persona_err("name = \"Bram\"\nrole = [unclosed\n");
+    match &e {
+        PersonaError::Parse { message, .. } => assert!(message.contains("line 2"), "{e}"),
+        other => panic!("expected a parse error, got {other}"),
+    }
+    let e = persona_err(&format!("{GOOD}\nmood = \"grumpy\"\n"));
+    match &e {
+        PersonaError::Parse { message, .. } => assert!(message.contains("mood"), "{e}"),
+        other => panic!("expected a parse error, got {other}"),
+    }
+    let e = Persona::load("/nonexistent/persona.toml").unwrap_err();
+    assert!(matches!(e, PersonaError::Io { .. }), "{e}");
+}
+
+#[test]
+fn cli_reports_bad_input_in_one_line_with_nonzero_exit() {
+    let npc = env!("CARGO_BIN_EXE_npc");
+    let dir = tempfile::tempdir().unwrap();
+    let bad_persona = write(dir.path(), "bad.toml", b"name = 3\n");
+    let garbage_model = write(dir.path(), "garbage.gguf", b"hello");
+    let good_persona = common::assets().join("npcs/blacksmith.toml");
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (
+            vec![
+                "say".as_ref(),
+                "--persona".as_ref(),
+                bad_persona.as_os_str(),
+                "hi".as_ref(),
+            ],
+            "bad.toml",
+        ),
+        (
+            vec![
+                "say".as_ref(),
+                "--persona".as_ref(),
+                good_persona.as_os_str(),
+                "--model".as_ref(),
+                garbage_model.as_os_str(),
+                "hi".as_ref(),
+            ],
+            "not a GGUF file",
+        ),
+        (
+            vec![
+                "say".as_ref(),
+                "--persona".as_ref(),
+                "/nope.toml".as_ref(),
+                "hi".as_ref(),
+            ],
+            "/nope.toml",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(npc)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let _ = std::io::stderr().flush();
+}
