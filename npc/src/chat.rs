@@ -900,11 +900,11 @@ impl<'m> Worker<'m> {
             let mut logits = self.ctx.get_logits_ith(logit_idx).to_vec();
             // The repeat penalty looks only at the spoken words, and only while they are written:
             // the name, the JSON keys and the emotion and action choices are not repetition.
-            if let Some(from) = say_from {
-                if !say_done {
-                    let used: Vec<i32> = generated[from..].iter().map(|t| t.0).collect();
-                    sampling.penalize(&mut logits, &used);
-                }
+            if let Some(from) = say_from
+                && !say_done
+            {
+                let used: Vec<i32> = generated[from..].iter().map(|t| t.0).collect();
+                sampling.penalize(&mut logits, &used);
             }
             let cands = self.allowed(&logits, k, &mut stats.grammar_fallbacks);
             if cands.is_empty() {

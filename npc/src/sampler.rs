@@ -79,14 +79,14 @@ impl Sampling {
         }
         let mut seen = std::collections::HashSet::new();
         for &t in used {
-            if seen.insert(t) {
-                if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 {
-                        *l / self.repeat_penalty
-                    } else {
-                        *l * self.repeat_penalty
-                    };
-                }
+            if seen.insert(t)
+                && let Some(l) = logits.get_mut(t as usize)
+            {
+                *l = if *l > 0.0 {
+                    *l / self.repeat_penalty
+                } else {
+                    *l * self.repeat_penalty
+                };
             }
         }
     }

