@@ -128,16 +128,23 @@ pub struct ChatOptions {
     sampling: Sampling,
     context_size: Option<u32>,
     threads: Option<u32>,
+    #[serde(default = "yes")]
+    warm_up: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ChatOptions {
-    /// Seed 0, default sampling, the engine's context size and threads.
+    /// Seed 0, default sampling, the engine's context size and threads, warm-up on.
     fn default() -> Self {
         Self {
             seed: 0,
             sampling: Sampling::default(),
             context_size: None,
             threads: None,
+            warm_up: true,
         }
     }
 }
@@ -165,6 +172,13 @@ impl ChatOptions {
     #[must_use]
     pub fn with_threads(mut self, threads: u32) -> Self {
         self.threads = Some(threads.max(1));
+        self
+    }
+    /// Whether the worker evaluates the persona (and any restored history) as soon as the chat
+    /// starts, so the first reply comes quickly (default). Off, it waits for the first question.
+    #[must_use]
+    pub fn with_warm_up(mut self, warm_up: bool) -> Self {
+        self.warm_up = warm_up;
         self
     }
     /// The seed.
@@ -629,10 +643,12 @@ impl<'m> Worker<'m> {
 
     fn run(&mut self, commands: &Receiver<Command>, events: &Sender<ChatEvent>, flags: &Flags) {
         // Warm up: evaluate the persona (and any restored history) before the first question.
-        let history = self.schedule(self.first_remembered, None);
-        match self.sync(&history, false, &|| flags.shutdown.load(Ordering::Relaxed)) {
-            Ok(_) | Err(ChatError::Cancelled) => {}
-            Err(e) => tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}"),
+        if self.options.warm_up {
+            let history = self.schedule(self.first_remembered, None);
+            match self.sync(&history, false, &|| flags.shutdown.load(Ordering::Relaxed)) {
+                Ok(_) | Err(ChatError::Cancelled) => {}
+                Err(e) => tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}"),
+            }
         }
         while let Ok(cmd) = commands.recv() {
             if flags.shutdown.load(Ordering::Relaxed) {
@@ -655,8 +671,20 @@ impl<'m> Worker<'m> {
                             Err(error) => ChatEvent::Failed { request: id, error },
                         }
                     };
+                    let replied = matches!(event, ChatEvent::Reply { .. });
                     if events.send(event).is_err() {
                         break;
+                    }
+                    if replied {
+                        // Close the NPC's turn now, while the player reads, so the next
+                        // question evaluates only its own words.
+                        let history = self.schedule(self.first_remembered, None);
+                        let stop =
+                            || !commands.is_empty() || flags.shutdown.load(Ordering::Relaxed);
+                        match self.sync(&history, false, &stop) {
+                            Ok(_) | Err(ChatError::Cancelled) => {}
+                            Err(e) => tracing::warn!("closing the turn failed: {e}"),
+                        }
                     }
                 }
                 Command::Reset(seed) => {
@@ -675,38 +703,39 @@ impl<'m> Worker<'m> {
     }
 
     /// The canonical evaluation of the persona, the turns from `first` on, and (when given) a
-    /// new player line.
+    /// new player line: the persona as one batch; per turn, the player's words and the opening
+    /// of the NPC's turn as one batch, the reply one token at a time (its last token is never
+    /// evaluated during generation), then the reply's last token and the closing of the NPC's
+    /// turn as one batch, which the worker evaluates while the player reads the reply.
     fn schedule(&self, first: usize, new_words: Option<&[LlamaToken]>) -> Vec<Segment> {
-        let mut segments = vec![Segment {
-            tokens: self.persona_tokens.clone(),
+        let batch = |tokens: Vec<LlamaToken>| Segment {
+            tokens,
             shape: Shape::Batch,
-        }];
-        // Tokens written but not yet evaluated when the next player turn starts: the reply's
-        // last token and the end of the NPC's turn.
-        let mut carry = Vec::new();
-        let player_turn = |carry: Vec<LlamaToken>, words: &[LlamaToken]| {
-            let mut t = carry;
-            t.extend_from_slice(words);
-            t.extend_from_slice(&self.player_end);
-            Segment {
-                tokens: t,
-                shape: Shape::Batch,
-            }
         };
+        let player_turn = |words: &[LlamaToken]| {
+            let mut t = words.to_vec();
+            t.extend_from_slice(&self.player_end);
+            batch(t)
+        };
+        let mut segments = vec![batch(self.persona_tokens.clone())];
         for turn in &self.turns[first..] {
-            segments.push(player_turn(std::mem::take(&mut carry), &turn.words));
-            if let Some((last, rest)) = turn.generated.split_last() {
-                segments.push(Segment {
-                    tokens: rest.to_vec(),
-                    shape: Shape::OneByOne,
-                });
-                carry.push(*last);
-            }
-            carry.extend_from_slice(&self.npc_end);
+            segments.push(player_turn(&turn.words));
+            let (last, rest) = turn
+                .generated
+                .split_last()
+                .map_or((None, &[][..]), |(l, r)| (Some(*l), r));
+            segments.push(Segment {
+                tokens: rest.to_vec(),
+                shape: Shape::OneByOne,
+            });
+            let mut close: Vec<LlamaToken> = last.into_iter().collect();
+            close.extend_from_slice(&self.npc_end);
+            segments.push(batch(close));
         }
         if let Some(words) = new_words {
-            segments.push(player_turn(carry, words));
+            segments.push(player_turn(words));
         }
+        segments.retain(|s| !s.tokens.is_empty());
         segments
     }
 

@@ -1,8 +1,19 @@
 //! `cargo xtask bench`: speed measured against a reference run in the same script.
+//!
+//! `bench npc` runs Kiln's NPC engine (`npc/examples/npc_bench.rs`) and llama.cpp's own
+//! `llama-bench` on the same GGUF, thread count, batch size and context depth, and prints them side
+//! by side. The reference is built here from llama.cpp's `tools/llama-bench` source — taken from
+//! the PyPI source package of `llama-cpp-python` (the Rust crate strips `tools/`) — and linked
+//! against the very llama.cpp static libraries `llama-cpp-sys-2` built for Kiln, so both sides run
+//! the same kernels with the same compiler flags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::setup::cache_dir;
 
 /// What to benchmark.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -11,12 +22,267 @@ pub enum Suite {
     Npc,
 }
 
+/// The `llama-cpp-python` source release whose `llama-bench` source is used. Its `llama.h`
+/// differs from the one vendored by `llama-cpp-sys-2` 0.1.160 only in two state-file version
+/// numbers; the kernels and the library are the crate's own (see the module docs).
+const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
+
 /// Runs a benchmark suite.
 pub fn run(what: Suite, model: &Path, tokens: u32, reps: u32) -> Result<()> {
     match what {
-        Suite::Npc => {
-            let _ = (model, tokens, reps);
-            anyhow::bail!("not written yet")
+        Suite::Npc => npc(model, tokens, reps),
+    }
+}
+
+/// A process that keeps one core busy, as a game or a build would.
+struct Spinner(Child);
+
+impl Spinner {
+    fn start() -> Result<Self> {
+        Ok(Spinner(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .context("starting the load generator")?,
+        ))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed ({})", out.status);
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The newest `llama-cpp-sys-2` build output (static libraries and its cmake build tree).
+fn llama_out_dir() -> Result<PathBuf> {
+    let build = crate::target_dir().join("debug/build");
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(&build).with_context(|| format!("reading {}", build.display()))? {
+        let out = e?.path().join("out");
+        let lib = out.join("lib/libllama.a");
+        if let Ok(m) = std::fs::metadata(&lib).and_then(|m| m.modified())
+            && is_sys_build(&out)
+            && best.as_ref().is_none_or(|(t, _)| m > *t)
+        {
+            best = Some((m, out));
         }
     }
+    best.map(|(_, p)| p)
+        .context("no llama-cpp-sys-2 build found: build kiln-npc first")
+}
+
+fn is_sys_build(out: &Path) -> bool {
+    out.parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("llama-cpp-sys-2-"))
+}
+
+/// Builds (or reuses) the reference `llama-bench` linked against Kiln's llama.cpp libraries.
+fn llama_bench() -> Result<PathBuf> {
+    let out = llama_out_dir()?;
+    let dir = cache_dir().join("llama-bench");
+    std::fs::create_dir_all(&dir)?;
+    let src = dir.join("src");
+    if !src.join("llama-bench.cpp").is_file() {
+        let tmp = dir.join("sdist");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        eprintln!("xtask: fetching the llama-bench source from {LLAMA_CPP_PYTHON} (PyPI sdist)");
+        crate::run(
+            Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "--disable-pip-version-check",
+                    "-d",
+                ])
+                .arg(&tmp)
+                .arg(LLAMA_CPP_PYTHON),
+        )?;
+        let extract = "import sys, tarfile, pathlib\n\
+             out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n\
+             with tarfile.open(next(pathlib.Path(sys.argv[1]).glob('*.tar.gz'))) as t:\n    \
+             for m in t.getmembers():\n        \
+             if '/vendor/llama.cpp/tools/llama-bench/' in m.name and m.name.endswith('.cpp'):\n            \
+             (out / pathlib.Path(m.name).name).write_bytes(t.extractfile(m).read())\n";
+        crate::run(
+            Command::new("python3")
+                .args(["-c", extract])
+                .arg(&tmp)
+                .arg(&src),
+        )?;
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let bin = dir.join("llama-bench");
+    let lib = out.join("lib/libllama.a");
+    let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if bin.is_file() && fresh(&bin) >= fresh(&lib) {
+        return Ok(bin);
+    }
+    let llama = std::fs::read_to_string(out.join("build/CMakeCache.txt"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("CMAKE_HOME_DIRECTORY:INTERNAL="))
+        .map(PathBuf::from)
+        .context("llama.cpp source directory not in CMakeCache.txt")?;
+    eprintln!("xtask: building llama-bench against {}", out.display());
+    let mut cmd = Command::new("g++");
+    cmd.args(["-O3", "-std=c++17", "-DNDEBUG", "-o"])
+        .arg(&bin)
+        .arg(src.join("llama-bench.cpp"))
+        .arg(src.join("main.cpp"));
+    for inc in ["include", "ggml/include", "common", "vendor"] {
+        cmd.arg("-I").arg(llama.join(inc));
+    }
+    for a in [
+        "build/common/libllama-common.a",
+        "build/common/libllama-common-base.a",
+        "lib/libllama.a",
+        "lib/libggml.a",
+        "lib/libggml-cpu.a",
+        "lib/libggml-base.a",
+        "build/vendor/hash/libvendor-hash.a",
+        "build/vendor/cpp-httplib/libcpp-httplib.a",
+    ] {
+        cmd.arg(out.join(a));
+    }
+    cmd.args(["-fopenmp", "-lpthread", "-lssl", "-lcrypto"]);
+    crate::run(&mut cmd)?;
+    Ok(bin)
+}
+
+/// Average tokens/s of the single test a llama-bench JSON run reports.
+fn llama_bench_ts(bin: &Path, model: &Path, threads: u32, args: &[String]) -> Result<f64> {
+    let json = output(
+        Command::new(bin)
+            .arg("-m")
+            .arg(model)
+            .args([
+                "-t",
+                &threads.to_string(),
+                "-b",
+                "128",
+                "-ub",
+                "128",
+                "-o",
+                "json",
+            ])
+            .args(args),
+    )?;
+    let v: Value = serde_json::from_str(&json).context("llama-bench JSON")?;
+    v.as_array()
+        .and_then(|a| a.first())
+        .and_then(|t| t["avg_ts"].as_f64())
+        .context("llama-bench printed no avg_ts")
+}
+
+fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
+    crate::cargo(
+        &["build", "-p", "kiln-npc", "--example", "npc_bench"],
+        model,
+    )?;
+    let kiln = crate::target_dir().join("debug/examples/npc_bench");
+    let reference = llama_bench()?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+
+    let mut rows = Vec::new();
+    for (threads, busy) in [(1, false), (2, false), (1, true), (2, true)] {
+        let reps = if busy { 1 } else { reps };
+        eprintln!(
+            "xtask: measuring {threads} thread(s), {}",
+            if busy { "other core busy" } else { "quiet" }
+        );
+        let _load = if busy { Some(Spinner::start()?) } else { None };
+        let k: Value = serde_json::from_str(&output(
+            Command::new(&kiln).arg("--model").arg(model).args([
+                "--threads",
+                &threads.to_string(),
+                "--reps",
+                &reps.to_string(),
+            ]),
+        )?)?;
+        let f = |key: &str| k[key].as_f64().unwrap_or(f64::NAN);
+        let pp = llama_bench_ts(
+            &reference,
+            model,
+            threads,
+            &[
+                "-p".into(),
+                format!("{}", f("prompt_tokens")),
+                "-n".into(),
+                "0".into(),
+                "-r".into(),
+                reps.to_string(),
+            ],
+        )?;
+        let tg = llama_bench_ts(
+            &reference,
+            model,
+            threads,
+            &[
+                "-p".into(),
+                "0".into(),
+                "-n".into(),
+                tokens.to_string(),
+                "-d".into(),
+                format!("{}", f("gen_depth")),
+                "-r".into(),
+                reps.to_string(),
+            ],
+        )?;
+        rows.push((threads, busy, k.clone(), pp, tg));
+    }
+
+    println!("\nNPC engine vs llama-bench — {} on {cpu}", model.display());
+    println!(
+        "(same llama.cpp libraries; batch 128; generation at the context depth of a 5-turn chat)\n"
+    );
+    println!(
+        "| threads | load | prompt tok/s Kiln | llama-bench | ratio | gen tok/s Kiln | llama-bench | ratio | first token turn 1 | turn 5 | t5/t1 | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (threads, busy, k, pp, tg) in rows {
+        let f = |key: &str| k[key].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {threads} | {} | {:.0} ({} tok) | {pp:.0} | {:.2} | {:.1} (depth {}) | {tg:.1} | {:.2} | {:.0} ms | {:.0} ms | {:.2} | {:.0} MiB |",
+            if busy { "other core busy" } else { "quiet" },
+            f("prompt_tps"),
+            f("prompt_tokens"),
+            f("prompt_tps") / pp,
+            f("gen_tps"),
+            f("gen_depth"),
+            f("gen_tps") / tg,
+            f("ttft1_ms"),
+            f("ttft5_ms"),
+            f("ttft5_ms") / f("ttft1_ms"),
+            f("peak_rss_mib"),
+        );
+    }
+    println!("\nTargets: generation ≥ 0.95× llama-bench; turn-5 first token ≤ 1.2× turn 1.");
+    Ok(())
 }

@@ -26,6 +26,8 @@ const APT: &[(&str, &str)] = &[
     ("pkg-config", "pkg-config --version"),
     ("g++", "g++ --version"),
     ("python3-pip", "python3 -m pip --version"),
+    // For the reference llama-bench that `cargo xtask bench npc` links (llama.cpp's HTTP client).
+    ("libssl-dev", "test -e /usr/include/openssl/ssl.h"),
 ];
 
 /// Kiln's cache directory: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
