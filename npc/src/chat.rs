@@ -275,12 +275,14 @@ enum Command {
     Ask { id: RequestId, text: String },
     Reset(Option<u64>),
     Snapshot(Sender<SavedChat>),
+    Shutdown,
 }
 
 /// A conversation with one NPC. Create it with [`Engine::chat`].
 ///
 /// The model runs on the chat's own thread; every method returns at once except the
-/// `*_blocking` ones and [`Chat::wait`]. Dropping the chat cancels its work and stops the thread.
+/// `*_blocking` ones, [`Chat::wait`] and [`Chat::snapshot`]. Dropping the chat cancels its work
+/// and stops the thread (see `Drop`).
 pub struct Chat {
     commands: Sender<Command>,
     events: Receiver<ChatEvent>,
@@ -288,6 +290,7 @@ pub struct Chat {
     shutdown: Arc<AtomicBool>,
     next_id: AtomicU64,
     persona: Persona,
+    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -299,9 +302,17 @@ impl std::fmt::Debug for Chat {
 }
 
 impl Drop for Chat {
+    /// Cancels the chat's work and waits for its thread to end, which frees its llama.cpp
+    /// context. The wait is at most one llama.cpp call: a single token (about 20 ms with the
+    /// default model) while a reply is generated, one batch while a long prompt is evaluated.
+    /// Waiting matters: a thread still inside llama.cpp while the process exits can crash it.
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -331,7 +342,7 @@ impl Chat {
         let worker_persona = persona.clone();
         engine.inner.live_chats.fetch_add(1, Ordering::SeqCst);
         let guard = LiveGuard(engine.clone());
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name(format!("kiln-npc:{}", persona.name()))
             .spawn(move || {
                 let _guard = guard;
@@ -351,7 +362,15 @@ impl Chat {
             .map_err(|e| ChatError::Context {
                 reason: format!("cannot start the chat thread: {e}"),
             })?;
-        ready_rx.recv().map_err(|_| ChatError::WorkerGone)??;
+        let ready = ready_rx
+            .recv()
+            .map_err(|_| ChatError::WorkerGone)
+            .and_then(|r| r);
+        if let Err(e) = ready {
+            // The thread is ending: let it free what it made before reporting.
+            let _ = worker.join();
+            return Err(e);
+        }
         Ok(Chat {
             commands: cmd_tx,
             events: ev_rx,
@@ -359,6 +378,7 @@ impl Chat {
             shutdown,
             next_id: AtomicU64::new(1),
             persona,
+            worker: Some(worker),
         })
     }
 
@@ -544,6 +564,9 @@ impl<'m> Worker<'m> {
             .with_n_seq_max(1)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
+        // llama.cpp may write to the model while it creates a context: never two at once.
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         crate::llama_log::clear_errors();
         let ctx = model
             .new_context(backend(), params)
@@ -697,6 +720,7 @@ impl<'m> Worker<'m> {
                 Command::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
+                Command::Shutdown => break,
             }
         }
         tracing::debug!(persona = self.persona.name(), "chat worker stopped");

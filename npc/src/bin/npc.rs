@@ -218,7 +218,7 @@ fn tour(dir: &std::path::Path, model: Option<PathBuf>, seed: u64) -> Result<()> 
         anyhow::bail!("no persona files (*.toml) in {}", dir.display());
     }
     println!(
-        "Kiln NPC tour on {} ({} threads per NPC)\n",
+        "Kiln NPC tour on {} ({} thread(s) per NPC)\n",
         model.display(),
         engine.config().threads()
     );
