@@ -19,6 +19,9 @@ const LINES: [&str; 5] = [
     "Thank you, goodbye!",
 ];
 
+/// How long the simulated player reads a reply before the next line.
+const PLAYER_PAUSE_MS: u64 = 300;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -82,7 +85,11 @@ fn main() -> Result<()> {
         chat.snapshot()?;
         let stats: Vec<TurnStats> = LINES
             .iter()
-            .map(|l| chat.wait(chat.ask(*l)?).map(|(_, s)| s))
+            .map(|l| {
+                // The player reads the last reply before answering.
+                std::thread::sleep(Duration::from_millis(PLAYER_PAUSE_MS));
+                chat.wait(chat.ask(*l)?).map(|(_, s)| s)
+            })
             .collect::<Result<_, _>>()?;
         let decodes: usize = stats.iter().map(|s| s.generated_tokens - 1).sum();
         let gen_time: f64 = stats.iter().map(|s| secs(s.generation_time)).sum();

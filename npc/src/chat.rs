@@ -839,11 +839,35 @@ impl<'m> Worker<'m> {
         Ok((common, if need_logits { last } else { None }))
     }
 
-    /// The candidates the grammar allows now, most likely first: the top-k when any of them is
-    /// allowed (the cheap, common case), otherwise the best k of the whole filtered vocabulary.
-    fn allowed(&mut self, logits: &[f32], k: usize, fallbacks: &mut usize) -> Vec<(i32, f32)> {
-        let top = sampler::top_k(logits, k);
-        let filter = |grammar: &mut LlamaSampler, cands: &[(i32, f32)]| {
+    /// Picks the next reply token under the grammar.
+    ///
+    /// It draws from the model's top-k as if unconstrained and keeps the draw when the grammar
+    /// allows it — the common case, one grammar check. Otherwise it draws again from the allowed
+    /// part of the top-k, renormalised (together: exactly the constrained distribution), and only
+    /// when no top-k token is allowed does it filter the whole vocabulary. `penalized` are the
+    /// tokens the repeat penalty applies to.
+    fn next_token(
+        grammar: &mut LlamaSampler,
+        logits: &[f32],
+        penalized: &std::collections::HashSet<i32>,
+        sampling: &Sampling,
+        rng: &mut SplitMix64,
+        fallbacks: &mut usize,
+    ) -> Option<i32> {
+        let k = sampling.top_k() as usize;
+        let penalize = |mut cands: Vec<(i32, f32)>, keep: usize| {
+            if !penalized.is_empty() {
+                for c in &mut cands {
+                    if penalized.contains(&c.0) {
+                        c.1 = sampling.penalized(c.1);
+                    }
+                }
+                cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            }
+            cands.truncate(keep);
+            cands
+        };
+        let allowed = |grammar: &mut LlamaSampler, cands: &[(i32, f32)]| {
             let mut arr = LlamaTokenDataArray::new(
                 cands
                     .iter()
@@ -852,7 +876,7 @@ impl<'m> Worker<'m> {
                 false,
             );
             arr.apply_sampler(grammar);
-            let allowed: std::collections::HashSet<i32> = arr
+            let ok: std::collections::HashSet<i32> = arr
                 .data
                 .iter()
                 .filter(|d| d.logit().is_finite())
@@ -860,13 +884,20 @@ impl<'m> Worker<'m> {
                 .collect();
             cands
                 .iter()
-                .filter(|(t, _)| allowed.contains(t))
+                .filter(|(t, _)| ok.contains(t))
                 .copied()
                 .collect::<Vec<_>>()
         };
-        let ok = filter(&mut self.grammar, &top);
+        // The penalty only lowers logits, so the top k after it are among the top k + |penalized|.
+        let top = penalize(sampler::top_k(logits, k + penalized.len()), k);
+        let first = sampler::pick(&top, sampling, rng);
+        let first_logit = top.iter().find(|c| c.0 == first).map_or(0.0, |c| c.1);
+        if !allowed(grammar, &[(first, first_logit)]).is_empty() {
+            return Some(first);
+        }
+        let ok = allowed(grammar, &top);
         if !ok.is_empty() {
-            return ok;
+            return Some(sampler::pick(&ok, sampling, rng));
         }
         *fallbacks += 1;
         let all: Vec<(i32, f32)> = logits
@@ -874,18 +905,19 @@ impl<'m> Worker<'m> {
             .enumerate()
             .map(|(i, l)| (i as i32, *l))
             .collect();
-        let ok = filter(&mut self.grammar, &all);
-        let masked: Vec<f32> = {
-            let mut m = vec![f32::NEG_INFINITY; logits.len()];
-            for (t, l) in &ok {
-                m[*t as usize] = *l;
-            }
-            m
-        };
-        sampler::top_k(&masked, k.min(ok.len()).max(1))
-            .into_iter()
-            .filter(|(_, l)| l.is_finite())
-            .collect()
+        let ok = allowed(grammar, &all);
+        if ok.is_empty() {
+            return None;
+        }
+        let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+        for (t, l) in &ok {
+            masked[*t as usize] = *l;
+        }
+        let best = penalize(
+            sampler::top_k(&masked, (k + penalized.len()).min(ok.len())),
+            k,
+        );
+        Some(sampler::pick(&best, sampling, rng))
     }
 
     fn answer(
@@ -938,7 +970,6 @@ impl<'m> Worker<'m> {
         self.grammar.reset();
         let mut rng = SplitMix64::new(sampler::turn_seed(self.options.seed, self.turns.len()));
         let sampling = self.options.sampling;
-        let k = sampling.top_k() as usize;
         let mut generated: Vec<LlamaToken> = Vec::new();
         let mut raw: Vec<u8> = Vec::new();
         let mut streamed = 0usize;
@@ -950,23 +981,29 @@ impl<'m> Worker<'m> {
             if flags.cancelled(id) {
                 return Ok(Outcome::Cancelled);
             }
-            let mut logits = self.ctx.get_logits_ith(logit_idx).to_vec();
             // The repeat penalty looks only at the spoken words, and only while they are written:
             // the name, the JSON keys and the emotion and action choices are not repetition.
-            if let Some(from) = say_from
-                && !say_done
-            {
-                let used: Vec<i32> = generated[from..].iter().map(|t| t.0).collect();
-                sampling.penalize(&mut logits, &used);
-            }
-            let cands = self.allowed(&logits, k, &mut stats.grammar_fallbacks);
-            if cands.is_empty() {
+            let penalized: std::collections::HashSet<i32> = match say_from {
+                Some(from) if !say_done && sampling.repeat_penalty() > 1.0 => {
+                    generated[from..].iter().map(|t| t.0).collect()
+                }
+                _ => Default::default(),
+            };
+            let logits = self.ctx.get_logits_ith(logit_idx);
+            let Some(tok) = Self::next_token(
+                &mut self.grammar,
+                logits,
+                &penalized,
+                &sampling,
+                &mut rng,
+                &mut stats.grammar_fallbacks,
+            ) else {
                 return Err(ChatError::Unparseable {
                     reason: "the grammar allows no token here".into(),
                     raw: String::from_utf8_lossy(&raw).into_owned(),
                 });
-            }
-            let tok = LlamaToken(sampler::pick(&cands, &sampling, &mut rng));
+            };
+            let tok = LlamaToken(tok);
             self.grammar
                 .try_accept(tok)
                 .map_err(|e| ChatError::Unparseable {

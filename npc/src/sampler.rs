@@ -72,22 +72,13 @@ impl Sampling {
     pub fn repeat_penalty(&self) -> f32 {
         self.repeat_penalty
     }
-    /// Applies the repeat penalty for the tokens in `used` to `logits`.
-    pub(crate) fn penalize(&self, logits: &mut [f32], used: &[i32]) {
-        if self.repeat_penalty <= 1.0 {
-            return;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for &t in used {
-            if seen.insert(t)
-                && let Some(l) = logits.get_mut(t as usize)
-            {
-                *l = if *l > 0.0 {
-                    *l / self.repeat_penalty
-                } else {
-                    *l * self.repeat_penalty
-                };
-            }
+    /// A logit after the repeat penalty: divided by the penalty when positive, multiplied when
+    /// negative, as llama.cpp does.
+    pub(crate) fn penalized(&self, logit: f32) -> f32 {
+        if logit > 0.0 {
+            logit / self.repeat_penalty
+        } else {
+            logit * self.repeat_penalty
         }
     }
     /// The temperature.
@@ -131,21 +122,27 @@ pub(crate) fn turn_seed(seed: u64, turn: usize) -> u64 {
     g.next_u64()
 }
 
-/// Indices of the `k` largest logits, most likely first (ties: lower token id first).
+/// The `k` largest logits as (token, logit), most likely first (ties: lower token id first).
+/// One pass over the vocabulary, no allocation beyond the result; NaN logits are skipped.
 pub(crate) fn top_k(logits: &[f32], k: usize) -> Vec<(i32, f32)> {
-    let mut idx: Vec<i32> = (0..logits.len() as i32).collect();
-    let by = |a: &i32, b: &i32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    let k = k.min(idx.len()).max(1);
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, by);
-        idx.truncate(k);
+    let k = k.max(1).min(logits.len());
+    let mut best: Vec<(i32, f32)> = Vec::with_capacity(k + 1);
+    let mut threshold = f32::NEG_INFINITY;
+    for (i, &l) in logits.iter().enumerate() {
+        if l.is_nan() || (best.len() == k && l <= threshold) {
+            continue;
+        }
+        let i = i as i32;
+        let at = best.partition_point(|&(bi, bl)| bl > l || (bl == l && bi < i));
+        best.insert(at, (i, l));
+        if best.len() > k {
+            best.pop();
+        }
+        if best.len() == k {
+            threshold = best[k - 1].1;
+        }
     }
-    idx.sort_by(by);
-    idx.into_iter().map(|i| (i, logits[i as usize])).collect()
+    best
 }
 
 /// Picks one of `candidates` (token, logit), sorted most likely first, all allowed.
@@ -198,8 +195,22 @@ mod tests {
 
     #[test]
     fn top_k_orders_and_breaks_ties_by_id() {
-        let l = [0.5, 2.0, 2.0, -1.0, 3.0];
+        let l = [0.5, 2.0, 2.0, -1.0, 3.0, f32::NAN, 2.0];
         assert_eq!(top_k(&l, 3), vec![(4, 3.0), (1, 2.0), (2, 2.0)]);
+        assert_eq!(top_k(&l, 1), vec![(4, 3.0)]);
+        assert_eq!(top_k(&l, 100).len(), 6, "NaN is skipped");
+        // Agrees with a full sort on pseudo-random logits.
+        let mut g = SplitMix64::new(9);
+        let big: Vec<f32> = (0..5000)
+            .map(|_| (g.next_f64() * 20.0 - 10.0) as f32)
+            .collect();
+        let mut sorted: Vec<(i32, f32)> = big
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as i32, *l))
+            .collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(top_k(&big, 40), sorted[..40].to_vec());
     }
 
     #[test]
