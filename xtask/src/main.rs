@@ -72,6 +72,7 @@ fn main() -> Result<()> {
             }
             // Each crate is tested on its own (`-p`), so Cargo does not merge features across
             // crates, and one dev profile serves lints, tests and the demo.
+            let mut totals = TestTotals::default();
             for krate in ["kiln-npc", "kiln-nftgen", "bevy_kiln", "kiln-demo", "xtask"] {
                 if !no_lint {
                     cargo(
@@ -87,8 +88,10 @@ fn main() -> Result<()> {
                         &model,
                     )?;
                 }
-                cargo(&["test", "-p", krate], &model)?;
+                totals.add(cargo_test(krate, &model)?);
             }
+            // One closing line for the whole run.
+            println!("tests: {} passed, {} failed", totals.passed, totals.failed);
             Ok(())
         }
         Task::Bench { what, tokens, reps } => {
@@ -122,6 +125,63 @@ fn cargo(args: &[&str], model: &Path) -> Result<()> {
     )
 }
 
+/// Test counts summed over `cargo test` runs.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestTotals {
+    fn add(&mut self, other: TestTotals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+
+    /// Reads libtest's `test result: ok. 12 passed; 0 failed; …` line.
+    fn parse(line: &str) -> Option<TestTotals> {
+        let rest = line.strip_prefix("test result: ")?;
+        let count = |word: &str| {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(word))
+                .and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        Some(TestTotals {
+            passed: count(" passed")?,
+            failed: count(" failed")?,
+        })
+    }
+}
+
+/// Runs `cargo test -p krate`, echoing its output, and sums its result lines.
+fn cargo_test(krate: &str, model: &Path) -> Result<TestTotals> {
+    use std::io::BufRead;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["test", "-p", krate])
+        .env("KILN_NPC_MODEL", model)
+        .stdout(std::process::Stdio::piped());
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let mut totals = TestTotals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(t) = TestTotals::parse(&line) {
+                totals.add(t);
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(totals)
+}
+
 /// Runs a command, failing with its command line when it fails.
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
@@ -133,4 +193,24 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{shown} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestTotals;
+
+    #[test]
+    fn reads_libtest_result_lines() {
+        let t = TestTotals::parse(
+            "test result: ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.39s",
+        );
+        assert_eq!(
+            t,
+            Some(TestTotals {
+                passed: 12,
+                failed: 3
+            })
+        );
+        assert_eq!(TestTotals::parse("running 12 tests"), None);
+    }
 }
