@@ -346,3 +346,45 @@ fn model_llama_cpp_rejects_is_a_typed_error_with_its_reason() {
         other => panic!("expected LoadFailed, got {other}"),
     }
 }
+
+#[test]
+fn too_small_a_context_is_a_typed_error() {
+    let e = engine()
+        .chat(
+            persona("oracle"),
+            ChatOptions::default().with_context_size(256),
+        )
+        .unwrap_err();
+    match &e {
+        ChatError::ContextTooSmall { needed, n_ctx } => {
+            assert_eq!(*n_ctx, 256);
+            assert!(*needed > 256, "{e}");
+        }
+        other => panic!("expected ContextTooSmall, got {other}"),
+    }
+}
+
+#[test]
+fn a_conversation_saved_on_one_model_restores_on_another() {
+    // The patched copy has another header, so another fingerprint: the saved token ids are not
+    // trusted and the turns are tokenized again from their text.
+    let p = persona("blacksmith");
+    let chat = engine()
+        .chat(p.clone(), ChatOptions::default().with_seed(5))
+        .unwrap();
+    chat.ask_blocking("Hello, smith!").unwrap();
+    let saved = chat.snapshot().unwrap();
+    let path = patched_model(b"tokenizer.chat_template", b"tokenizer.chat_templatX");
+    let other = Engine::load(&path, EngineConfig::default()).unwrap();
+    assert_ne!(other.fingerprint(), engine().fingerprint());
+    let restored = other.restore_chat(p.clone(), saved.clone()).unwrap();
+    let id = restored.ask("Do you remember me?").unwrap();
+    let (reply, stats) = restored.wait(id).unwrap();
+    assert_valid(&reply, &p);
+    // The restored turn is part of the prompt.
+    assert!(stats.prompt_tokens > stats.persona_tokens + 20, "{stats:?}");
+    let after = restored.snapshot().unwrap();
+    assert_eq!(after.turns.len(), 2);
+    assert_eq!(after.turns[0].player, saved.turns[0].player);
+    assert_eq!(after.model, other.fingerprint().to_string());
+}
