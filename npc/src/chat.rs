@@ -537,6 +537,8 @@ struct Worker<'m> {
     n_ctx: usize,
     n_batch: usize,
     max_reply_tokens: usize,
+    /// Tokens of the NPC's name, which the repeat penalty spares.
+    name_tokens: std::collections::HashSet<i32>,
 }
 
 fn decode_err(e: impl std::fmt::Display) -> ChatError {
@@ -589,6 +591,11 @@ impl<'m> Worker<'m> {
         let player_end = vocab.tokenize(tt.player_end.as_bytes(), false, true);
         let npc_end = vocab.tokenize(tt.npc_end.as_bytes(), false, true);
         let max_reply_tokens = 48 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS;
+        let name_tokens = [persona.name().to_string(), format!(" {}", persona.name())]
+            .iter()
+            .flat_map(|n| vocab.tokenize(n.as_bytes(), false, false))
+            .map(|t| t.0)
+            .collect();
         let needed =
             persona_tokens.len() + player_end.len() + npc_end.len() + 64 + max_reply_tokens;
         if needed > n_ctx as usize {
@@ -610,6 +617,7 @@ impl<'m> Worker<'m> {
             n_ctx: n_ctx as usize,
             n_batch: n_batch as usize,
             max_reply_tokens,
+            name_tokens,
         };
         if let Some(saved) = saved {
             w.restore(saved);
@@ -839,6 +847,27 @@ impl<'m> Worker<'m> {
         Ok((common, if need_logits { last } else { None }))
     }
 
+    /// The tokens of a generated reply that lie inside its spoken words (`say`), found the way
+    /// generation finds them: after the `"say": "` key is complete, before the closing quote.
+    fn spoken_tokens(&self, generated: &[LlamaToken]) -> Vec<i32> {
+        let vocab = self.model.vocab();
+        let mut raw = Vec::new();
+        let mut spoken = Vec::new();
+        let mut inside = false;
+        for tok in generated {
+            raw.extend(vocab.token_to_piece(*tok, false, None));
+            let text = String::from_utf8_lossy(&raw);
+            if grammar::say_closed(&text) {
+                break;
+            }
+            if inside {
+                spoken.push(tok.0);
+            }
+            inside = text.contains(grammar::SAY_KEY);
+        }
+        spoken
+    }
+
     /// Picks the next reply token under the grammar.
     ///
     /// It draws from the model's top-k as if unconstrained and keeps the draw when the grammar
@@ -977,16 +1006,24 @@ impl<'m> Worker<'m> {
         let mut done = false;
         let mut say_from: Option<usize> = None;
         let mut say_done = false;
+        let echo: Vec<i32> = self.turns[self.first_remembered..]
+            .last()
+            .map(|t| self.spoken_tokens(&t.generated))
+            .unwrap_or_default();
         for _ in 0..self.max_reply_tokens {
             if flags.cancelled(id) {
                 return Ok(Outcome::Cancelled);
             }
-            // The repeat penalty looks only at the spoken words, and only while they are written:
-            // the name, the JSON keys and the emotion and action choices are not repetition.
+            // The repeat penalty applies while the spoken words are written, to the words said so
+            // far and those of the NPC's previous reply (small models love to parrot it), but not
+            // to the NPC's name, the JSON keys, or the emotion and action choices.
             let penalized: std::collections::HashSet<i32> = match say_from {
-                Some(from) if !say_done && sampling.repeat_penalty() > 1.0 => {
-                    generated[from..].iter().map(|t| t.0).collect()
-                }
+                Some(from) if !say_done && sampling.repeat_penalty() > 1.0 => generated[from..]
+                    .iter()
+                    .map(|t| t.0)
+                    .chain(echo.iter().copied())
+                    .filter(|t| !self.name_tokens.contains(t))
+                    .collect(),
                 _ => Default::default(),
             };
             let logits = self.ctx.get_logits_ith(logit_idx);
