@@ -675,11 +675,7 @@ impl<'m> Worker<'m> {
     fn run(&mut self, commands: &Receiver<Command>, events: &Sender<ChatEvent>, flags: &Flags) {
         // Warm up: evaluate the persona (and any restored history) before the first question.
         if self.options.warm_up {
-            let history = self.schedule(self.first_remembered, None);
-            match self.sync(&history, false, &|| flags.shutdown.load(Ordering::Relaxed)) {
-                Ok(_) | Err(ChatError::Cancelled) => {}
-                Err(e) => tracing::warn!(persona = self.persona.name(), "warm-up failed: {e}"),
-            }
+            self.catch_up(&|| flags.shutdown.load(Ordering::Relaxed));
         }
         while let Ok(cmd) = commands.recv() {
             if flags.shutdown.load(Ordering::Relaxed) {
@@ -709,13 +705,9 @@ impl<'m> Worker<'m> {
                     if replied {
                         // Close the NPC's turn now, while the player reads, so the next
                         // question evaluates only its own words.
-                        let history = self.schedule(self.first_remembered, None);
-                        let stop =
-                            || !commands.is_empty() || flags.shutdown.load(Ordering::Relaxed);
-                        match self.sync(&history, false, &stop) {
-                            Ok(_) | Err(ChatError::Cancelled) => {}
-                            Err(e) => tracing::warn!("closing the turn failed: {e}"),
-                        }
+                        self.catch_up(&|| {
+                            !commands.is_empty() || flags.shutdown.load(Ordering::Relaxed)
+                        });
                     }
                 }
                 Command::Reset(seed) => {
@@ -732,6 +724,20 @@ impl<'m> Worker<'m> {
             }
         }
         tracing::debug!(persona = self.persona.name(), "chat worker stopped");
+    }
+
+    /// Evaluates what the cache lacks of the remembered history (the persona, restored turns, the
+    /// close of the last reply) until `stop` says so. A failure is only logged: the next question
+    /// evaluates whatever is still missing, and reports errors then.
+    fn catch_up(&mut self, stop: &dyn Fn() -> bool) {
+        let history = self.schedule(self.first_remembered, None);
+        match self.sync(&history, false, stop) {
+            Ok(_) | Err(ChatError::Cancelled) => {}
+            Err(e) => tracing::warn!(
+                persona = self.persona.name(),
+                "evaluating the conversation so far failed: {e}"
+            ),
+        }
     }
 
     /// The canonical evaluation of the persona, the turns from `first` on, and (when given) a
@@ -872,7 +878,8 @@ impl<'m> Worker<'m> {
     ///
     /// It draws from the model's top-k as if unconstrained and keeps the draw when the grammar
     /// allows it — the common case, one grammar check. Otherwise it draws again from the allowed
-    /// part of the top-k, renormalised (together: exactly the constrained distribution), and only
+    /// part of the top-k, renormalised (together the constrained distribution, exactly so before
+    /// top-p truncation), and only
     /// when no top-k token is allowed does it filter the whole vocabulary. `penalized` are the
     /// tokens the repeat penalty applies to.
     fn next_token(
