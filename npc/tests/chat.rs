@@ -388,3 +388,40 @@ fn a_conversation_saved_on_one_model_restores_on_another() {
     assert_eq!(after.turns[0].player, saved.turns[0].player);
     assert_eq!(after.model, other.fingerprint().to_string());
 }
+
+#[test]
+fn cli_chat_streams_replies_and_saves_the_conversation() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("sela.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
+        .args(["chat", "--seed", "2", "--persona"])
+        .arg(common::assets().join("npcs/oracle.toml"))
+        .arg("--model")
+        .arg(common::model_path())
+        .arg("--save")
+        .arg(&save)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Good evening.\n\n/nonsense? no, a question: what do the stars say?\n/quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Sela: The stars told me you would come."),
+        "{text}"
+    );
+    // Two replies, each ending with its emotion and action.
+    assert_eq!(text.matches("  [").count(), 2, "{text}");
+    let saved = SavedChat::load(&save).unwrap();
+    assert_eq!(saved.turns.len(), 2);
+    assert_eq!(saved.turns[0].player, "Good evening.");
+    assert!(text.contains(&saved.turns[1].reply.say), "{text}");
+}
