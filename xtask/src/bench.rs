@@ -245,7 +245,7 @@ fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
 
     println!("\nNPC engine vs llama-bench — {} on {cpu}", model.display());
     println!(
-        "(same llama.cpp libraries; batch 128; generation at the context depth of a 5-turn chat)\n"
+        "(same llama.cpp libraries; batch 64; generation at the context depth of a 5-turn chat)\n"
     );
     println!(
         "| threads | load | prompt tok/s Kiln | llama-bench | ratio | gen tok/s Kiln | llama-bench | ratio | first token turn 1 | turn 5 | t5/t1 | peak RSS |"
