@@ -858,20 +858,20 @@ impl<'m> Worker<'m> {
     fn spoken_tokens(&self, generated: &[LlamaToken]) -> Vec<i32> {
         let vocab = self.model.vocab();
         let mut raw = Vec::new();
-        let mut spoken = Vec::new();
-        let mut inside = false;
-        for tok in generated {
+        let mut span = grammar::SpokenSpan::default();
+        let mut end = generated.len();
+        for (i, tok) in generated.iter().enumerate() {
             raw.extend(vocab.token_to_piece(*tok, false, None));
-            let text = String::from_utf8_lossy(&raw);
-            if grammar::say_closed(&text) {
+            span.update(&String::from_utf8_lossy(&raw), i + 1);
+            if span.closed {
+                end = i;
                 break;
             }
-            if inside {
-                spoken.push(tok.0);
-            }
-            inside = text.contains(grammar::SAY_KEY);
         }
-        spoken
+        match span.start {
+            Some(start) if start <= end => generated[start..end].iter().map(|t| t.0).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Picks the next reply token under the grammar.
@@ -1011,8 +1011,7 @@ impl<'m> Worker<'m> {
         let mut streamed = 0usize;
         let mut batch = LlamaBatch::new(1, 1);
         let mut done = false;
-        let mut say_from: Option<usize> = None;
-        let mut say_done = false;
+        let mut span = grammar::SpokenSpan::default();
         let echo: Vec<i32> = self.turns[self.first_remembered..]
             .last()
             .map(|t| self.spoken_tokens(&t.generated))
@@ -1024,8 +1023,8 @@ impl<'m> Worker<'m> {
             // The repeat penalty applies while the spoken words are written, to the words said so
             // far and those of the NPC's previous reply (small models love to parrot it), but not
             // to the NPC's name, the JSON keys, or the emotion and action choices.
-            let penalized: std::collections::HashSet<i32> = match say_from {
-                Some(from) if !say_done && sampling.repeat_penalty() > 1.0 => generated[from..]
+            let penalized: std::collections::HashSet<i32> = match span.open_from() {
+                Some(from) if sampling.repeat_penalty() > 1.0 => generated[from..]
                     .iter()
                     .map(|t| t.0)
                     .chain(echo.iter().copied())
@@ -1065,10 +1064,7 @@ impl<'m> Worker<'m> {
                 Err(e) => std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
             };
             let say = grammar::partial_say(valid);
-            if say_from.is_none() && valid.contains(grammar::SAY_KEY) {
-                say_from = Some(generated.len());
-            }
-            say_done = say_from.is_some() && grammar::say_closed(valid);
+            span.update(valid, generated.len());
             if say.len() > streamed {
                 let delta = say[streamed..].to_string();
                 streamed = say.len();

@@ -144,6 +144,31 @@ pub(crate) fn say_closed(partial: &str) -> bool {
         .is_some_and(|at| partial[at + SAY_KEY.len()..].contains('"'))
 }
 
+/// Follows a reply as it is written, token by token, to tell which tokens lie inside its spoken
+/// words: those after the token that completes the `"say": "` key, before the one that closes them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SpokenSpan {
+    /// Index of the first token inside the spoken words.
+    pub start: Option<usize>,
+    /// Whether the closing quote has been written.
+    pub closed: bool,
+}
+
+impl SpokenSpan {
+    /// Records that the first `tokens` tokens make up the (partial) reply `text`.
+    pub(crate) fn update(&mut self, text: &str, tokens: usize) {
+        if self.start.is_none() && text.contains(SAY_KEY) {
+            self.start = Some(tokens);
+        }
+        self.closed = self.start.is_some() && say_closed(text);
+    }
+
+    /// Where the spoken words began, while they are still being written.
+    pub(crate) fn open_from(&self) -> Option<usize> {
+        self.start.filter(|_| !self.closed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
