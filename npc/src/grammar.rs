@@ -188,6 +188,33 @@ mod tests {
     }
 
     #[test]
+    fn spoken_span_follows_the_say_field() {
+        let pieces = [
+            "{\"speaker\": \"Bram\", \"say",
+            "\": \"",
+            "Hi",
+            " there",
+            ".\",",
+            " \"emotion",
+        ];
+        let mut span = SpokenSpan::default();
+        let mut text = String::new();
+        let mut open = Vec::new();
+        for (i, p) in pieces.iter().enumerate() {
+            text.push_str(p);
+            span.update(&text, i + 1);
+            open.push(span.open_from());
+        }
+        assert_eq!(
+            span.start,
+            Some(2),
+            "the words start after the token that ends the key"
+        );
+        assert!(span.closed);
+        assert_eq!(open, [None, Some(2), Some(2), Some(2), None, None]);
+    }
+
+    #[test]
     fn partial_say_streams_only_speech() {
         assert_eq!(partial_say("{\"sa"), "");
         assert_eq!(partial_say("{\"speaker\": \"Bram\", \"sa"), "");
