@@ -32,10 +32,8 @@ const SENTINELS: [&str; 5] = [
     "KILNSENTINELE",
 ];
 
-fn msg(role: &str, content: &str) -> Result<LlamaChatMessage, ChatError> {
-    LlamaChatMessage::new(role.into(), content.into()).map_err(|e| ChatError::Template {
-        reason: e.to_string(),
-    })
+fn msg(role: &str, content: &str) -> Result<LlamaChatMessage, String> {
+    LlamaChatMessage::new(role.into(), content.into()).map_err(|e| e.to_string())
 }
 
 fn split(
@@ -43,20 +41,17 @@ fn split(
     tmpl: &LlamaChatTemplate,
     persona: &Persona,
 ) -> Result<(String, String, String), String> {
-    let mut messages = vec![msg("system", &persona.system_prompt()).map_err(|e| e.to_string())?];
+    let mut messages = vec![msg("system", &persona.system_prompt())?];
     for ex in persona.examples() {
-        messages.push(msg("user", &ex.player).map_err(|e| e.to_string())?);
-        messages.push(
-            msg(
-                "assistant",
-                &persona.render_reply(&ex.say, &ex.emotion, &ex.action),
-            )
-            .map_err(|e| e.to_string())?,
-        );
+        messages.push(msg("user", &ex.player)?);
+        messages.push(msg(
+            "assistant",
+            &persona.render_reply(&ex.say, &ex.emotion, &ex.action),
+        )?);
     }
     for (i, s) in SENTINELS.iter().enumerate() {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
-        messages.push(msg(role, s).map_err(|e| e.to_string())?);
+        messages.push(msg(role, s)?);
     }
     let text = model
         .apply_chat_template(tmpl, &messages, true)
