@@ -1,6 +1,77 @@
 //! # kiln-nftgen
 //!
-//! Kiln's art engine (not built yet): a deterministic diffusion pipeline that paints scene and
-//! item art from a prompt and a seed, the provenance record that lets anyone reproduce an image
-//! bit for bit, and the chain client that mints and verifies it. See `shared/DESIGN.md` and the
-//! open issues for the plan; this crate is filled by the art engine issue.
+//! Kiln's art engine: a deterministic diffusion pipeline that paints scene and item art from a
+//! prompt and a seed, and the provenance record that lets anyone reproduce an image bit for bit.
+//!
+//! - [`ArtModel`] loads either family behind one interface: Kiln's compact **kiln-sprite**
+//!   transformer (one `.safetensors` file with its config inside) or a **Stable Diffusion**
+//!   checkpoint in the diffusers layout (SD 1.x, 2.x, SD-Turbo) through candle-transformers.
+//! - [`GenerationRequest`] → [`ArtModel::generate`] → [`GeneratedArt`]: RGBA8 pixels, the
+//!   [`GenerationRecord`], its [`RecipeHash`] and the pixels' [`ContentHash`]. A progress callback
+//!   runs after every step and can cancel.
+//! - [`png_io`] writes PNG files with the record embedded (and reads them back, checking the
+//!   pixels against the stored hash).
+//!
+//! On the CPU the same record gives the same pixels and the same PNG bytes, across runs,
+//! processes and thread counts: the batch layout is fixed (negative prompt row, prompt row,
+//! always), and the noise comes from Kiln's own seeded [`NoiseRng`]. `nftgen/RECIPE.md` specifies
+//! every step so the recipe can be re-implemented elsewhere.
+//!
+//! ```
+//! use kiln_nftgen::{ArtModel, Control, GenerationRequest, sprite};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A model with random weights (trained weights ship in `assets/models/`).
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("tiny.safetensors");
+//! let cfg = sprite::SpriteConfig::tiny();
+//! sprite::save(&path, &cfg, &sprite::random_weights(&cfg, 1)?)?;
+//!
+//! let model = ArtModel::load(&path)?;
+//! let request = GenerationRequest::new("a glowing green potion", 42).steps(4);
+//! let art = model.generate(&request, &mut |p| {
+//!     eprintln!("step {}/{}", p.step, p.total);
+//!     Control::Continue
+//! })?;
+//! assert_eq!((art.width, art.height), (32, 32));
+//! let again = model.regenerate(&art.record, &mut |_| Control::Continue)?;
+//! assert_eq!(again.content_hash, art.content_hash);
+//! # Ok(())
+//! # }
+//! ```
+
+mod device;
+mod error;
+mod pipeline;
+pub mod png_io;
+mod record;
+mod rng;
+mod schedule;
+pub mod sd;
+pub mod sprite;
+
+/// Environment variable naming the default art model (a file or a diffusers directory).
+pub const MODEL_ENV: &str = "KILN_ART_MODEL";
+
+/// The model `nftgen` and the plugin use when none is given: `$KILN_ART_MODEL`, else the
+/// kiln-sprite weights shipped in the repository's `assets/models/kiln-sprite.safetensors`.
+pub fn default_model_path() -> std::path::PathBuf {
+    match std::env::var_os(MODEL_ENV) {
+        Some(p) if !p.is_empty() => p.into(),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/models/kiln-sprite.safetensors"),
+    }
+}
+
+pub use device::{DevicePreference, select as select_device};
+pub use error::{GenerateError, ModelError, PngError, RecordError, RequestError};
+pub use pipeline::{
+    ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES, MAX_STEPS,
+    ModelFamily, Progress,
+};
+pub use record::{
+    Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
+    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
+};
+pub use rng::NoiseRng;
+pub use schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};

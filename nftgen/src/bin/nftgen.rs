@@ -1,0 +1,302 @@
+//! `nftgen`: paint art with a recorded recipe, and inspect Kiln PNG files.
+//!
+//! Exit codes: 0 success; 1 error (one line on stderr); 2 bad command line; 3 `inspect` found
+//! pixels that do not match the recorded content hash.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use kiln_nftgen::{
+    ArtModel, Control, CreatorAddress, DevicePreference, GenerationRequest, SchedulerKind, png_io,
+    sprite,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "nftgen",
+    version,
+    about = "Kiln's art engine: deterministic diffusion with provenance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Paint an image from a prompt and a seed; write a PNG with the recipe embedded.
+    Generate(GenerateArgs),
+    /// Show the recipe embedded in a PNG and whether its pixels match the recorded hash.
+    Inspect {
+        /// PNG file.
+        file: PathBuf,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
+    TinySd {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a kiln-sprite model with random weights (for testing pipelines and benchmarks).
+    RandomModel {
+        /// Output `.safetensors` file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Architecture size: `tiny` (tests) or `base` (the shipping size class).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// What to paint.
+    #[arg(long)]
+    prompt: String,
+    /// Seed of the noise.
+    #[arg(long)]
+    seed: u64,
+    /// Output PNG file (written only when the image is complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model: a kiln-sprite `.safetensors` file or a diffusers directory
+    /// [default: $KILN_ART_MODEL, else assets/models/kiln-sprite.safetensors].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Denoising steps [default: the model's].
+    #[arg(long)]
+    steps: Option<u32>,
+    /// Size as WIDTHxHEIGHT [default: the model's first size].
+    #[arg(long)]
+    size: Option<String>,
+    /// Classifier-free guidance scale [default: the model's].
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Negative prompt.
+    #[arg(long, default_value = "")]
+    negative: String,
+    /// Scheduler: ddim, euler or euler_a.
+    #[arg(long, default_value = "ddim")]
+    scheduler: String,
+    /// Creator address (0x…) to attribute the recipe to.
+    #[arg(long)]
+    creator: Option<String>,
+    /// Use a GPU when built with `cuda`/`metal` and one is usable (CPU otherwise).
+    #[arg(long)]
+    gpu: bool,
+    /// Print the record and hashes as one JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("size `{s}` is not WIDTHxHEIGHT"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .with_context(|| format!("width `{w}` is not a number"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .with_context(|| format!("height `{h}` is not a number"))?;
+    if w == 0 || h == 0 {
+        bail!("size {w}x{h} has a zero side");
+    }
+    Ok((w, h))
+}
+
+fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let scheduler: SchedulerKind = a.scheduler.parse().map_err(anyhow::Error::msg)?;
+    let size = a.size.as_deref().map(parse_size).transpose()?;
+    let creator: Option<CreatorAddress> = a.creator.as_deref().map(str::parse).transpose()?;
+    if a.prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!("output directory {} does not exist", dir.display());
+    }
+    let model_path = a
+        .model
+        .clone()
+        .unwrap_or_else(kiln_nftgen::default_model_path);
+    let pref = if a.gpu {
+        DevicePreference::BestAvailable
+    } else {
+        DevicePreference::Cpu
+    };
+    let model = ArtModel::load_on(&model_path, pref)
+        .with_context(|| format!("cannot load the art model {}", model_path.display()))?;
+    let mut req = GenerationRequest::new(a.prompt, a.seed)
+        .scheduler(scheduler)
+        .negative(a.negative);
+    req.steps = a.steps;
+    req.guidance = a.guidance;
+    req.size = size;
+    req.creator = creator;
+    let record = model.record_for(&req)?;
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let art = model.generate(&req, &mut |p| {
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let filled = (p.step * 30 / p.total) as usize;
+            let _ = write!(
+                err,
+                "\r[{}{}] step {}/{}",
+                "#".repeat(filled),
+                ".".repeat(30 - filled),
+                p.step,
+                p.total
+            );
+            if p.step == p.total {
+                let _ = writeln!(err);
+            }
+        } else if p.step == p.total || p.step % 10 == 0 {
+            let _ = writeln!(err, "step {}/{}", p.step, p.total);
+        }
+        Control::Continue
+    })?;
+    debug_assert_eq!(art.record, record);
+    png_io::write(&a.out, &art)?;
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        // Built by hand so the record keeps its canonical field order.
+        println!(
+            "{{\"out\":{},\"record\":{},\"recipe_hash\":\"{}\",\"content_hash\":\"{}\"}}",
+            serde_json::to_string(&a.out.display().to_string())?,
+            art.record.canonical_json(),
+            art.recipe_hash,
+            art.content_hash
+        );
+    } else {
+        println!(
+            "wrote {} ({}x{}, {} steps in {secs:.2} s)\nrecipe hash  {}\ncontent hash {}",
+            a.out.display(),
+            art.width,
+            art.height,
+            art.record.steps,
+            art.recipe_hash,
+            art.content_hash
+        );
+    }
+    Ok(())
+}
+
+fn inspect(file: &Path, json: bool) -> anyhow::Result<bool> {
+    let png = png_io::read(file).with_context(|| format!("cannot inspect {}", file.display()))?;
+    let matches = png.pixels_match();
+    if json {
+        let stored = png
+            .stored_content_hash
+            .map(|h| format!("\"{h}\""))
+            .unwrap_or_else(|| "null".into());
+        println!(
+            "{{\"file\":{},\"record\":{},\"recipe_hash\":\"{}\",\"stored_content_hash\":{stored},\"content_hash\":\"{}\",\"pixels_match\":{matches}}}",
+            serde_json::to_string(&file.display().to_string())?,
+            png.record.canonical_json(),
+            png.record.recipe_hash(),
+            png.content_hash
+        );
+    } else {
+        let r = &png.record;
+        println!("file          {}", file.display());
+        println!("model         {} (sha256 {})", r.model.id, r.model.sha256);
+        println!("prompt        {}", r.prompt);
+        if !r.negative_prompt.is_empty() {
+            println!("negative      {}", r.negative_prompt);
+        }
+        println!("seed          {}", r.seed);
+        println!(
+            "sampler       {} x {} steps, guidance {}",
+            r.scheduler, r.steps, r.guidance
+        );
+        println!("size          {}x{}", r.width, r.height);
+        println!("engine        {} ({}, {})", r.engine, r.pipeline, r.backend);
+        if let Some(c) = r.creator {
+            println!("creator       {c}");
+        }
+        println!("recipe hash   {}", r.recipe_hash());
+        println!("content hash  {}", png.content_hash);
+        println!(
+            "pixels        {}",
+            if matches {
+                "match the recorded content hash".to_string()
+            } else {
+                match png.stored_content_hash {
+                    Some(h) => {
+                        format!("DO NOT match the recorded content hash {h}: the image was altered")
+                    }
+                    None => "no content hash recorded".into(),
+                }
+            }
+        );
+    }
+    Ok(matches)
+}
+
+fn random_model(out: &Path, seed: u64, preset: &str) -> anyhow::Result<()> {
+    let cfg = match preset {
+        "tiny" => sprite::SpriteConfig::tiny(),
+        "base" => sprite::SpriteConfig::base(),
+        other => bail!("unknown preset `{other}` (tiny or base)"),
+    };
+    let weights = sprite::random_weights(&cfg, seed)?;
+    let tmp = out.with_extension("safetensors.tmp");
+    sprite::save(&tmp, &cfg, &weights)?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} ({} random weights, seed {seed})",
+        out.display(),
+        cfg.name
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate(a).map(|_| true),
+        Command::Inspect { file, json } => inspect(&file, json),
+        Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
+            .map(|_| {
+                println!(
+                    "wrote a tiny random Stable Diffusion checkpoint to {}",
+                    out.display()
+                );
+                true
+            })
+            .map_err(Into::into),
+        Command::RandomModel { out, seed, preset } => {
+            random_model(&out, seed, &preset).map(|_| true)
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "nftgen: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! One interface over both model families: load, validate a request, generate, re-run a record.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::device::{self, DevicePreference};
+use crate::error::{GenerateError, ModelError, RequestError};
+use crate::record::{
+    Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
+    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
+};
+use crate::rng::NoiseRng;
+use crate::schedule::{NoiseSchedule, Prediction, Stepper};
+use crate::sd::{self, SdModel};
+use crate::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+
+/// Longest prompt or negative prompt, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 1000;
+/// Largest step count any request may ask for.
+pub const MAX_STEPS: u32 = 1000;
+/// Largest guidance scale.
+pub const MAX_GUIDANCE: f32 = 50.0;
+
+/// The two model families behind [`ArtModel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelFamily {
+    /// Kiln's compact pixel-space transformer (one safetensors file).
+    KilnSprite,
+    /// A Stable Diffusion family checkpoint (diffusers directory).
+    StableDiffusion,
+}
+
+/// What to paint. Build with [`GenerationRequest::new`] and the setters; unset values take the
+/// model's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// The prompt.
+    pub prompt: String,
+    /// The negative prompt (what to steer away from); empty for none.
+    pub negative_prompt: String,
+    /// Seed of the noise stream.
+    pub seed: u64,
+    /// Denoising steps (model default when `None`).
+    pub steps: Option<u32>,
+    /// Guidance scale (model default when `None`).
+    pub guidance: Option<f32>,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// (width, height) in pixels (model default when `None`).
+    pub size: Option<(u32, u32)>,
+    /// Creator to attribute the recipe to.
+    pub creator: Option<CreatorAddress>,
+}
+
+impl GenerationRequest {
+    /// A request with the model's defaults and the DDIM scheduler.
+    pub fn new(prompt: impl Into<String>, seed: u64) -> Self {
+        Self {
+            prompt: prompt.into(),
+            negative_prompt: String::new(),
+            seed,
+            steps: None,
+            guidance: None,
+            scheduler: SchedulerKind::Ddim,
+            size: None,
+            creator: None,
+        }
+    }
+    /// Sets the step count.
+    pub fn steps(mut self, steps: u32) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+    /// Sets the guidance scale.
+    pub fn guidance(mut self, guidance: f32) -> Self {
+        self.guidance = Some(guidance);
+        self
+    }
+    /// Sets the scheduler.
+    pub fn scheduler(mut self, scheduler: SchedulerKind) -> Self {
+        self.scheduler = scheduler;
+        self
+    }
+    /// Sets the size.
+    pub fn size(mut self, width: u32, height: u32) -> Self {
+        self.size = Some((width, height));
+        self
+    }
+    /// Sets the negative prompt.
+    pub fn negative(mut self, negative: impl Into<String>) -> Self {
+        self.negative_prompt = negative.into();
+        self
+    }
+    /// Attributes the recipe to a creator.
+    pub fn creator(mut self, creator: CreatorAddress) -> Self {
+        self.creator = Some(creator);
+        self
+    }
+}
+
+/// Progress of a running generation, reported after every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Steps done.
+    pub step: u32,
+    /// Steps in all.
+    pub total: u32,
+}
+
+/// What the progress callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop now; the generation returns [`GenerateError::Cancelled`].
+    Cancel,
+}
+
+/// A generated image with its provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedArt {
+    /// The recipe that produced it.
+    pub record: GenerationRecord,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RGBA8 pixels, rows top to bottom (alpha always 255).
+    pub rgba: Vec<u8>,
+    /// keccak256 of the pixels.
+    pub content_hash: ContentHash,
+    /// keccak256 of the record's canonical bytes.
+    pub recipe_hash: RecipeHash,
+}
+
+enum Inner {
+    Sprite {
+        net: Box<SpriteNet>,
+        encoder: PromptEncoder,
+    },
+    Sd(Box<SdModel>),
+}
+
+/// A loaded art model of either family.
+pub struct ArtModel {
+    inner: Inner,
+    id: String,
+    hash: ModelHash,
+    path: PathBuf,
+    device: Device,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for ArtModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtModel")
+            .field("id", &self.id)
+            .field("family", &self.family())
+            .field("sha256", &self.hash)
+            .field("path", &self.path)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl ArtModel {
+    /// Loads a model on the CPU: a kiln-sprite `.safetensors` file or a diffusers directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        Self::load_on(path, DevicePreference::Cpu)
+    }
+
+    /// Loads a model on the preferred device (falling back to the CPU).
+    pub fn load_on(path: impl AsRef<Path>, pref: DevicePreference) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(ModelError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let (device, backend) = device::select(pref);
+        if path.is_dir() {
+            if !sd::is_sd_dir(path) {
+                return Err(ModelError::MissingFile {
+                    path: path.join("unet/config.json"),
+                });
+            }
+            tracing::info!(path = %path.display(), "hashing Stable Diffusion checkpoint");
+            let hash = sd::model_hash(path)?;
+            let model = SdModel::load(path, &device)?;
+            return Ok(Self {
+                id: model.id.clone(),
+                inner: Inner::Sd(Box::new(model)),
+                hash,
+                path: path.to_path_buf(),
+                device,
+                backend,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::sprite_from_bytes(path, &bytes, device, backend)
+    }
+
+    fn sprite_from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        device: Device,
+        backend: Backend,
+    ) -> Result<Self, ModelError> {
+        let bad = |detail: String| ModelError::BadConfig {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
+            ModelError::NotSafetensors {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        })?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(sprite::CONFIG_KEY))
+            .ok_or_else(|| {
+                bad(format!(
+                    "no `{}` metadata: not a kiln-sprite file (Stable Diffusion models are directories)",
+                    sprite::CONFIG_KEY
+                ))
+            })?;
+        let cfg: SpriteConfig = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        cfg.validate().map_err(bad)?;
+        let tensors = candle_core::safetensors::load_buffer(bytes, &device).map_err(|e| {
+            ModelError::NotSafetensors {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        })?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let encoder = PromptEncoder::new(&cfg.text);
+        let net = SpriteNet::new(cfg, vb).map_err(|e| sd::build_error(path, e))?;
+        use sha2::Digest;
+        let hash = ModelHash(sha2::Sha256::digest(bytes).into());
+        Ok(Self {
+            id: net.config().name.clone(),
+            inner: Inner::Sprite {
+                net: Box::new(net),
+                encoder,
+            },
+            hash,
+            path: path.to_path_buf(),
+            device,
+            backend,
+        })
+    }
+
+    /// Model id as recorded.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// SHA-256 of the weights.
+    pub fn hash(&self) -> ModelHash {
+        self.hash
+    }
+    /// Which family the model belongs to.
+    pub fn family(&self) -> ModelFamily {
+        match self.inner {
+            Inner::Sprite { .. } => ModelFamily::KilnSprite,
+            Inner::Sd(_) => ModelFamily::StableDiffusion,
+        }
+    }
+    /// Where it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Backend it runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    /// The kiln-sprite config, for kiln-sprite models.
+    pub fn sprite_config(&self) -> Option<&SpriteConfig> {
+        match &self.inner {
+            Inner::Sprite { net, .. } => Some(net.config()),
+            Inner::Sd(_) => None,
+        }
+    }
+
+    /// Size used when a request sets none.
+    pub fn default_size(&self) -> (u32, u32) {
+        match &self.inner {
+            Inner::Sprite { net, .. } => {
+                let [w, h] = net.config().sizes[0];
+                (w, h)
+            }
+            Inner::Sd(m) => (m.default_size, m.default_size),
+        }
+    }
+    /// Steps used when a request sets none.
+    pub fn default_steps(&self) -> u32 {
+        match &self.inner {
+            Inner::Sprite { net, .. } => net.config().default_steps,
+            Inner::Sd(_) => 25,
+        }
+    }
+    /// Guidance used when a request sets none.
+    pub fn default_guidance(&self) -> f32 {
+        match &self.inner {
+            Inner::Sprite { net, .. } => net.config().default_guidance,
+            Inner::Sd(_) => 7.5,
+        }
+    }
+
+    fn schedule(&self) -> (&NoiseSchedule, Prediction) {
+        match &self.inner {
+            Inner::Sprite { net, .. } => (&net.config().schedule, net.config().prediction),
+            Inner::Sd(m) => (&m.schedule, m.prediction),
+        }
+    }
+
+    /// Whether the model paints at this size; the error lists what it supports.
+    pub fn check_size(&self, width: u32, height: u32) -> Result<(), RequestError> {
+        let err = |supported: String| RequestError::Size {
+            width,
+            height,
+            supported,
+        };
+        match &self.inner {
+            Inner::Sprite { net, .. } => {
+                let sizes = &net.config().sizes;
+                if sizes.contains(&[width, height]) {
+                    Ok(())
+                } else {
+                    Err(err(sizes
+                        .iter()
+                        .map(|[w, h]| format!("{w}x{h}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")))
+                }
+            }
+            Inner::Sd(m) => {
+                let unit = (m.vae_factor * m.unet_factor) as u32;
+                let ok = |v: u32| (unit..=2048).contains(&v) && v.is_multiple_of(unit);
+                if ok(width) && ok(height) {
+                    Ok(())
+                } else {
+                    Err(err(format!("multiples of {unit} from {unit} to 2048")))
+                }
+            }
+        }
+    }
+
+    /// Validates a request against this model and returns the record it would produce.
+    pub fn record_for(&self, req: &GenerationRequest) -> Result<GenerationRecord, RequestError> {
+        let (width, height) = req.size.unwrap_or_else(|| self.default_size());
+        let record = GenerationRecord {
+            format: RECORD_FORMAT,
+            model: ModelRef {
+                id: self.id.clone(),
+                sha256: self.hash,
+            },
+            prompt: req.prompt.clone(),
+            negative_prompt: req.negative_prompt.clone(),
+            seed: req.seed,
+            scheduler: req.scheduler,
+            steps: req.steps.unwrap_or_else(|| self.default_steps()),
+            guidance: req.guidance.unwrap_or_else(|| self.default_guidance()),
+            width,
+            height,
+            pipeline: PIPELINE.into(),
+            engine: ENGINE_VERSION.into(),
+            backend: self.backend,
+            creator: req.creator,
+        };
+        self.check_record(&record)?;
+        Ok(record)
+    }
+
+    fn check_record(&self, r: &GenerationRecord) -> Result<(), RequestError> {
+        if r.prompt.trim().is_empty() {
+            return Err(RequestError::EmptyPrompt);
+        }
+        for (which, text) in [
+            ("prompt", &r.prompt),
+            ("negative prompt", &r.negative_prompt),
+        ] {
+            if text.len() > MAX_PROMPT_BYTES {
+                return Err(RequestError::TextTooLong {
+                    which,
+                    len: text.len(),
+                    max: MAX_PROMPT_BYTES,
+                });
+            }
+        }
+        let max_steps = MAX_STEPS.min(self.schedule().0.train_steps as u32);
+        if r.steps == 0 || r.steps > max_steps {
+            return Err(RequestError::Steps {
+                steps: r.steps,
+                max: max_steps,
+            });
+        }
+        if !r.guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&r.guidance) {
+            return Err(RequestError::Guidance {
+                value: r.guidance,
+                max: MAX_GUIDANCE,
+            });
+        }
+        self.check_size(r.width, r.height)
+    }
+
+    /// Paints the request. `on_step` runs after every step; returning [`Control::Cancel`] stops
+    /// the generation between steps.
+    pub fn generate(
+        &self,
+        req: &GenerationRequest,
+        on_step: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<GeneratedArt, GenerateError> {
+        let record = self.record_for(req)?;
+        self.run(record, on_step)
+    }
+
+    /// Re-runs a record (e.g. to verify an image). The record must name this model's weights and
+    /// a pipeline this engine implements.
+    pub fn regenerate(
+        &self,
+        record: &GenerationRecord,
+        on_step: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<GeneratedArt, GenerateError> {
+        if record.model.sha256 != self.hash {
+            return Err(RequestError::ModelMismatch {
+                recorded: record.model.sha256.to_string(),
+                loaded: self.hash.to_string(),
+            }
+            .into());
+        }
+        if record.format != RECORD_FORMAT || record.pipeline != PIPELINE {
+            return Err(RequestError::Unsupported {
+                detail: format!(
+                    "record format {} with pipeline `{}` (this engine runs format {RECORD_FORMAT}, `{PIPELINE}`)",
+                    record.format, record.pipeline
+                ),
+            }
+            .into());
+        }
+        self.check_record(record)?;
+        self.run(record.clone(), on_step)
+    }
+
+    fn run(
+        &self,
+        record: GenerationRecord,
+        on_step: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<GeneratedArt, GenerateError> {
+        let dev = &self.device;
+        let (schedule, prediction) = self.schedule();
+        let steps = record.steps as usize;
+        let stepper = Stepper::new(record.scheduler, schedule, prediction, steps);
+        let (w, h) = (record.width as usize, record.height as usize);
+        let shape = match &self.inner {
+            Inner::Sprite { net, .. } => (1, net.config().channels, h, w),
+            Inner::Sd(m) => (1, m.latent_channels, h / m.vae_factor, w / m.vae_factor),
+        };
+        let mut rng = NoiseRng::new(record.seed);
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut x =
+            Tensor::from_vec(rng.normals(n), shape, dev)?.affine(stepper.init_scale(), 0.0)?;
+        // Conditioning for the fixed batch layout: row 0 = negative prompt, row 1 = prompt.
+        let cond = match &self.inner {
+            Inner::Sprite { encoder, .. } => {
+                let mut ids = encoder.encode(&record.negative_prompt);
+                ids.extend(encoder.encode(&record.prompt));
+                let len = ids.len() / 2;
+                Tensor::from_vec(ids, (2, len), dev)?
+            }
+            Inner::Sd(m) => m.encode_pair(&record.negative_prompt, &record.prompt, dev)?,
+        };
+        let g = record.guidance as f64;
+        for (i, &t) in stepper.timesteps().iter().enumerate() {
+            let x_in = x.affine(stepper.input_scale(i), 0.0)?;
+            let batch = Tensor::cat(&[&x_in, &x_in], 0)?;
+            let out = match &self.inner {
+                Inner::Sprite { net, .. } => net.forward(&batch, t as f64, &cond)?,
+                Inner::Sd(m) => m.predict(&batch, t as f64, &cond)?,
+            };
+            let uncond = out.narrow(0, 0, 1)?;
+            let positive = out.narrow(0, 1, 1)?;
+            let guided = (&uncond + ((&positive - &uncond)? * g)?)?;
+            x = stepper.step(i, &x, &guided, &mut rng)?;
+            // Stop at the first broken step rather than painting NaN for the remaining ones.
+            if !x
+                .sum_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?
+                .is_finite()
+            {
+                return Err(GenerateError::NonFinite);
+            }
+            let progress = Progress {
+                step: i as u32 + 1,
+                total: record.steps,
+            };
+            if on_step(progress) == Control::Cancel {
+                return Err(GenerateError::Cancelled {
+                    completed: progress.step,
+                    total: progress.total,
+                });
+            }
+        }
+        let image = match &self.inner {
+            Inner::Sprite { .. } => x,
+            Inner::Sd(m) => m.decode(&x)?,
+        };
+        let rgba = to_rgba8(&image)?;
+        let content_hash = ContentHash::of_rgba8(record.width, record.height, &rgba);
+        Ok(GeneratedArt {
+            recipe_hash: record.recipe_hash(),
+            width: record.width,
+            height: record.height,
+            record,
+            rgba,
+            content_hash,
+        })
+    }
+}
+
+/// [1, 3, H, W] in [-1, 1] → RGBA8: `round((clamp(v, -1, 1) + 1) · 127.5)` in binary32, alpha 255.
+fn to_rgba8(image: &Tensor) -> Result<Vec<u8>, GenerateError> {
+    let (_, c, h, w) = image.dims4()?;
+    let chw = image
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if chw.iter().any(|v| !v.is_finite()) {
+        return Err(GenerateError::NonFinite);
+    }
+    let mut rgba = vec![255u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c.min(3) {
+                let v = chw[ch * h * w + y * w + x];
+                rgba[(y * w + x) * 4 + ch] = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+            }
+        }
+    }
+    Ok(rgba)
+}

@@ -1,0 +1,184 @@
+//! PNG files that carry their provenance.
+//!
+//! Chunks written before the image data, in this order: `kiln` (iTXt, uncompressed: the
+//! record's canonical JSON), `kiln-content-hash` (tEXt: the content hash), `parameters` (tEXt:
+//! the AUTOMATIC1111-style summary other tools show). No time or software chunks: the same
+//! image and record always give the same file bytes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::PngError;
+use crate::pipeline::GeneratedArt;
+use crate::record::{ContentHash, GenerationRecord};
+
+/// iTXt keyword holding the record.
+pub const RECORD_KEYWORD: &str = "kiln";
+/// tEXt keyword holding the content hash.
+pub const CONTENT_HASH_KEYWORD: &str = "kiln-content-hash";
+/// tEXt keyword of the AUTOMATIC1111-style parameters.
+pub const PARAMETERS_KEYWORD: &str = "parameters";
+
+/// Encodes the art as a PNG with its record embedded.
+pub fn encode(art: &GeneratedArt) -> Result<Vec<u8>, PngError> {
+    let enc = |e: png::EncodingError| PngError::Encode(e.to_string());
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, art.width, art.height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_compression(png::Compression::High);
+        encoder
+            .add_itxt_chunk(RECORD_KEYWORD.into(), art.record.canonical_json())
+            .map_err(enc)?;
+        encoder
+            .add_text_chunk(CONTENT_HASH_KEYWORD.into(), art.content_hash.to_string())
+            .map_err(enc)?;
+        encoder
+            .add_text_chunk(
+                PARAMETERS_KEYWORD.into(),
+                latin1_safe(&art.record.a1111_parameters()),
+            )
+            .map_err(enc)?;
+        let mut writer = encoder.write_header().map_err(enc)?;
+        writer.write_image_data(&art.rgba).map_err(enc)?;
+        writer.finish().map_err(enc)?;
+    }
+    Ok(out)
+}
+
+/// tEXt is Latin-1: characters outside it become `?` (the `kiln` iTXt chunk keeps the exact text).
+fn latin1_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if (c as u32) < 256 { c } else { '?' })
+        .collect()
+}
+
+/// Writes the PNG atomically: a temporary file in the same directory, then a rename. On any
+/// error no file (and no partial file) is left at `path`.
+pub fn write(path: &Path, art: &GeneratedArt) -> Result<(), PngError> {
+    let bytes = encode(art)?;
+    write_atomic(path, &bytes)
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PngError> {
+    let io = |source| PngError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// A Kiln PNG read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KilnPng {
+    /// The embedded record.
+    pub record: GenerationRecord,
+    /// Content hash stored in the file, if any.
+    pub stored_content_hash: Option<ContentHash>,
+    /// Content hash of the pixels actually in the file.
+    pub content_hash: ContentHash,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RGBA8 pixels.
+    pub rgba: Vec<u8>,
+    /// The `parameters` text, if present.
+    pub parameters: Option<String>,
+}
+
+impl KilnPng {
+    /// True when the pixels hash to the stored content hash and the size matches the record.
+    pub fn pixels_match(&self) -> bool {
+        self.stored_content_hash == Some(self.content_hash)
+            && self.width == self.record.width
+            && self.height == self.record.height
+    }
+}
+
+/// Reads a PNG file and its embedded record.
+pub fn read(path: &Path) -> Result<KilnPng, PngError> {
+    let bytes = std::fs::read(path).map_err(|source| PngError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(&bytes)
+}
+
+/// Decodes PNG bytes and their embedded record; pixels of any colour type become RGBA8.
+pub fn decode(bytes: &[u8]) -> Result<KilnPng, PngError> {
+    let dec = |e: png::DecodingError| PngError::Decode(e.to_string());
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(dec)?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| PngError::Decode("image too large".into()))?;
+    let mut buf = vec![0u8; size];
+    let frame = reader.next_frame(&mut buf).map_err(dec)?;
+    buf.truncate(frame.buffer_size());
+    let (width, height) = (frame.width, frame.height);
+    let rgba: Vec<u8> = match frame.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        png::ColorType::GrayscaleAlpha => buf
+            .chunks(2)
+            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+            .collect(),
+        png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        png::ColorType::Indexed => {
+            return Err(PngError::Decode("indexed colour not expanded".into()));
+        }
+    };
+    let _ = reader.finish();
+    let info = reader.info();
+    let mut record_json = None;
+    for chunk in &info.utf8_text {
+        if chunk.keyword == RECORD_KEYWORD {
+            record_json = Some(chunk.get_text().map_err(dec)?);
+        }
+    }
+    let text = |key: &str| {
+        info.uncompressed_latin1_text
+            .iter()
+            .find(|c| c.keyword == key)
+            .map(|c| c.text.clone())
+    };
+    let record_json = record_json.ok_or(PngError::NoRecord)?;
+    let record = GenerationRecord::from_json(&record_json)?;
+    let stored_content_hash = match text(CONTENT_HASH_KEYWORD) {
+        Some(s) => Some(s.trim().parse()?),
+        None => None,
+    };
+    Ok(KilnPng {
+        content_hash: ContentHash::of_rgba8(width, height, &rgba),
+        record,
+        stored_content_hash,
+        width,
+        height,
+        rgba,
+        parameters: text(PARAMETERS_KEYWORD),
+    })
+}
