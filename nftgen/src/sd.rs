@@ -632,6 +632,30 @@ impl SdModel {
     }
 }
 
+/// The UNet configuration of [`write_tiny_checkpoint`] (4 latent channels in and out, text width
+/// 32), for benchmarks that drive the UNet alone.
+pub fn tiny_unet_config() -> unet_2d::UNet2DConditionModelConfig {
+    let block = |c, cross| unet_2d::BlockConfig {
+        out_channels: c,
+        use_cross_attn: cross,
+        attention_head_dim: 2,
+    };
+    unet_2d::UNet2DConditionModelConfig {
+        center_input_sample: false,
+        flip_sin_to_cos: true,
+        freq_shift: 0.0,
+        blocks: vec![block(32, Some(1)), block(64, None)],
+        layers_per_block: 1,
+        downsample_padding: 1,
+        mid_block_scale_factor: 1.0,
+        norm_num_groups: 8,
+        norm_eps: 1e-5,
+        cross_attention_dim: 32,
+        sliced_attention_size: None,
+        use_linear_projection: false,
+    }
+}
+
 /// Writes a tiny Stable Diffusion checkpoint with random weights into `dir`, in the real
 /// diffusers layout and tensor names (2-block UNet of 32/64 channels, 2-block VAE, 2-layer CLIP
 /// text encoder of width 32, a byte-level vocabulary with a few merges). For tests and
@@ -738,25 +762,7 @@ pub fn write_tiny_checkpoint(dir: &Path) -> Result<(), ModelError> {
     save("text_encoder/model.safetensors", &|vb| {
         clip_text::ClipTextTransformer::new(vb.pp("text_model"), &clip_cfg).map(|_| ())
     })?;
-    let block = |c, cross| unet_2d::BlockConfig {
-        out_channels: c,
-        use_cross_attn: cross,
-        attention_head_dim: 2,
-    };
-    let ucfg = unet_2d::UNet2DConditionModelConfig {
-        center_input_sample: false,
-        flip_sin_to_cos: true,
-        freq_shift: 0.0,
-        blocks: vec![block(32, Some(1)), block(64, None)],
-        layers_per_block: 1,
-        downsample_padding: 1,
-        mid_block_scale_factor: 1.0,
-        norm_num_groups: 8,
-        norm_eps: 1e-5,
-        cross_attention_dim: 32,
-        sliced_attention_size: None,
-        use_linear_projection: false,
-    };
+    let ucfg = tiny_unet_config();
     save("unet/diffusion_pytorch_model.safetensors", &|vb| {
         unet_2d::UNet2DConditionModel::new(vb, 4, 4, false, ucfg.clone()).map(|_| ())
     })?;

@@ -20,6 +20,8 @@ use crate::setup::cache_dir;
 pub enum Suite {
     /// The NPC engine next to llama.cpp's own llama-bench.
     Npc,
+    /// The art pipeline: kiln-sprite per size and step count, one Stable Diffusion UNet step.
+    Art,
 }
 
 /// The `llama-cpp-python` source release whose `llama-bench` source is used. Its `llama.h`
@@ -31,6 +33,7 @@ const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 pub fn run(what: Suite, model: &Path, tokens: u32, reps: u32) -> Result<()> {
     match what {
         Suite::Npc => npc(model, tokens, reps),
+        Suite::Art => art(model),
     }
 }
 
@@ -269,5 +272,80 @@ fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
         );
     }
     println!("\nTargets: generation ≥ 0.95× llama-bench; turn-5 first token ≤ 1.2× turn 1.");
+    Ok(())
+}
+
+/// `bench art`: the art pipeline at 1 and 2 threads, one table.
+fn art(model: &Path) -> Result<()> {
+    crate::cargo(
+        &["build", "-p", "kiln-nftgen", "--example", "art_bench"],
+        model,
+    )?;
+    let bin = crate::target_dir().join("debug/examples/art_bench");
+    let mut rows: Vec<Value> = Vec::new();
+    for threads in [1, 2] {
+        eprintln!("xtask: measuring the art pipeline on {threads} thread(s)");
+        let out = output(Command::new(&bin).env("RAYON_NUM_THREADS", threads.to_string()))?;
+        for line in out.lines().filter(|l| l.starts_with('{')) {
+            rows.push(serde_json::from_str(line)?);
+        }
+    }
+    let get = |what: &str, threads: u64, size: &str, steps: Option<u64>| {
+        rows.iter().find(|r| {
+            r["what"] == what
+                && r["threads"].as_u64() == Some(threads)
+                && r["size"] == size
+                && (steps.is_none() || r["steps"].as_u64() == steps)
+        })
+    };
+    let params = rows
+        .iter()
+        .find(|r| r["what"] == "sprite")
+        .and_then(|r| r["params"].as_u64())
+        .unwrap_or(0);
+    println!(
+        "\nkiln-sprite `base` size class ({:.2} M parameters, random weights), seconds per image; GEMM = the same matrix products as bare candle GEMMs (reference)\n",
+        params as f64 / 1e6
+    );
+    println!("| size | steps | 1 thread | GEMM | ratio | 2 threads | GEMM | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for size in ["32x32", "64x32", "64x64"] {
+        for steps in [10, 20, 50] {
+            let mut line = format!("| {size} | {steps} |");
+            for threads in [1, 2] {
+                match get("sprite", threads, size, Some(steps)) {
+                    Some(r) => {
+                        let (s, g) = (
+                            r["secs"].as_f64().unwrap_or(f64::NAN),
+                            r["gemm_secs"].as_f64().unwrap_or(f64::NAN),
+                        );
+                        line += &format!(" {s:.3} | {g:.3} | {:.2} |", s / g);
+                    }
+                    None => line += " – | – | – |",
+                }
+            }
+            println!("{line}");
+        }
+    }
+    println!(
+        "\nStable Diffusion UNet, one step on 32x32 latents (256x256 pixels in SD), guidance pair of 2, seconds\n"
+    );
+    println!("| what | 1 thread | 2 threads |");
+    println!("|---|---|---|");
+    for (what, label) in [
+        ("sd-tiny-unet-step", "tiny checkpoint's UNet, one step"),
+        (
+            "sd-turbo-unet-step",
+            "full-size SD 2.1/Turbo UNet (random), one step",
+        ),
+    ] {
+        let cell = |t| {
+            get(what, t, "256x256", None)
+                .and_then(|r| r["secs"].as_f64())
+                .map(|s| format!("{s:.3}"))
+                .unwrap_or_else(|| "–".into())
+        };
+        println!("| {label} | {} | {} |", cell(1), cell(2));
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! - `demo`: set-up, then the main demo.
 //! - `test`: set-up, then formatting, lints and every test.
 //! - `bench npc`: the NPC engine against llama.cpp's own `llama-bench`.
+//! - `bench art`: the art pipeline (kiln-sprite sizes and steps, a Stable Diffusion UNet step).
 
 mod bench;
 mod setup;
@@ -36,7 +37,7 @@ enum Task {
         #[arg(long)]
         no_lint: bool,
     },
-    /// Benchmarks (`npc`: Kiln's NPC engine side by side with llama-bench).
+    /// Benchmarks (`npc`: Kiln's NPC engine side by side with llama-bench; `art`: the art pipeline).
     Bench {
         /// What to benchmark.
         #[arg(value_enum)]

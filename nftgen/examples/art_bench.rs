@@ -1,0 +1,166 @@
+//! Measures the art pipeline; `cargo xtask bench art` runs it at 1 and 2 threads
+//! (`RAYON_NUM_THREADS`) and prints the table. One JSON line per measurement on stdout.
+//!
+//! - kiln-sprite (random weights of the `base` size class) at each supported size and step
+//!   count: seconds per image, and the same work timed as plain GEMMs of the model's shapes in
+//!   this process (the reference: how fast candle's matrix product alone would do it).
+//! - One Stable Diffusion UNet step on 32×32 latents (256×256 pixels through SD's 8× VAE), for
+//!   the guidance pair, on the tiny random checkpoint's UNet and on a full-size SD 2.1 /
+//!   SD-Turbo UNet with random weights.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::stable_diffusion::unet_2d;
+use kiln_nftgen::sprite::{self, SpriteConfig};
+use kiln_nftgen::{ArtModel, Control, GenerationRequest};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seconds for the dense matrix products of one sprite step, run as bare GEMMs.
+fn gemm_reference(cfg: &SpriteConfig, w: u32, h: u32, reps: usize) -> Result<f64> {
+    let dev = Device::Cpu;
+    let d = cfg.dim;
+    let tokens = 1 + cfg.text.max_tokens + (w as usize / cfg.patch) * (h as usize / cfg.patch);
+    let rows = 2 * tokens;
+    let mut shapes = vec![];
+    for i in 0..cfg.depth {
+        shapes.push((d, 3 * d));
+        shapes.push((d, d));
+        shapes.push((d, cfg.mlp_ratio * d));
+        shapes.push((cfg.mlp_ratio * d, d));
+        if i >= cfg.depth / 2 {
+            shapes.push((2 * d, d));
+        }
+    }
+    let mats: Vec<(Tensor, Tensor)> = shapes
+        .iter()
+        .map(|&(i, o)| {
+            Ok((
+                Tensor::ones((rows, i), DType::F32, &dev)?,
+                Tensor::ones((i, o), DType::F32, &dev)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t = Instant::now();
+        for (a, b) in &mats {
+            std::hint::black_box(a.matmul(b)?);
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let full_sd = !args.iter().any(|a| a == "--no-full-sd");
+    let reps: usize = 3;
+    let threads = candle_core::utils::get_num_threads();
+    let dir = tempfile::tempdir()?;
+
+    let cfg = SpriteConfig::base();
+    let path = dir.path().join("base.safetensors");
+    sprite::save(&path, &cfg, &sprite::random_weights(&cfg, 1)?)?;
+    let model = ArtModel::load(&path)?;
+    let params: usize = sprite::random_weights(&cfg, 1)?
+        .values()
+        .map(|t| t.elem_count())
+        .sum();
+    for &[w, h] in &cfg.sizes {
+        for steps in [10u32, 20, 50] {
+            let req = GenerationRequest::new("a glowing green potion", 1)
+                .steps(steps)
+                .size(w, h);
+            model.generate(&req.clone().steps(1), &mut |_| Control::Continue)?;
+            let mut times = vec![];
+            for _ in 0..reps {
+                let t = Instant::now();
+                model.generate(&req, &mut |_| Control::Continue)?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            let gemm = gemm_reference(&cfg, w, h, reps)? * steps as f64;
+            println!(
+                "{}",
+                serde_json::json!({"what": "sprite", "threads": threads, "params": params,
+                    "size": format!("{w}x{h}"), "steps": steps, "secs": median(times), "gemm_secs": gemm})
+            );
+        }
+    }
+
+    // The tiny checkpoint's UNet, loaded from the file the loader tests use: one guided step.
+    let dev = Device::Cpu;
+    let ckpt = dir.path().join("tiny-sd");
+    kiln_nftgen::sd::write_tiny_checkpoint(&ckpt)?;
+    let weights = candle_core::safetensors::load(
+        ckpt.join("unet/diffusion_pytorch_model.safetensors"),
+        &dev,
+    )?;
+    let unet = unet_2d::UNet2DConditionModel::new(
+        VarBuilder::from_tensors(weights, DType::F32, &dev),
+        4,
+        4,
+        false,
+        kiln_nftgen::sd::tiny_unet_config(),
+    )?;
+    let x = Tensor::zeros((2, 4, 32, 32), DType::F32, &dev)?;
+    let text = Tensor::zeros((2, 77, 32), DType::F32, &dev)?;
+    unet.forward(&x, 999.0, &text)?;
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t = Instant::now();
+        std::hint::black_box(unet.forward(&x, 999.0, &text)?);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        serde_json::json!({"what": "sd-tiny-unet-step", "threads": threads, "size": "256x256", "secs": median(times)})
+    );
+
+    if full_sd {
+        // SD 2.1 / SD-Turbo UNet shape (865 M parameters), random weights, one guided step.
+        let block = |c, heads, cross: bool| unet_2d::BlockConfig {
+            out_channels: c,
+            use_cross_attn: cross.then_some(1),
+            attention_head_dim: heads,
+        };
+        let cfg = unet_2d::UNet2DConditionModelConfig {
+            blocks: vec![
+                block(320, 5, true),
+                block(640, 10, true),
+                block(1280, 20, true),
+                block(1280, 20, false),
+            ],
+            cross_attention_dim: 1024,
+            use_linear_projection: true,
+            ..Default::default()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let t = Instant::now();
+        let unet = unet_2d::UNet2DConditionModel::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+            4,
+            4,
+            false,
+            cfg,
+        )?;
+        let build = t.elapsed().as_secs_f64();
+        let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        let x = Tensor::zeros((2, 4, 32, 32), DType::F32, &dev)?;
+        let text = Tensor::zeros((2, 77, 1024), DType::F32, &dev)?;
+        let t = Instant::now();
+        std::hint::black_box(unet.forward(&x, 999.0, &text)?);
+        println!(
+            "{}",
+            serde_json::json!({"what": "sd-turbo-unet-step", "threads": threads, "params": params,
+                "size": "256x256", "secs": t.elapsed().as_secs_f64(), "build_secs": build})
+        );
+    }
+    Ok(())
+}
