@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+pub mod data;
 mod device;
 mod error;
 mod pipeline;

@@ -38,6 +38,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write procedural captioned training samples (PNG files + captions.jsonl) and a contact sheet.
+    Data {
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of samples (items and scenes alternate).
+        #[arg(long, default_value_t = 64)]
+        count: u64,
+        /// Data set seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
         /// Output directory.
@@ -248,6 +260,42 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<bool> {
     Ok(matches)
 }
 
+fn write_png_plain(path: &Path, w: u32, h: u32, rgba: &[u8]) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, w, h);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgba)?;
+    writer.finish()?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_data(out: &Path, count: u64, seed: u64) -> anyhow::Result<()> {
+    use kiln_nftgen::data;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut lines = String::new();
+    let mut sheet = Vec::new();
+    for i in 0..count {
+        let s = data::sample(seed, i);
+        let name = format!("{i:06}.png");
+        write_png_plain(&out.join(&name), s.width, s.height, &s.rgba)?;
+        lines.push_str(&serde_json::json!({"file": name, "caption": s.caption, "width": s.width, "height": s.height}).to_string());
+        lines.push('\n');
+        if sheet.len() < 64 {
+            sheet.push(s);
+        }
+    }
+    std::fs::write(out.join("captions.jsonl"), lines)?;
+    let (w, h, px) = data::contact_sheet(&sheet, 8);
+    write_png_plain(&out.join("sheet.png"), w, h, &px)?;
+    println!(
+        "wrote {count} samples, captions.jsonl and sheet.png to {}",
+        out.display()
+    );
+    Ok(())
+}
+
 fn random_model(out: &Path, seed: u64, preset: &str) -> anyhow::Result<()> {
     let cfg = match preset {
         "tiny" => sprite::SpriteConfig::tiny(),
@@ -278,6 +326,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate(a).map(|_| true),
         Command::Inspect { file, json } => inspect(&file, json),
+        Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
         Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
             .map(|_| {
                 println!(
