@@ -219,34 +219,57 @@ impl SampleSpec {
     }
 
     /// Draws the parameters of sample `index` of the data set seeded `seed`: items and scenes
-    /// alternate (even index → item).
+    /// alternate (even index → item). Held-out combinations ([`is_held_out`]) are never drawn.
     pub fn draw(seed: u64, index: u64) -> (Self, NoiseRng) {
         let mut rng = NoiseRng::new(seed ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let pick = |rng: &mut NoiseRng, n: usize| (rng.next_u64() % n as u64) as usize;
-        let spec = if index.is_multiple_of(2) {
-            SampleSpec::Item(ItemSpec {
-                kind: ItemKind::ALL[pick(&mut rng, ItemKind::ALL.len())],
-                colour: Colour::ALL[pick(&mut rng, Colour::ALL.len())],
-                glowing: pick(&mut rng, 3) == 0,
-            })
-        } else {
-            let time = TimeOfDay::ALL[pick(&mut rng, TimeOfDay::ALL.len())];
-            let weather = Weather::ALL[pick(&mut rng, Weather::ALL.len())];
-            let moons = if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night)
-                && weather == Weather::Clear
-            {
-                pick(&mut rng, 3) as u8
+        loop {
+            let spec = if index.is_multiple_of(2) {
+                SampleSpec::Item(ItemSpec {
+                    kind: ItemKind::ALL[pick(&mut rng, ItemKind::ALL.len())],
+                    colour: Colour::ALL[pick(&mut rng, Colour::ALL.len())],
+                    glowing: pick(&mut rng, 3) == 0,
+                })
             } else {
-                0
+                let time = TimeOfDay::ALL[pick(&mut rng, TimeOfDay::ALL.len())];
+                let weather = Weather::ALL[pick(&mut rng, Weather::ALL.len())];
+                let moons = if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night)
+                    && weather == Weather::Clear
+                {
+                    pick(&mut rng, 3) as u8
+                } else {
+                    0
+                };
+                SampleSpec::Scene(SceneSpec {
+                    terrain: Terrain::ALL[pick(&mut rng, Terrain::ALL.len())],
+                    time,
+                    weather,
+                    moons,
+                })
             };
-            SampleSpec::Scene(SceneSpec {
-                terrain: Terrain::ALL[pick(&mut rng, Terrain::ALL.len())],
-                time,
-                weather,
-                moons,
-            })
-        };
-        (spec, rng)
+            if !is_held_out(&spec) {
+                return (spec, rng);
+            }
+        }
+    }
+}
+
+fn index_of<T: PartialEq>(all: &[T], v: &T) -> usize {
+    all.iter().position(|x| x == v).expect("value is in ALL")
+}
+
+/// Combinations kept out of training so evaluation can test generalisation: the item
+/// kind × colour pairs with `(kind + 3·colour) mod 10 = 0` (one colour per kind, 10 of 100), and
+/// the terrain × time-of-day pairs with `(terrain + time) mod 5 = 0` (4 of 20), indices in
+/// `ALL` order. Every kind, colour, terrain and time is still seen, only not together.
+pub fn is_held_out(spec: &SampleSpec) -> bool {
+    match spec {
+        SampleSpec::Item(i) => {
+            (index_of(ItemKind::ALL, &i.kind) + 3 * index_of(Colour::ALL, &i.colour)) % 10 == 0
+        }
+        SampleSpec::Scene(s) => {
+            (index_of(Terrain::ALL, &s.terrain) + index_of(TimeOfDay::ALL, &s.time)) % 5 == 0
+        }
     }
 }
 
@@ -899,6 +922,31 @@ mod tests {
             moons: 0,
         };
         assert_eq!(rainy.caption(), "a forest by day in the rain");
+    }
+
+    #[test]
+    fn held_out_combinations_are_never_drawn() {
+        let mut item_pairs = 0;
+        for &k in ItemKind::ALL {
+            for &c in Colour::ALL {
+                let spec = SampleSpec::Item(ItemSpec {
+                    kind: k,
+                    colour: c,
+                    glowing: false,
+                });
+                item_pairs += is_held_out(&spec) as u32;
+            }
+        }
+        assert_eq!(item_pairs, 10);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..4000 {
+            let (spec, _) = SampleSpec::draw(5, i);
+            assert!(!is_held_out(&spec), "{spec:?}");
+            if let SampleSpec::Item(it) = spec {
+                seen.insert((it.kind, it.colour));
+            }
+        }
+        assert_eq!(seen.len(), 90, "every other pair is drawn");
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod rng;
 mod schedule;
 pub mod sd;
 pub mod sprite;
+pub mod train;
 
 /// Environment variable naming the default art model (a file or a diffusers directory).
 pub const MODEL_ENV: &str = "KILN_ART_MODEL";

@@ -482,7 +482,7 @@ impl ArtModel {
             let x_in = x.affine(stepper.input_scale(i), 0.0)?;
             let batch = Tensor::cat(&[&x_in, &x_in], 0)?;
             let out = match &self.inner {
-                Inner::Sprite { net, .. } => net.forward(&batch, t as f64, &cond)?,
+                Inner::Sprite { net, .. } => net.forward(&batch, &[t as f64; 2], &cond)?,
                 Inner::Sd(m) => m.predict(&batch, t as f64, &cond)?,
             };
             let uncond = out.narrow(0, 0, 1)?;

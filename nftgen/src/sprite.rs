@@ -399,21 +399,26 @@ impl SpriteNet {
     }
 
     /// Sinusoidal embedding of timestep `t` (binary64 on the host, then binary32).
-    fn time_features(&self, t: f64, batch: usize, dev: &Device) -> candle_core::Result<Tensor> {
-        let half = self.cfg.dim / 2;
-        let mut v = vec![0f32; self.cfg.dim];
-        for k in 0..half {
-            let freq = (-(10_000f64.ln()) * k as f64 / half as f64).exp();
-            v[k] = (t * freq).cos() as f32;
-            v[half + k] = (t * freq).sin() as f32;
+    fn time_features(&self, ts: &[f64], dev: &Device) -> candle_core::Result<Tensor> {
+        let (dim, half) = (self.cfg.dim, self.cfg.dim / 2);
+        let mut v = vec![0f32; dim * ts.len()];
+        for (row, &t) in ts.iter().enumerate() {
+            for k in 0..half {
+                let freq = (-(10_000f64.ln()) * k as f64 / half as f64).exp();
+                v[row * dim + k] = (t * freq).cos() as f32;
+                v[row * dim + half + k] = (t * freq).sin() as f32;
+            }
         }
-        Tensor::from_vec(v, (1, self.cfg.dim), dev)?.repeat((batch, 1))
+        Tensor::from_vec(v, (ts.len(), dim), dev)
     }
 
-    /// Predicts (per the config's `prediction`) for images `x` [B, C, H, W] at timestep `t` with
-    /// prompt tokens `tokens` [B, max_tokens] (u32).
-    pub fn forward(&self, x: &Tensor, t: f64, tokens: &Tensor) -> candle_core::Result<Tensor> {
+    /// Predicts (per the config's `prediction`) for images `x` [B, C, H, W] at timesteps `ts`
+    /// (one per row) with prompt tokens `tokens` [B, max_tokens] (u32).
+    pub fn forward(&self, x: &Tensor, ts: &[f64], tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
+        if ts.len() != b {
+            candle_core::bail!("{} timesteps for a batch of {b}", ts.len());
+        }
         let p = self.cfg.patch;
         let (gh, gw) = (h / p, w / p);
         let d = self.cfg.dim;
@@ -431,7 +436,7 @@ impl SpriteNet {
             .contiguous()?
             .reshape((gh * gw, d))?;
         let patches = self.apply(&self.patch_in, &patches)?.broadcast_add(&pos)?;
-        let time = self.time_features(t, b, x.device())?;
+        let time = self.time_features(ts, x.device())?;
         let time = self
             .apply(&self.time2, &self.apply(&self.time1, &time)?.silu()?)?
             .unsqueeze(1)?;

@@ -50,6 +50,33 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Train kiln-sprite on the procedural data (resumes from OUT/checkpoint.safetensors).
+    Train {
+        /// Run directory: checkpoint.safetensors, kiln-sprite.safetensors, loss.csv.
+        #[arg(long)]
+        out: PathBuf,
+        /// Total steps of the run.
+        #[arg(long, default_value_t = 6000)]
+        steps: u64,
+        /// Samples per step.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed of weights and noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Architecture: `base` (what ships) or `tiny` (tests).
+        #[arg(long, default_value = "base")]
+        preset: String,
+        /// Write a checkpoint and the model every N steps.
+        #[arg(long, default_value_t = 200)]
+        checkpoint_every: u64,
+        /// Stop (after a checkpoint) once this many minutes have passed; rerun to resume.
+        #[arg(long)]
+        minutes: Option<f64>,
+    },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
         /// Output directory.
@@ -296,6 +323,78 @@ fn write_data(out: &Path, count: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn train(
+    out: &Path,
+    opts: kiln_nftgen::train::TrainOptions,
+    preset: &str,
+    checkpoint_every: u64,
+    minutes: Option<f64>,
+) -> anyhow::Result<()> {
+    use kiln_nftgen::train::{Trainer, training_config};
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut trainer = if ckpt.is_file() {
+        let t = Trainer::resume(&ckpt, opts)?;
+        eprintln!(
+            "resuming at step {} of {}",
+            t.step_count(),
+            t.options().steps
+        );
+        t
+    } else {
+        let mut cfg = training_config();
+        if preset == "tiny" {
+            let tiny = sprite::SpriteConfig::tiny();
+            cfg = sprite::SpriteConfig {
+                text: cfg.text.clone(),
+                sizes: cfg.sizes.clone(),
+                name: "kiln-sprite-tiny-trained".into(),
+                ..tiny
+            };
+        } else if preset != "base" {
+            bail!("unknown preset `{preset}` (base or tiny)");
+        }
+        Trainer::new(cfg, opts)?
+    };
+    let started = Instant::now();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("loss.csv"))?;
+    let (mut sum, mut n) = (0f64, 0u32);
+    while trainer.step_count() < trainer.options().steps {
+        let t0 = Instant::now();
+        let loss = trainer.train_step()?;
+        let s = trainer.step_count();
+        writeln!(
+            log,
+            "{s},{loss},{},{:.3}",
+            trainer.lr_at(s - 1),
+            t0.elapsed().as_secs_f64()
+        )?;
+        sum += loss as f64;
+        n += 1;
+        let done = s == trainer.options().steps;
+        let out_of_time = minutes.is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0);
+        if s.is_multiple_of(checkpoint_every) || done || out_of_time {
+            trainer.save_checkpoint(&ckpt)?;
+            trainer.export(&out.join("kiln-sprite.safetensors"))?;
+            eprintln!(
+                "step {s}/{}: loss {:.4} (mean of {n}), {:.2} s/step, checkpoint written",
+                trainer.options().steps,
+                sum / n as f64,
+                started.elapsed().as_secs_f64() / n as f64,
+            );
+            (sum, n) = (0.0, 0);
+            if out_of_time && !done {
+                eprintln!("time limit reached: rerun the same command to resume");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn random_model(out: &Path, seed: u64, preset: &str) -> anyhow::Result<()> {
     let cfg = match preset {
         "tiny" => sprite::SpriteConfig::tiny(),
@@ -326,6 +425,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate(a).map(|_| true),
         Command::Inspect { file, json } => inspect(&file, json),
+        Command::Train {
+            out,
+            steps,
+            batch,
+            lr,
+            seed,
+            preset,
+            checkpoint_every,
+            minutes,
+        } => {
+            let opts = kiln_nftgen::train::TrainOptions {
+                steps,
+                batch,
+                lr,
+                seed,
+                ..Default::default()
+            };
+            train(&out, opts, &preset, checkpoint_every, minutes).map(|_| true)
+        }
         Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
         Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
             .map(|_| {

@@ -1,0 +1,357 @@
+//! Training kiln-sprite on the procedural data set, on the CPU with candle's autograd.
+//!
+//! Every step is a pure function of the options' seeds and the step number: the batch (items on
+//! even steps at 32×32, scenes on odd steps at 64×32), the noise, the timesteps and which
+//! captions are dropped for classifier-free guidance all come from [`NoiseRng`] streams. So a run
+//! resumed from a checkpoint continues exactly as an uninterrupted run would, and a rerun gives
+//! the same weights. The optimiser is Adam with decoupled weight decay, written here so its
+//! state can be checkpointed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::data;
+use crate::rng::NoiseRng;
+use crate::schedule::Prediction;
+use crate::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+
+/// Training failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// The tensor backend failed.
+    #[error("tensor backend: {0}")]
+    Backend(#[from] candle_core::Error),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint {
+        /// Checkpoint file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("the loss diverged (non-finite) at step {0}")]
+    Diverged(u64),
+}
+
+/// Hyper-parameters and seeds of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Total optimisation steps.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup: u64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Probability of training a sample with the empty prompt (for guidance).
+    pub uncond_prob: f64,
+    /// Seed of weights, noise and timesteps.
+    pub seed: u64,
+    /// Seed of the data set.
+    pub data_seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 6000,
+            batch: 32,
+            lr: 1e-3,
+            warmup: 200,
+            weight_decay: 0.01,
+            uncond_prob: 0.1,
+            seed: 0,
+            data_seed: 0,
+        }
+    }
+}
+
+/// The architecture Kiln trains: the `base` size class with the data set's vocabulary, at the
+/// data set's sizes.
+pub fn training_config() -> SpriteConfig {
+    let mut cfg = SpriteConfig::base();
+    cfg.name = "kiln-sprite-v1".into();
+    cfg.text.vocab = data::vocabulary();
+    cfg.sizes = vec![
+        [data::ITEM_SIZE.0, data::ITEM_SIZE.1],
+        [data::SCENE_SIZE.0, data::SCENE_SIZE.1],
+    ];
+    cfg
+}
+
+struct Slot {
+    name: String,
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// A training run in progress.
+pub struct Trainer {
+    cfg: SpriteConfig,
+    opts: TrainOptions,
+    net: SpriteNet,
+    slots: Vec<Slot>,
+    encoder: PromptEncoder,
+    alphas: Vec<f64>,
+    step: u64,
+    _varmap: VarMap,
+}
+
+const META_STEP: &str = "kiln.train.step";
+const META_OPTS: &str = "kiln.train.options";
+
+impl Trainer {
+    /// A fresh run: weights from [`sprite::random_weights`] seeded by `opts.seed`.
+    pub fn new(cfg: SpriteConfig, opts: TrainOptions) -> Result<Self, TrainError> {
+        let init = sprite::random_weights(&cfg, opts.seed)?;
+        Self::build(cfg, opts, &init, None, 0)
+    }
+
+    fn build(
+        cfg: SpriteConfig,
+        opts: TrainOptions,
+        weights: &HashMap<String, Tensor>,
+        moments: Option<&HashMap<String, Tensor>>,
+        step: u64,
+    ) -> Result<Self, TrainError> {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let mut net = SpriteNet::new(
+            cfg.clone(),
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+        )?;
+        net.set_training(true);
+        let mut slots = Vec::new();
+        {
+            let data = varmap.data().lock().expect("varmap lock");
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            for name in names {
+                let var = data[name].clone();
+                let w = weights.get(name).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("initial weights lack `{name}`"))
+                })?;
+                var.set(w)?;
+                let zeros = || Tensor::zeros(var.shape(), DType::F32, &dev);
+                let (m, v) = match moments {
+                    Some(mo) => (
+                        mo.get(&format!("adam.m.{name}"))
+                            .cloned()
+                            .map_or_else(zeros, Ok)?,
+                        mo.get(&format!("adam.v.{name}"))
+                            .cloned()
+                            .map_or_else(zeros, Ok)?,
+                    ),
+                    None => (zeros()?, zeros()?),
+                };
+                slots.push(Slot {
+                    name: name.clone(),
+                    var,
+                    m,
+                    v,
+                });
+            }
+        }
+        Ok(Self {
+            encoder: PromptEncoder::new(&cfg.text),
+            alphas: cfg.schedule.alphas_cumprod(),
+            cfg,
+            opts,
+            net,
+            slots,
+            step,
+            _varmap: varmap,
+        })
+    }
+
+    /// Resumes from a checkpoint written by [`save_checkpoint`](Self::save_checkpoint). The
+    /// options stored in it win over `opts` except `steps` (so a run can be extended).
+    pub fn resume(path: &Path, opts: TrainOptions) -> Result<Self, TrainError> {
+        let bad = |detail: String| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = meta
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad("no metadata".into()))?;
+        let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("no `{k}`")));
+        let cfg: SpriteConfig =
+            serde_json::from_str(get(sprite::CONFIG_KEY)?).map_err(|e| bad(e.to_string()))?;
+        let mut stored: TrainOptions =
+            serde_json::from_str(get(META_OPTS)?).map_err(|e| bad(e.to_string()))?;
+        let step: u64 = get(META_STEP)?
+            .parse()
+            .map_err(|_| bad("bad step".into()))?;
+        stored.steps = opts.steps;
+        let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        let (moments, weights): (HashMap<_, _>, HashMap<_, _>) =
+            all.into_iter().partition(|(k, _)| k.starts_with("adam."));
+        Self::build(cfg, stored, &weights, Some(&moments), step)
+    }
+
+    /// Steps done.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The options.
+    pub fn options(&self) -> &TrainOptions {
+        &self.opts
+    }
+
+    /// The current weights, detached.
+    pub fn weights(&self) -> HashMap<String, Tensor> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.var.as_tensor().detach()))
+            .collect()
+    }
+
+    /// Learning rate at step `s`: linear warm-up, then cosine decay to a tenth.
+    pub fn lr_at(&self, s: u64) -> f64 {
+        let o = &self.opts;
+        if s < o.warmup {
+            return o.lr * (s + 1) as f64 / o.warmup as f64;
+        }
+        let p = (s - o.warmup) as f64 / (o.steps.saturating_sub(o.warmup)).max(1) as f64;
+        o.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+    }
+
+    /// The batch of step `s`: images [B, 3, H, W] in [-1, 1] and token ids [B, max_tokens].
+    pub fn batch(&self, s: u64, rng: &mut NoiseRng) -> Result<(Tensor, Tensor), TrainError> {
+        let b = self.opts.batch;
+        let mut pixels = Vec::new();
+        let mut tokens = Vec::new();
+        let (mut w, mut h) = (0, 0);
+        for j in 0..b as u64 {
+            let index = 2 * (s * b as u64 + j) + (s % 2);
+            let sample = data::sample(self.opts.data_seed, index);
+            (w, h) = (sample.width as usize, sample.height as usize);
+            for ch in 0..3 {
+                pixels.extend(sample.rgba.chunks(4).map(|p| p[ch] as f32 / 127.5 - 1.0));
+            }
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let drop = u < self.opts.uncond_prob;
+            tokens.extend(self.encoder.encode(if drop { "" } else { &sample.caption }));
+        }
+        let dev = Device::Cpu;
+        Ok((
+            Tensor::from_vec(pixels, (b, 3, h, w), &dev)?,
+            Tensor::from_vec(tokens, (b, self.cfg.text.max_tokens), &dev)?,
+        ))
+    }
+
+    /// One optimisation step; returns the batch's loss.
+    pub fn train_step(&mut self) -> Result<f32, TrainError> {
+        let s = self.step;
+        let mut rng = NoiseRng::new(self.opts.seed ^ (s + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (x0, tokens) = self.batch(s, &mut rng)?;
+        let b = self.opts.batch;
+        let t_max = self.cfg.schedule.train_steps as u64;
+        let ts: Vec<usize> = (0..b).map(|_| (rng.next_u64() % t_max) as usize).collect();
+        let dev = Device::Cpu;
+        let col = |f: &dyn Fn(f64) -> f64| {
+            let v: Vec<f32> = ts.iter().map(|&t| f(self.alphas[t]) as f32).collect();
+            Tensor::from_vec(v, (b, 1, 1, 1), &dev)
+        };
+        let sa = col(&|a| a.sqrt())?;
+        let s1a = col(&|a| (1.0 - a).sqrt())?;
+        let noise = Tensor::from_vec(rng.normals(x0.elem_count()), x0.shape(), &dev)?;
+        let x_t = (x0.broadcast_mul(&sa)? + noise.broadcast_mul(&s1a)?)?;
+        let target = match self.cfg.prediction {
+            Prediction::V => (noise.broadcast_mul(&sa)? - x0.broadcast_mul(&s1a)?)?,
+            Prediction::Epsilon => noise,
+        };
+        let tf: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
+        let pred = self.net.forward(&x_t, &tf, &tokens)?;
+        let loss = (pred - target)?.sqr()?.mean_all()?;
+        let loss_value = loss.to_scalar::<f32>()?;
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged(s));
+        }
+        let grads = loss.backward()?;
+        let lr = self.lr_at(s);
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let t = (s + 1) as i32;
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(slot.var.as_tensor()) else {
+                continue;
+            };
+            let g = g.detach();
+            slot.m = ((&slot.m * b1)? + (&g * (1.0 - b1))?)?;
+            slot.v = ((&slot.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let update = ((&slot.m * (1.0 / c1))? / ((&slot.v * (1.0 / c2))?.sqrt()? + eps)?)?;
+            let w = slot.var.as_tensor().detach();
+            let decay = if slot.name.ends_with(".bias") || slot.name.contains("norm") {
+                0.0
+            } else {
+                self.opts.weight_decay
+            };
+            let next = ((w * (1.0 - lr * decay))? - (update * lr)?)?;
+            slot.var.set(&next)?;
+        }
+        self.step += 1;
+        Ok(loss_value)
+    }
+
+    /// Writes weights, Adam moments, config, options and step to one safetensors file
+    /// (atomically).
+    pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for s in &self.slots {
+            tensors.push((s.name.clone(), s.var.as_tensor().detach()));
+            tensors.push((format!("adam.m.{}", s.name), s.m.clone()));
+            tensors.push((format!("adam.v.{}", s.name), s.v.clone()));
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut meta = HashMap::new();
+        meta.insert(
+            sprite::CONFIG_KEY.to_string(),
+            serde_json::to_string(&self.cfg).expect("json"),
+        );
+        meta.insert(
+            META_OPTS.to_string(),
+            serde_json::to_string(&self.opts).expect("json"),
+        );
+        meta.insert(META_STEP.to_string(), self.step.to_string());
+        let tmp = path.with_extension("tmp");
+        safetensors::serialize_to_file(tensors, Some(meta), &tmp).map_err(|e| {
+            TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Writes the model file `nftgen generate` loads (weights + config only).
+    pub fn export(&self, path: &Path) -> Result<(), TrainError> {
+        let tmp = path.with_extension("tmp");
+        sprite::save(&tmp, &self.cfg, &self.weights()).map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+}
