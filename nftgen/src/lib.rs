@@ -56,13 +56,17 @@ pub mod train;
 pub const MODEL_ENV: &str = "KILN_ART_MODEL";
 
 /// The model `nftgen` and the plugin use when none is given: `$KILN_ART_MODEL`, else the
-/// kiln-sprite weights shipped in the repository's `assets/models/kiln-sprite.safetensors`.
+/// kiln-sprite weights shipped in the repository's `assets/models/kiln-sprite.safetensors`
+/// (found from `CARGO_MANIFEST_DIR` at run time under Cargo, else where this crate was built).
 pub fn default_model_path() -> std::path::PathBuf {
-    match std::env::var_os(MODEL_ENV) {
-        Some(p) if !p.is_empty() => p.into(),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../assets/models/kiln-sprite.safetensors"),
+    if let Some(p) = std::env::var_os(MODEL_ENV).filter(|p| !p.is_empty()) {
+        return p.into();
     }
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.join("../assets").is_dir())
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../assets/models/kiln-sprite.safetensors")
 }
 
 pub use device::{DevicePreference, select as select_device};

@@ -102,10 +102,14 @@ fn main() -> Result<()> {
     }
 }
 
-/// The repository root (the parent of this crate's directory).
+/// The repository root (the parent of this crate's directory). Taken from the
+/// `CARGO_MANIFEST_DIR` that `cargo run` sets at run time, so a binary reused from a shared
+/// target directory built in another checkout still works on this one.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }

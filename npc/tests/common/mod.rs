@@ -28,9 +28,13 @@ pub fn persona(name: &str) -> Persona {
     Persona::load(assets().join("npcs").join(format!("{name}.toml"))).expect("shipped persona")
 }
 
-/// The repository's `assets/` directory.
+/// The repository's `assets/` directory (from the run-time `CARGO_MANIFEST_DIR` that `cargo test`
+/// sets, so a test binary reused from another checkout's target directory reads this one).
 pub fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../assets")
 }
 
 /// The shipped personas.
