@@ -43,6 +43,7 @@
 pub mod data;
 mod device;
 mod error;
+pub mod eval;
 mod pipeline;
 pub mod png_io;
 mod record;

@@ -47,3 +47,44 @@ fn split_and_threaded_runs_give_the_same_weights() {
         .unwrap();
     assert_eq!(art.record.model.id, "kiln-sprite-tiny-trained");
 }
+
+#[test]
+fn eval_prints_the_quality_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_sprite(dir.path(), "m.safetensors", 1);
+    // On random weights a small run checks the plumbing: the judge is reliable and the figures
+    // are there and in range (the trained model's figures are the release gate).
+    let r = nftgen(
+        &[
+            "eval",
+            "--model",
+            path_str(&model),
+            "--prompts",
+            "4",
+            "--steps",
+            "2",
+            "--compare",
+            "8",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["prompts"], 4);
+    for key in ["item_class", "item_colour", "scene_terrain", "scene_time"] {
+        let x = v[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} = {x}");
+    }
+    assert!(
+        v["judge_accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_f64().unwrap() >= 0.9)
+    );
+    assert_eq!(
+        v["distinct_of_16"], 16,
+        "random weights still give 16 distinct images"
+    );
+    assert!(v["nearest_training_distance"].as_f64().unwrap() > 0.0);
+}

@@ -77,6 +77,21 @@ enum Command {
         #[arg(long)]
         minutes: Option<f64>,
     },
+    /// Evaluate a kiln-sprite model on held-out prompts (class, colour, terrain, time; diversity).
+    Eval {
+        /// Model file [default: the shipped one].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Held-out prompts to generate.
+        #[arg(long, default_value_t = 200)]
+        prompts: usize,
+        /// Denoising steps [default: the model's].
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Training samples to compare against for the nearest-copy check.
+        #[arg(long, default_value_t = 2000)]
+        compare: u64,
+    },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
         /// Output directory.
@@ -444,6 +459,19 @@ fn main() -> ExitCode {
             };
             train(&out, opts, &preset, checkpoint_every, minutes).map(|_| true)
         }
+        Command::Eval {
+            model,
+            prompts,
+            steps,
+            compare,
+        } => (|| {
+            let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
+            let m = ArtModel::load(&path)
+                .with_context(|| format!("cannot load the art model {}", path.display()))?;
+            let r = kiln_nftgen::eval::evaluate(&m, prompts, steps, compare, 0)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(true)
+        })(),
         Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
         Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
             .map(|_| {

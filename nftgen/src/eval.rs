@@ -1,0 +1,406 @@
+//! Judging a kiln-sprite model: a small classifier trained on procedural samples reads back item
+//! kind and colour, scene terrain and time of day from generated images.
+//!
+//! The classifier sees every attribute combination (it judges; it is not the model under test);
+//! the prompts it judges use the combinations [`data::is_held_out`] keeps out of kiln-sprite's
+//! training.
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+
+use crate::data::{
+    self, Colour, ItemKind, ItemSpec, SampleSpec, SceneSpec, Terrain, TimeOfDay, Weather,
+};
+use crate::rng::NoiseRng;
+
+/// Pooled RGB features of an RGBA8 image: 2×2 average pooling, values in [0, 1], channel-major.
+pub fn features(rgba: &[u8], width: u32, height: u32) -> Vec<f32> {
+    let (w, h) = (width as usize / 2, height as usize / 2);
+    let mut out = vec![0f32; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut s = 0u32;
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    s += rgba[((2 * y + dy) * width as usize + 2 * x + dx) * 4 + c] as u32;
+                }
+                out[c * w * h + y * w + x] = s as f32 / (4.0 * 255.0);
+            }
+        }
+    }
+    out
+}
+
+/// A two-headed MLP over pooled pixels.
+struct Mlp {
+    w1: Tensor,
+    b1: Tensor,
+    heads: Vec<(Tensor, Tensor)>,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let h = x.matmul(&self.w1)?.broadcast_add(&self.b1)?.relu()?;
+        self.heads
+            .iter()
+            .map(|(w, b)| h.matmul(w)?.broadcast_add(b))
+            .collect()
+    }
+}
+
+fn mlp(
+    varmap: &VarMap,
+    inputs: usize,
+    hidden: usize,
+    classes: &[usize],
+    seed: u64,
+) -> candle_core::Result<Mlp> {
+    let dev = Device::Cpu;
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, &dev);
+    let mut rng = NoiseRng::new(seed);
+    let mut init =
+        |name: &str, rows: usize, cols: usize, scale: f32| -> candle_core::Result<Tensor> {
+            let t = vb.get((rows, cols), name)?;
+            let v: Vec<f32> = rng
+                .normals(rows * cols)
+                .into_iter()
+                .map(|x| x * scale)
+                .collect();
+            let data = varmap.data().lock().expect("lock");
+            data[name].set(&Tensor::from_vec(v, (rows, cols), &dev)?)?;
+            Ok(t)
+        };
+    let w1 = init("w1", inputs, hidden, (2.0 / inputs as f32).sqrt())?;
+    let b1 = vb.get_with_hints(hidden, "b1", candle_nn::Init::Const(0.0))?;
+    let mut heads = Vec::new();
+    for (i, &n) in classes.iter().enumerate() {
+        let w = init(&format!("h{i}.w"), hidden, n, (1.0 / hidden as f32).sqrt())?;
+        let b = vb.get_with_hints(n, &format!("h{i}.b"), candle_nn::Init::Const(0.0))?;
+        heads.push((w, b));
+    }
+    Ok(Mlp { w1, b1, heads })
+}
+
+/// Reads item kind and colour, and scene terrain and time of day, from images.
+pub struct Judge {
+    items: Mlp,
+    scenes: Mlp,
+    _vars: (VarMap, VarMap),
+}
+
+/// What the judge read from one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// An item.
+    Item(ItemKind, Colour),
+    /// A scene.
+    Scene(Terrain, TimeOfDay),
+}
+
+fn random_spec(rng: &mut NoiseRng, item: bool) -> SampleSpec {
+    let pick = |rng: &mut NoiseRng, n: usize| (rng.next_u64() % n as u64) as usize;
+    if item {
+        SampleSpec::Item(ItemSpec {
+            kind: ItemKind::ALL[pick(rng, 10)],
+            colour: Colour::ALL[pick(rng, 10)],
+            glowing: pick(rng, 3) == 0,
+        })
+    } else {
+        let time = TimeOfDay::ALL[pick(rng, 4)];
+        let weather = Weather::ALL[pick(rng, 4)];
+        let moons =
+            if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night) && weather == Weather::Clear {
+                pick(rng, 3) as u8
+            } else {
+                0
+            };
+        SampleSpec::Scene(SceneSpec {
+            terrain: Terrain::ALL[pick(rng, 5)],
+            time,
+            weather,
+            moons,
+        })
+    }
+}
+
+fn labels(spec: &SampleSpec) -> [u32; 2] {
+    let idx = |all: &[_], v| all.iter().position(|x| *x == v).expect("in ALL") as u32;
+    match spec {
+        SampleSpec::Item(i) => [
+            ItemKind::ALL
+                .iter()
+                .position(|k| *k == i.kind)
+                .expect("kind") as u32,
+            idx(Colour::ALL, i.colour),
+        ],
+        SampleSpec::Scene(s) => [
+            Terrain::ALL
+                .iter()
+                .position(|t| *t == s.terrain)
+                .expect("terrain") as u32,
+            TimeOfDay::ALL
+                .iter()
+                .position(|t| *t == s.time)
+                .expect("time") as u32,
+        ],
+    }
+}
+
+impl Judge {
+    /// Trains the judge on `per_kind` procedural items and as many scenes (all combinations),
+    /// seeded. Returns the judge and its accuracy on fresh procedural samples
+    /// (kind, colour, terrain, time).
+    pub fn train(per_kind: usize, seed: u64) -> candle_core::Result<(Self, [f32; 4])> {
+        let mut rng = NoiseRng::new(seed);
+        let mut heads = Vec::new();
+        let mut accuracy = [0f32; 4];
+        let mut vars = Vec::new();
+        for (k, item) in [true, false].into_iter().enumerate() {
+            let make = |rng: &mut NoiseRng, n: usize| -> candle_core::Result<(Tensor, Tensor)> {
+                let mut xs = Vec::new();
+                let mut ys = Vec::new();
+                for _ in 0..n {
+                    let spec = random_spec(rng, item);
+                    let s = data::render(spec, rng);
+                    xs.extend(features(&s.rgba, s.width, s.height));
+                    ys.extend(labels(&spec));
+                }
+                let dim = xs.len() / n;
+                Ok((
+                    Tensor::from_vec(xs, (n, dim), &Device::Cpu)?,
+                    Tensor::from_vec(ys, (n, 2), &Device::Cpu)?,
+                ))
+            };
+            let (x, y) = make(&mut rng, per_kind)?;
+            let (tx, ty) = make(&mut rng, 500)?;
+            let classes: &[usize] = if item { &[10, 10] } else { &[5, 4] };
+            let varmap = VarMap::new();
+            let net = mlp(&varmap, x.dim(1)?, 128, classes, seed ^ k as u64)?;
+            let mut opt = candle_nn::AdamW::new(
+                varmap.all_vars(),
+                candle_nn::ParamsAdamW {
+                    lr: 3e-3,
+                    weight_decay: 1e-4,
+                    ..Default::default()
+                },
+            )?;
+            let n = x.dim(0)?;
+            let batch = 128;
+            for epoch in 0..30 {
+                for start in (0..n).step_by(batch) {
+                    let len = batch.min(n - start);
+                    let xb = x.narrow(0, start, len)?;
+                    let yb = y.narrow(0, start, len)?;
+                    let outs = net.forward(&xb)?;
+                    let mut loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+                    for (h, logits) in outs.iter().enumerate() {
+                        let target = yb.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
+                        loss = (loss + candle_nn::loss::cross_entropy(logits, &target)?)?;
+                    }
+                    opt.backward_step(&loss)?;
+                }
+                let _ = epoch;
+            }
+            let outs = net.forward(&tx)?;
+            for (h, logits) in outs.iter().enumerate() {
+                let pred = logits.argmax(D::Minus1)?;
+                let target = ty.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
+                let right = pred
+                    .eq(&target)?
+                    .to_dtype(DType::F32)?
+                    .mean_all()?
+                    .to_scalar::<f32>()?;
+                accuracy[2 * k + h] = right;
+            }
+            heads.push(net);
+            vars.push(varmap);
+        }
+        let scenes = heads.pop().expect("two nets");
+        let items = heads.pop().expect("two nets");
+        let scene_vars = vars.pop().expect("two");
+        let item_vars = vars.pop().expect("two");
+        Ok((
+            Self {
+                items,
+                scenes,
+                _vars: (item_vars, scene_vars),
+            },
+            accuracy,
+        ))
+    }
+
+    /// Reads an image: 32×32 as an item, 64×32 as a scene.
+    pub fn read(&self, rgba: &[u8], width: u32, height: u32) -> candle_core::Result<Reading> {
+        let f = features(rgba, width, height);
+        let x = Tensor::from_vec(f.clone(), (1, f.len()), &Device::Cpu)?;
+        let top = |t: &Tensor| -> candle_core::Result<usize> {
+            Ok(t.argmax(D::Minus1)?.to_vec1::<u32>()?[0] as usize)
+        };
+        if (width, height) == data::ITEM_SIZE {
+            let o = self.items.forward(&x)?;
+            Ok(Reading::Item(
+                ItemKind::ALL[top(&o[0])?],
+                Colour::ALL[top(&o[1])?],
+            ))
+        } else {
+            let o = self.scenes.forward(&x)?;
+            Ok(Reading::Scene(
+                Terrain::ALL[top(&o[0])?],
+                TimeOfDay::ALL[top(&o[1])?],
+            ))
+        }
+    }
+}
+
+/// Parameters of the held-out prompts the gate uses: `n` specs cycling over the held-out
+/// combinations (items and scenes alternating), with varied glow, weather and moons.
+pub fn held_out_specs(n: usize) -> Vec<SampleSpec> {
+    let mut items = Vec::new();
+    for &kind in ItemKind::ALL {
+        for &colour in Colour::ALL {
+            for glowing in [false, true] {
+                let s = SampleSpec::Item(ItemSpec {
+                    kind,
+                    colour,
+                    glowing,
+                });
+                if data::is_held_out(&s) {
+                    items.push(s);
+                }
+            }
+        }
+    }
+    let mut scenes = Vec::new();
+    for &terrain in Terrain::ALL {
+        for &time in TimeOfDay::ALL {
+            for &weather in Weather::ALL {
+                let s = SampleSpec::Scene(SceneSpec {
+                    terrain,
+                    time,
+                    weather,
+                    moons: 0,
+                });
+                if data::is_held_out(&s) {
+                    scenes.push(s);
+                }
+            }
+        }
+    }
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                items[(i / 2) % items.len()]
+            } else {
+                scenes[(i / 2) % scenes.len()]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_judge_reads_procedural_samples() {
+        let (_, acc) = Judge::train(1500, 3).unwrap();
+        // It must be a reliable judge before it judges anything.
+        assert!(acc.iter().all(|&a| a >= 0.9), "judge accuracy {acc:?}");
+        let specs = held_out_specs(200);
+        assert_eq!(specs.len(), 200);
+        assert!(specs.iter().all(data::is_held_out));
+    }
+}
+
+/// Figures of a model evaluation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalReport {
+    /// Held-out prompts generated.
+    pub prompts: usize,
+    /// Judge accuracy on fresh procedural samples (kind, colour, terrain, time).
+    pub judge_accuracy: [f32; 4],
+    /// Share of item images whose kind reads as prompted.
+    pub item_class: f32,
+    /// Share of item images whose colour reads as prompted.
+    pub item_colour: f32,
+    /// Share of scene images whose terrain reads as prompted.
+    pub scene_terrain: f32,
+    /// Share of scene images whose time of day reads as prompted.
+    pub scene_time: f32,
+    /// Distinct images among 16 seeds of one prompt.
+    pub distinct_of_16: usize,
+    /// Smallest mean absolute RGB difference (0–255) between a generated image and any of the
+    /// compared training samples of its size.
+    pub nearest_training_distance: f32,
+}
+
+/// Generates the held-out prompts with `model`, reads them with a freshly trained judge, and
+/// measures diversity and distance to the training data.
+pub fn evaluate(
+    model: &crate::ArtModel,
+    prompts: usize,
+    steps: Option<u32>,
+    training_compared: u64,
+    data_seed: u64,
+) -> Result<EvalReport, crate::GenerateError> {
+    use crate::{Control, GenerationRequest};
+    let (judge, judge_accuracy) = Judge::train(1500, 3)?;
+    let specs = held_out_specs(prompts);
+    let (mut items, mut kind_ok, mut colour_ok, mut scenes, mut terrain_ok, mut time_ok) =
+        (0, 0, 0, 0, 0, 0);
+    let mut generated = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (w, h) = spec.size();
+        let mut req = GenerationRequest::new(spec.caption(), 1000 + i as u64).size(w, h);
+        req.steps = steps;
+        let art = model.generate(&req, &mut |_| Control::Continue)?;
+        match (spec, judge.read(&art.rgba, w, h)?) {
+            (SampleSpec::Item(it), Reading::Item(k, c)) => {
+                items += 1;
+                kind_ok += (k == it.kind) as u32;
+                colour_ok += (c == it.colour) as u32;
+            }
+            (SampleSpec::Scene(s), Reading::Scene(t, d)) => {
+                scenes += 1;
+                terrain_ok += (t == s.terrain) as u32;
+                time_ok += (d == s.time) as u32;
+            }
+            _ => {}
+        }
+        generated.push(art);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..16 {
+        let mut req = GenerationRequest::new("a glowing red sword", seed);
+        req.steps = steps;
+        let art = model.generate(&req, &mut |_| Control::Continue)?;
+        seen.insert(art.content_hash);
+    }
+    let mut nearest = f32::MAX;
+    for index in 0..training_compared {
+        let s = data::sample(data_seed, index);
+        for art in generated
+            .iter()
+            .filter(|a| (a.width, a.height) == (s.width, s.height))
+        {
+            let d: u64 = art
+                .rgba
+                .iter()
+                .zip(&s.rgba)
+                .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64)
+                .sum();
+            nearest = nearest.min(d as f32 / (s.width * s.height * 4) as f32 * 4.0 / 3.0);
+        }
+    }
+    let share = |a: u32, n: u32| if n == 0 { 0.0 } else { a as f32 / n as f32 };
+    Ok(EvalReport {
+        prompts,
+        judge_accuracy,
+        item_class: share(kind_ok, items),
+        item_colour: share(colour_ok, items),
+        scene_terrain: share(terrain_ok, scenes),
+        scene_time: share(time_ok, scenes),
+        distinct_of_16: seen.len(),
+        nearest_training_distance: nearest,
+    })
+}
