@@ -377,6 +377,7 @@ fn train(
         .append(true)
         .open(out.join("loss.csv"))?;
     let (mut sum, mut n) = (0f64, 0u32);
+    let mut window = Instant::now();
     while trainer.step_count() < trainer.options().steps {
         let t0 = Instant::now();
         let loss = trainer.train_step()?;
@@ -398,9 +399,10 @@ fn train(
                 "step {s}/{}: loss {:.4} (mean of {n}), {:.2} s/step, checkpoint written",
                 trainer.options().steps,
                 sum / n as f64,
-                started.elapsed().as_secs_f64() / n as f64,
+                window.elapsed().as_secs_f64() / n as f64,
             );
             (sum, n) = (0.0, 0);
+            window = Instant::now();
             if out_of_time && !done {
                 eprintln!("time limit reached: rerun the same command to resume");
                 break;
