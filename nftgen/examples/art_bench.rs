@@ -67,12 +67,10 @@ fn main() -> Result<()> {
 
     let cfg = SpriteConfig::base();
     let path = dir.path().join("base.safetensors");
-    sprite::save(&path, &cfg, &sprite::random_weights(&cfg, 1)?)?;
+    let weights = sprite::random_weights(&cfg, 1)?;
+    sprite::save(&path, &cfg, &weights)?;
     let model = ArtModel::load(&path)?;
-    let params: usize = sprite::random_weights(&cfg, 1)?
-        .values()
-        .map(|t| t.elem_count())
-        .sum();
+    let params: usize = weights.values().map(|t| t.elem_count()).sum();
     for &[w, h] in &cfg.sizes {
         for steps in [10u32, 20, 50] {
             let req = GenerationRequest::new("a glowing green potion", 1)

@@ -222,31 +222,8 @@ impl SampleSpec {
     /// alternate (even index → item). Held-out combinations ([`is_held_out`]) are never drawn.
     pub fn draw(seed: u64, index: u64) -> (Self, NoiseRng) {
         let mut rng = NoiseRng::new(seed ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        let pick = |rng: &mut NoiseRng, n: usize| (rng.next_u64() % n as u64) as usize;
         loop {
-            let spec = if index.is_multiple_of(2) {
-                SampleSpec::Item(ItemSpec {
-                    kind: ItemKind::ALL[pick(&mut rng, ItemKind::ALL.len())],
-                    colour: Colour::ALL[pick(&mut rng, Colour::ALL.len())],
-                    glowing: pick(&mut rng, 3) == 0,
-                })
-            } else {
-                let time = TimeOfDay::ALL[pick(&mut rng, TimeOfDay::ALL.len())];
-                let weather = Weather::ALL[pick(&mut rng, Weather::ALL.len())];
-                let moons = if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night)
-                    && weather == Weather::Clear
-                {
-                    pick(&mut rng, 3) as u8
-                } else {
-                    0
-                };
-                SampleSpec::Scene(SceneSpec {
-                    terrain: Terrain::ALL[pick(&mut rng, Terrain::ALL.len())],
-                    time,
-                    weather,
-                    moons,
-                })
-            };
+            let spec = Self::draw_any(&mut rng, index.is_multiple_of(2));
             if !is_held_out(&spec) {
                 return (spec, rng);
             }
@@ -254,7 +231,7 @@ impl SampleSpec {
     }
 }
 
-fn index_of<T: PartialEq>(all: &[T], v: &T) -> usize {
+pub(crate) fn index_of<T: PartialEq>(all: &[T], v: &T) -> usize {
     all.iter().position(|x| x == v).expect("value is in ALL")
 }
 
@@ -269,6 +246,37 @@ pub fn is_held_out(spec: &SampleSpec) -> bool {
         }
         SampleSpec::Scene(s) => {
             (index_of(Terrain::ALL, &s.terrain) + index_of(TimeOfDay::ALL, &s.time)) % 5 == 0
+        }
+    }
+}
+
+impl SampleSpec {
+    /// Draws an item (`item`) or a scene over all combinations, held-out ones included, in the
+    /// stream order the data set uses: kind, colour, glow; or time, weather, moons, terrain.
+    pub(crate) fn draw_any(rng: &mut NoiseRng, item: bool) -> Self {
+        let pick = |rng: &mut NoiseRng, n: usize| (rng.next_u64() % n as u64) as usize;
+        if item {
+            SampleSpec::Item(ItemSpec {
+                kind: ItemKind::ALL[pick(rng, ItemKind::ALL.len())],
+                colour: Colour::ALL[pick(rng, Colour::ALL.len())],
+                glowing: pick(rng, 3) == 0,
+            })
+        } else {
+            let time = TimeOfDay::ALL[pick(rng, TimeOfDay::ALL.len())];
+            let weather = Weather::ALL[pick(rng, Weather::ALL.len())];
+            let moons = if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night)
+                && weather == Weather::Clear
+            {
+                pick(rng, 3) as u8
+            } else {
+                0
+            };
+            SampleSpec::Scene(SceneSpec {
+                terrain: Terrain::ALL[pick(rng, Terrain::ALL.len())],
+                time,
+                weather,
+                moons,
+            })
         }
     }
 }

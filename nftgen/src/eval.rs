@@ -97,51 +97,16 @@ pub enum Reading {
     Scene(Terrain, TimeOfDay),
 }
 
-fn random_spec(rng: &mut NoiseRng, item: bool) -> SampleSpec {
-    let pick = |rng: &mut NoiseRng, n: usize| (rng.next_u64() % n as u64) as usize;
-    if item {
-        SampleSpec::Item(ItemSpec {
-            kind: ItemKind::ALL[pick(rng, 10)],
-            colour: Colour::ALL[pick(rng, 10)],
-            glowing: pick(rng, 3) == 0,
-        })
-    } else {
-        let time = TimeOfDay::ALL[pick(rng, 4)];
-        let weather = Weather::ALL[pick(rng, 4)];
-        let moons =
-            if matches!(time, TimeOfDay::Dusk | TimeOfDay::Night) && weather == Weather::Clear {
-                pick(rng, 3) as u8
-            } else {
-                0
-            };
-        SampleSpec::Scene(SceneSpec {
-            terrain: Terrain::ALL[pick(rng, 5)],
-            time,
-            weather,
-            moons,
-        })
-    }
-}
-
 fn labels(spec: &SampleSpec) -> [u32; 2] {
-    let idx = |all: &[_], v| all.iter().position(|x| *x == v).expect("in ALL") as u32;
+    let idx = |i: usize| i as u32;
     match spec {
         SampleSpec::Item(i) => [
-            ItemKind::ALL
-                .iter()
-                .position(|k| *k == i.kind)
-                .expect("kind") as u32,
-            idx(Colour::ALL, i.colour),
+            idx(data::index_of(ItemKind::ALL, &i.kind)),
+            idx(data::index_of(Colour::ALL, &i.colour)),
         ],
         SampleSpec::Scene(s) => [
-            Terrain::ALL
-                .iter()
-                .position(|t| *t == s.terrain)
-                .expect("terrain") as u32,
-            TimeOfDay::ALL
-                .iter()
-                .position(|t| *t == s.time)
-                .expect("time") as u32,
+            idx(data::index_of(Terrain::ALL, &s.terrain)),
+            idx(data::index_of(TimeOfDay::ALL, &s.time)),
         ],
     }
 }
@@ -160,7 +125,7 @@ impl Judge {
                 let mut xs = Vec::new();
                 let mut ys = Vec::new();
                 for _ in 0..n {
-                    let spec = random_spec(rng, item);
+                    let spec = SampleSpec::draw_any(rng, item);
                     let s = data::render(spec, rng);
                     xs.extend(features(&s.rgba, s.width, s.height));
                     ys.extend(labels(&spec));

@@ -420,12 +420,6 @@ pub(crate) struct SdModel {
 
 impl SdModel {
     pub(crate) fn load(dir: &Path, dev: &Device) -> Result<Self, ModelError> {
-        for rel in COMPONENT_FILES {
-            let p = dir.join(rel);
-            if !p.is_file() {
-                return Err(ModelError::MissingFile { path: p });
-            }
-        }
         let id = dir
             .canonicalize()
             .ok()

@@ -329,29 +329,30 @@ impl Trainer {
             serde_json::to_string(&self.opts).expect("json"),
         );
         meta.insert(META_STEP.to_string(), self.step.to_string());
-        let tmp = path.with_extension("tmp");
-        safetensors::serialize_to_file(tensors, Some(meta), &tmp).map_err(|e| {
-            TrainError::Checkpoint {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            }
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
+        replace_file(path, |tmp| {
+            safetensors::serialize_to_file(tensors, Some(meta), tmp).map_err(|e| e.to_string())
         })
     }
 
     /// Writes the model file `nftgen generate` loads (weights + config only).
     pub fn export(&self, path: &Path) -> Result<(), TrainError> {
-        let tmp = path.with_extension("tmp");
-        sprite::save(&tmp, &self.cfg, &self.weights()).map_err(|e| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
+        replace_file(path, |tmp| {
+            sprite::save(tmp, &self.cfg, &self.weights()).map_err(|e| e.to_string())
         })
     }
+}
+
+/// Writes through a temporary file beside `path`, then renames it over `path`: a reader never
+/// sees a half-written checkpoint or model.
+fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), TrainError> {
+    let fail = |detail: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let tmp = path.with_extension("tmp");
+    write(&tmp).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
 }

@@ -201,7 +201,6 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     req.guidance = a.guidance;
     req.size = size;
     req.creator = creator;
-    let record = model.record_for(&req)?;
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let art = model.generate(&req, &mut |p| {
@@ -224,7 +223,6 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         }
         Control::Continue
     })?;
-    debug_assert_eq!(art.record, record);
     png_io::write(&a.out, &art)?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
