@@ -1,8 +1,8 @@
 //! Measures the art pipeline; `cargo xtask bench art` runs it at 1 and 2 threads
 //! (`RAYON_NUM_THREADS`) and prints the table. One JSON line per measurement on stdout.
 //!
-//! - kiln-sprite (random weights of the `base` size class) at each supported size and step
-//!   count: seconds per image, and the same work timed as plain GEMMs of the model's shapes in
+//! - kiln-sprite (the shipped model, or random weights of its architecture when it is absent) at
+//!   each supported size and step count: seconds per image, and the same work timed as plain GEMMs of the model's shapes in
 //!   this process (the reference: how fast candle's matrix product alone would do it).
 //! - One Stable Diffusion UNet step on 32×32 latents (256×256 pixels through SD's 8× VAE), for
 //!   the guidance pair, on the tiny random checkpoint's UNet and on a full-size SD 2.1 /
@@ -26,7 +26,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn gemm_reference(cfg: &SpriteConfig, w: u32, h: u32, reps: usize) -> Result<f64> {
     let dev = Device::Cpu;
     let d = cfg.dim;
-    let tokens = 1 + cfg.text.max_tokens + (w as usize / cfg.patch) * (h as usize / cfg.patch);
+    let prefix = match cfg.conditioning {
+        sprite::Conditioning::InContext => 1 + cfg.text.max_tokens,
+        sprite::Conditioning::AdaLn => 0,
+    };
+    let tokens = prefix + (w as usize / cfg.patch) * (h as usize / cfg.patch);
     let rows = 2 * tokens;
     let mut shapes = vec![];
     for i in 0..cfg.depth {
@@ -65,12 +69,22 @@ fn main() -> Result<()> {
     let threads = candle_core::utils::get_num_threads();
     let dir = tempfile::tempdir()?;
 
-    let cfg = SpriteConfig::base();
-    let path = dir.path().join("base.safetensors");
-    let weights = sprite::random_weights(&cfg, 1)?;
-    sprite::save(&path, &cfg, &weights)?;
+    let shipped = kiln_nftgen::default_model_path();
+    let (cfg, path) = if shipped.is_file() {
+        let model = ArtModel::load(&shipped)?;
+        let cfg = model.sprite_config().cloned().expect("a kiln-sprite file");
+        (cfg, shipped)
+    } else {
+        let cfg = kiln_nftgen::train::training_config();
+        let path = dir.path().join("random.safetensors");
+        sprite::save(&path, &cfg, &sprite::random_weights(&cfg, 1)?)?;
+        (cfg, path)
+    };
     let model = ArtModel::load(&path)?;
-    let params: usize = weights.values().map(|t| t.elem_count()).sum();
+    let params: usize = candle_core::safetensors::load(&path, &Device::Cpu)?
+        .values()
+        .map(|t| t.elem_count())
+        .sum();
     for &[w, h] in &cfg.sizes {
         for steps in [10u32, 20, 50] {
             let req = GenerationRequest::new("a glowing green potion", 1)

@@ -1,7 +1,7 @@
 //! Training kiln-sprite on the procedural data set, on the CPU with candle's autograd.
 //!
-//! Every step is a pure function of the options' seeds and the step number: the batch (items on
-//! even steps at 32×32, scenes on odd steps at 64×32), the noise, the timesteps and which
+//! Every step is a pure function of the options' seeds and the step number: the batch (scenes
+//! at 64×32 on every third step, items at 32×32 on the others), the noise, the timesteps and which
 //! captions are dropped for classifier-free guidance all come from [`NoiseRng`] streams. So a run
 //! resumed from a checkpoint continues exactly as an uninterrupted run would, and a rerun gives
 //! the same weights. The optimiser is Adam with decoupled weight decay, written here so its
@@ -58,6 +58,21 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Seed of the data set.
     pub data_seed: u64,
+    /// Step after which an exponential moving average of the weights is kept (it starts as a
+    /// copy of the weights then); the exported model is the average.
+    #[serde(default = "default_ema_start")]
+    pub ema_start: u64,
+    /// Decay of that average per step.
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f64,
+}
+
+fn default_ema_start() -> u64 {
+    1000
+}
+
+fn default_ema_decay() -> f64 {
+    0.998
 }
 
 impl Default for TrainOptions {
@@ -71,6 +86,8 @@ impl Default for TrainOptions {
             uncond_prob: 0.1,
             seed: 0,
             data_seed: 0,
+            ema_start: default_ema_start(),
+            ema_decay: default_ema_decay(),
         }
     }
 }
@@ -80,6 +97,7 @@ impl Default for TrainOptions {
 pub fn training_config() -> SpriteConfig {
     let mut cfg = SpriteConfig::base();
     cfg.name = "kiln-sprite-v1".into();
+    cfg.conditioning = sprite::Conditioning::AdaLn;
     cfg.text.vocab = data::vocabulary();
     cfg.sizes = vec![
         [data::ITEM_SIZE.0, data::ITEM_SIZE.1],
@@ -93,6 +111,7 @@ struct Slot {
     var: Var,
     m: Tensor,
     v: Tensor,
+    ema: Option<Tensor>,
 }
 
 /// A training run in progress.
@@ -104,17 +123,25 @@ pub struct Trainer {
     encoder: PromptEncoder,
     alphas: Vec<f64>,
     step: u64,
+    seconds: f64,
     _varmap: VarMap,
 }
 
 const META_STEP: &str = "kiln.train.step";
 const META_OPTS: &str = "kiln.train.options";
+const META_SECONDS: &str = "kiln.train.seconds";
 
 impl Trainer {
     /// A fresh run: weights from [`sprite::random_weights`] seeded by `opts.seed`.
     pub fn new(cfg: SpriteConfig, opts: TrainOptions) -> Result<Self, TrainError> {
         let init = sprite::random_weights(&cfg, opts.seed)?;
         Self::build(cfg, opts, &init, None, 0)
+    }
+
+    /// Whether step `s` trains on scenes (every third step) rather than items: items have more
+    /// attributes to learn and cost less than half as much per sample.
+    pub fn is_scene_step(s: u64) -> bool {
+        s % 3 == 2
     }
 
     fn build(
@@ -154,11 +181,13 @@ impl Trainer {
                     ),
                     None => (zeros()?, zeros()?),
                 };
+                let ema = moments.and_then(|mo| mo.get(&format!("ema.{name}")).cloned());
                 slots.push(Slot {
                     name: name.clone(),
                     var,
                     m,
                     v,
+                    ema,
                 });
             }
         }
@@ -170,6 +199,7 @@ impl Trainer {
             net,
             slots,
             step,
+            seconds: 0.0,
             _varmap: varmap,
         })
     }
@@ -198,9 +228,22 @@ impl Trainer {
             .map_err(|_| bad("bad step".into()))?;
         stored.steps = opts.steps;
         let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        let (moments, weights): (HashMap<_, _>, HashMap<_, _>) =
-            all.into_iter().partition(|(k, _)| k.starts_with("adam."));
-        Self::build(cfg, stored, &weights, Some(&moments), step)
+        let (moments, weights): (HashMap<_, _>, HashMap<_, _>) = all
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("adam.") || k.starts_with("ema."));
+        let mut trainer = Self::build(cfg, stored, &weights, Some(&moments), step)?;
+        // Absent in checkpoints of older runs: their time is then unknown and counted as zero.
+        trainer.seconds = meta
+            .get(META_SECONDS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Ok(trainer)
+    }
+
+    /// Wall-clock seconds spent in [`train_step`](Self::train_step) over the whole run, across
+    /// every sitting.
+    pub fn seconds(&self) -> f64 {
+        self.seconds
     }
 
     /// Steps done.
@@ -238,7 +281,7 @@ impl Trainer {
         let mut tokens = Vec::new();
         let (mut w, mut h) = (0, 0);
         for j in 0..b as u64 {
-            let index = 2 * (s * b as u64 + j) + (s % 2);
+            let index = 2 * (s * b as u64 + j) + u64::from(Self::is_scene_step(s));
             let sample = data::sample(self.opts.data_seed, index);
             (w, h) = (sample.width as usize, sample.height as usize);
             for ch in 0..3 {
@@ -257,6 +300,7 @@ impl Trainer {
 
     /// One optimisation step; returns the batch's loss.
     pub fn train_step(&mut self) -> Result<f32, TrainError> {
+        let started = std::time::Instant::now();
         let s = self.step;
         let mut rng = NoiseRng::new(self.opts.seed ^ (s + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (x0, tokens) = self.batch(s, &mut rng)?;
@@ -304,8 +348,15 @@ impl Trainer {
             };
             let next = ((w * (1.0 - lr * decay))? - (update * lr)?)?;
             slot.var.set(&next)?;
+            let d = self.opts.ema_decay;
+            slot.ema = match slot.ema.take() {
+                Some(ema) => Some(((ema * d)? + (next * (1.0 - d))?)?),
+                None if s + 1 == self.opts.ema_start => Some(next),
+                None => None,
+            };
         }
         self.step += 1;
+        self.seconds += started.elapsed().as_secs_f64();
         Ok(loss_value)
     }
 
@@ -317,6 +368,9 @@ impl Trainer {
             tensors.push((s.name.clone(), s.var.as_tensor().detach()));
             tensors.push((format!("adam.m.{}", s.name), s.m.clone()));
             tensors.push((format!("adam.v.{}", s.name), s.v.clone()));
+            if let Some(ema) = &s.ema {
+                tensors.push((format!("ema.{}", s.name), ema.clone()));
+            }
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let mut meta = HashMap::new();
@@ -329,15 +383,27 @@ impl Trainer {
             serde_json::to_string(&self.opts).expect("json"),
         );
         meta.insert(META_STEP.to_string(), self.step.to_string());
+        meta.insert(META_SECONDS.to_string(), format!("{:.1}", self.seconds));
         replace_file(path, |tmp| {
             safetensors::serialize_to_file(tensors, Some(meta), tmp).map_err(|e| e.to_string())
         })
     }
 
-    /// Writes the model file `nftgen generate` loads (weights + config only).
+    /// The weights a model file gets: the moving average once it runs, else the weights.
+    pub fn export_weights(&self) -> HashMap<String, Tensor> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let t = s.ema.clone().unwrap_or_else(|| s.var.as_tensor().detach());
+                (s.name.clone(), t)
+            })
+            .collect()
+    }
+
+    /// Writes the model file `nftgen generate` loads (config and [`export_weights`](Self::export_weights)).
     pub fn export(&self, path: &Path) -> Result<(), TrainError> {
         replace_file(path, |tmp| {
-            sprite::save(tmp, &self.cfg, &self.weights()).map_err(|e| e.to_string())
+            sprite::save(tmp, &self.cfg, &self.export_weights()).map_err(|e| e.to_string())
         })
     }
 }

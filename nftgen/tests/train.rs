@@ -22,21 +22,36 @@ fn split_and_threaded_runs_give_the_same_weights() {
                 "tiny",
                 "--batch",
                 "4",
+                "--ema-start",
+                "2",
             ],
             &[("RAYON_NUM_THREADS", threads)],
         );
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         out.join("kiln-sprite.safetensors")
     };
-    let whole = run("whole", "4", "2");
-    run("split", "2", "2");
-    let split = run("split", "4", "1");
-    let one = run("one-thread", "4", "1");
+    // The moving average starts at step 2, before the split at step 3, so it must survive the
+    // checkpoint too.
+    let whole = run("whole", "6", "2");
+    run("split", "3", "2");
+    let split = run("split", "6", "1");
+    let one = run("one-thread", "6", "1");
     let bytes = std::fs::read(&whole).unwrap();
     assert_eq!(bytes, std::fs::read(&split).unwrap(), "resumed run differs");
     assert_eq!(bytes, std::fs::read(&one).unwrap(), "1-thread run differs");
     let csv = std::fs::read_to_string(dir.path().join("split/loss.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    // The model file holds the moving average, not the last weights.
+    let ckpt = candle_core::safetensors::load(
+        dir.path().join("whole/checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let exported = candle_core::safetensors::load(&whole, &candle_core::Device::Cpu).unwrap();
+    let name = "blocks.0.mlp.fc1.weight";
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(flat(&exported[name]), flat(&ckpt[&format!("ema.{name}")]));
+    assert_ne!(flat(&exported[name]), flat(&ckpt[name]));
     let model = ArtModel::load(&whole).unwrap();
     assert!(model.check_size(64, 32).is_ok() && model.check_size(64, 64).is_err());
     let art = model
@@ -68,9 +83,17 @@ fn eval_prints_the_quality_figures() {
         ],
         &[],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // Random weights fail the gates: exit code 3, the figures still printed as one JSON line, and
+    // one stderr line per failed gate.
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("gate failed: "), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["prompts"], 4);
+    assert_eq!(v["passed"], false);
+    let gates = v["gates"].as_array().unwrap();
+    assert_eq!(gates.len(), 6, "{v}");
+    assert!(gates.iter().any(|g| g["passed"] == false), "{v}");
     for key in ["item_class", "item_colour", "scene_terrain", "scene_time"] {
         let x = v[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&x), "{key} = {x}");
@@ -87,4 +110,5 @@ fn eval_prints_the_quality_figures() {
         "random weights still give 16 distinct images"
     );
     assert!(v["nearest_training_distance"].as_f64().unwrap() > 0.0);
+    assert!(v["training_nearest_median"].as_f64().unwrap() > 0.0);
 }
