@@ -848,22 +848,27 @@ fn draw_scene(c: &mut Canvas, scene: SceneSpec, rng: &mut NoiseRng) {
     }
 }
 
-/// Lays samples out in a grid (row-major, `cols` per row, 2-pixel dark gutters) as one RGBA8
-/// image; cells are as large as the largest sample. Returns (width, height, pixels).
-pub fn contact_sheet(samples: &[Sample], cols: usize) -> (u32, u32, Vec<u8>) {
-    let cols = cols.max(1);
-    let rows = samples.len().div_ceil(cols).max(1);
-    let cw = samples.iter().map(|s| s.width).max().unwrap_or(1) as usize + 2;
-    let ch = samples.iter().map(|s| s.height).max().unwrap_or(1) as usize + 2;
-    let (w, h) = (cols * cw + 2, rows * ch + 2);
+/// An RGBA8 image borrowed for [`contact_sheet`]: (width, height, pixels).
+pub type ImageRef<'a> = (u32, u32, &'a [u8]);
+
+/// Lays images out in a grid (row-major, `cols` per row, dark gutters) as one RGBA8 image, each
+/// pixel drawn as a `scale × scale` block; cells are as large as the largest image and smaller
+/// images sit in their cell's top-left corner. Returns (width, height, pixels).
+pub fn contact_sheet(images: &[ImageRef<'_>], cols: usize, scale: usize) -> (u32, u32, Vec<u8>) {
+    let (cols, scale) = (cols.max(1), scale.max(1));
+    let gutter = 2 * scale;
+    let rows = images.len().div_ceil(cols).max(1);
+    let cw = images.iter().map(|i| i.0).max().unwrap_or(1) as usize * scale + gutter;
+    let ch = images.iter().map(|i| i.1).max().unwrap_or(1) as usize * scale + gutter;
+    let (w, h) = (cols * cw + gutter, rows * ch + gutter);
     let mut out: Vec<u8> = [20u8, 20, 24, 255].repeat(w * h);
-    for (i, s) in samples.iter().enumerate() {
-        let (ox, oy) = (2 + (i % cols) * cw, 2 + (i / cols) * ch);
-        for y in 0..s.height as usize {
-            for x in 0..s.width as usize {
-                let src = (y * s.width as usize + x) * 4;
+    for (i, &(iw, ih, rgba)) in images.iter().enumerate() {
+        let (ox, oy) = (gutter + (i % cols) * cw, gutter + (i / cols) * ch);
+        for y in 0..ih as usize * scale {
+            for x in 0..iw as usize * scale {
+                let src = ((y / scale) * iw as usize + x / scale) * 4;
                 let dst = ((oy + y) * w + ox + x) * 4;
-                out[dst..dst + 4].copy_from_slice(&s.rgba[src..src + 4]);
+                out[dst..dst + 4].copy_from_slice(&rgba[src..src + 4]);
             }
         }
     }

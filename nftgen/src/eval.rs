@@ -277,6 +277,42 @@ mod tests {
     }
 }
 
+/// Gate: share of held-out item prompts whose image reads as the prompted kind.
+pub const GATE_ITEM_CLASS: f32 = 0.80;
+/// Gate: share of held-out item prompts whose image reads as the prompted colour.
+pub const GATE_ITEM_COLOUR: f32 = 0.70;
+/// Gate: share of held-out scene prompts whose image reads as the prompted terrain.
+pub const GATE_SCENE_TERRAIN: f32 = 0.80;
+/// Two images whose mean absolute RGB difference (0–255 scale) is below this are the same
+/// picture: a generated image that close to a training sample is a copy, and two seeds that
+/// close are not distinct. (Two training samples drawn from the same parameters differ by far
+/// more; see [`EvalReport::training_nearest_median`].)
+pub const COPY_DISTANCE: f32 = 2.0;
+
+/// Mean absolute difference of the RGB channels of two RGBA8 images of one size (0–255).
+pub fn distance(a: &[u8], b: &[u8]) -> f32 {
+    let mut sum = 0u64;
+    for (p, q) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for c in 0..3 {
+            sum += (p[c] as i32 - q[c] as i32).unsigned_abs() as u64;
+        }
+    }
+    sum as f32 / (3 * a.len() / 4).max(1) as f32
+}
+
+/// One quality gate's verdict.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Gate {
+    /// What is measured.
+    pub name: &'static str,
+    /// The measured figure.
+    pub value: f32,
+    /// The figure must be at least (or, for `distinct`, more than) this.
+    pub threshold: f32,
+    /// Whether it holds.
+    pub passed: bool,
+}
+
 /// Figures of a model evaluation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalReport {
@@ -292,15 +328,25 @@ pub struct EvalReport {
     pub scene_terrain: f32,
     /// Share of scene images whose time of day reads as prompted.
     pub scene_time: f32,
-    /// Distinct images among 16 seeds of one prompt.
+    /// Distinct images (by content hash) among 16 seeds of one prompt.
     pub distinct_of_16: usize,
-    /// Smallest mean absolute RGB difference (0–255) between a generated image and any of the
-    /// compared training samples of its size.
+    /// Smallest [`distance`] between two of those 16 images.
+    pub diversity_min_distance: f32,
+    /// Smallest [`distance`] between a generated image (held-out prompts and the 16 seeds) and
+    /// any compared training sample of its size.
     pub nearest_training_distance: f32,
+    /// For scale: the median, over compared training items, of the distance to the nearest other
+    /// training item.
+    pub training_nearest_median: f32,
+    /// The gates and their verdicts.
+    pub gates: Vec<Gate>,
+    /// Whether every gate holds.
+    pub passed: bool,
 }
 
 /// Generates the held-out prompts with `model`, reads them with a freshly trained judge, and
-/// measures diversity and distance to the training data.
+/// measures diversity and distance to the first `training_compared` samples of the data set
+/// seeded `data_seed`.
 pub fn evaluate(
     model: &crate::ArtModel,
     prompts: usize,
@@ -335,37 +381,152 @@ pub fn evaluate(
         generated.push(art);
     }
     let mut seen = std::collections::HashSet::new();
+    let mut sixteen = Vec::new();
     for seed in 0..16 {
         let mut req = GenerationRequest::new("a glowing red sword", seed);
         req.steps = steps;
         let art = model.generate(&req, &mut |_| Control::Continue)?;
         seen.insert(art.content_hash);
+        sixteen.push(art);
     }
+    let mut diversity_min_distance = f32::MAX;
+    for (i, a) in sixteen.iter().enumerate() {
+        for b in &sixteen[i + 1..] {
+            diversity_min_distance = diversity_min_distance.min(distance(&a.rgba, &b.rgba));
+        }
+    }
+    generated.extend(sixteen);
+    let training: Vec<data::Sample> = (0..training_compared)
+        .map(|index| data::sample(data_seed, index))
+        .collect();
     let mut nearest = f32::MAX;
-    for index in 0..training_compared {
-        let s = data::sample(data_seed, index);
+    for s in &training {
         for art in generated
             .iter()
             .filter(|a| (a.width, a.height) == (s.width, s.height))
         {
-            let d: u64 = art
-                .rgba
-                .iter()
-                .zip(&s.rgba)
-                .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64)
-                .sum();
-            nearest = nearest.min(d as f32 / (s.width * s.height * 4) as f32 * 4.0 / 3.0);
+            nearest = nearest.min(distance(&art.rgba, &s.rgba));
         }
     }
+    let train_items: Vec<&data::Sample> = training
+        .iter()
+        .filter(|s| (s.width, s.height) == data::ITEM_SIZE)
+        .collect();
+    let mut self_nearest: Vec<f32> = train_items
+        .iter()
+        .enumerate()
+        .take(200)
+        .map(|(i, a)| {
+            train_items
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, b)| distance(&a.rgba, &b.rgba))
+                .fold(f32::MAX, f32::min)
+        })
+        .collect();
+    self_nearest.sort_by(f32::total_cmp);
+    let training_nearest_median = self_nearest
+        .get(self_nearest.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
     let share = |a: u32, n: u32| if n == 0 { 0.0 } else { a as f32 / n as f32 };
+    let (item_class, item_colour, scene_terrain) = (
+        share(kind_ok, items),
+        share(colour_ok, items),
+        share(terrain_ok, scenes),
+    );
+    let at_least = |name, value: f32, threshold: f32| Gate {
+        name,
+        value,
+        threshold,
+        passed: value >= threshold,
+    };
+    let above = |name, value: f32, threshold: f32| Gate {
+        name,
+        value,
+        threshold,
+        passed: value > threshold,
+    };
+    let gates = vec![
+        at_least("item_class", item_class, GATE_ITEM_CLASS),
+        at_least("item_colour", item_colour, GATE_ITEM_COLOUR),
+        at_least("scene_terrain", scene_terrain, GATE_SCENE_TERRAIN),
+        at_least("distinct_of_16", seen.len() as f32, 16.0),
+        above(
+            "diversity_min_distance",
+            diversity_min_distance,
+            COPY_DISTANCE,
+        ),
+        above("nearest_training_distance", nearest, COPY_DISTANCE),
+    ];
     Ok(EvalReport {
         prompts,
         judge_accuracy,
-        item_class: share(kind_ok, items),
-        item_colour: share(colour_ok, items),
-        scene_terrain: share(terrain_ok, scenes),
+        item_class,
+        item_colour,
+        scene_terrain,
         scene_time: share(time_ok, scenes),
         distinct_of_16: seen.len(),
+        diversity_min_distance,
         nearest_training_distance: nearest,
+        training_nearest_median,
+        passed: gates.iter().all(|g| g.passed),
+        gates,
     })
+}
+
+/// A prompt of a contact sheet and the size to paint it at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SheetRow {
+    /// The prompt.
+    pub prompt: String,
+    /// Width and height.
+    pub size: (u32, u32),
+}
+
+/// The rows `nftgen sheet` paints when given no prompts: twelve held-out prompts (items and
+/// scenes alternating, each attribute pair once), so the sheet shows combinations the model
+/// never saw.
+pub fn default_sheet_rows() -> Vec<SheetRow> {
+    let mut seen = std::collections::HashSet::new();
+    held_out_specs(200)
+        .into_iter()
+        .filter(|s| seen.insert((matches!(s, SampleSpec::Item(_)), labels(s))))
+        .take(12)
+        .map(|s| SheetRow {
+            prompt: s.caption(),
+            size: s.size(),
+        })
+        .collect()
+}
+
+/// Paints every row with every seed and lays the images out as one RGBA8 grid (a row per
+/// prompt, a column per seed, each pixel drawn `scale × scale`). `progress` is told each
+/// finished image. Returns (width, height, pixels).
+pub fn sheet(
+    model: &crate::ArtModel,
+    rows: &[SheetRow],
+    seeds: &[u64],
+    steps: Option<u32>,
+    scale: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(u32, u32, Vec<u8>), crate::GenerateError> {
+    use crate::{Control, GenerationRequest};
+    let total = rows.len() * seeds.len();
+    let mut images = Vec::with_capacity(total);
+    for row in rows {
+        for &seed in seeds {
+            let mut req =
+                GenerationRequest::new(row.prompt.clone(), seed).size(row.size.0, row.size.1);
+            req.steps = steps;
+            images.push(model.generate(&req, &mut |_| Control::Continue)?);
+            progress(images.len(), total);
+        }
+    }
+    let cells: Vec<data::ImageRef<'_>> = images
+        .iter()
+        .map(|a| (a.width, a.height, a.rgba.as_slice()))
+        .collect();
+    Ok(data::contact_sheet(&cells, seeds.len(), scale))
 }

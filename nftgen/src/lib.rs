@@ -11,6 +11,9 @@
 //!   runs after every step and can cancel.
 //! - [`png_io`] writes PNG files with the record embedded (and reads them back, checking the
 //!   pixels against the stored hash).
+//! - The shipped kiln-sprite weights (`assets/models/kiln-sprite.safetensors`, the
+//!   [`default_model_path`]) were trained by [`train`] on the procedural, captioned pixel art of
+//!   [`data`]; [`eval`] holds the quality gates they pass.
 //!
 //! On the CPU the same record gives the same pixels and the same PNG bytes, across runs,
 //! processes and thread counts: the batch layout is fixed (negative prompt row, prompt row,
@@ -18,17 +21,12 @@
 //! every step so the recipe can be re-implemented elsewhere.
 //!
 //! ```
-//! use kiln_nftgen::{ArtModel, Control, GenerationRequest, sprite};
+//! use kiln_nftgen::{ArtModel, Control, GenerationRequest};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // A model with random weights (trained weights ship in `assets/models/`).
-//! let dir = tempfile::tempdir()?;
-//! let path = dir.path().join("tiny.safetensors");
-//! let cfg = sprite::SpriteConfig::tiny();
-//! sprite::save(&path, &cfg, &sprite::random_weights(&cfg, 1)?)?;
-//!
-//! let model = ArtModel::load(&path)?;
-//! let request = GenerationRequest::new("a glowing green potion", 42).steps(4);
+//! // The shipped kiln-sprite weights.
+//! let model = ArtModel::load(kiln_nftgen::default_model_path())?;
+//! let request = GenerationRequest::new("a glowing green potion", 42).steps(8);
 //! let art = model.generate(&request, &mut |p| {
 //!     eprintln!("step {}/{}", p.step, p.total);
 //!     Control::Continue

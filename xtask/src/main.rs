@@ -29,7 +29,8 @@ enum Task {
     Setup,
     /// Fetch the default model into the cache and verify its checksum.
     FetchModels,
-    /// Set up, then run the demo: a scripted conversation with each shipped NPC.
+    /// Set up, then run the demo: a scripted conversation with each shipped NPC, then a sheet of
+    /// painted art.
     Demo,
     /// Set up, then check formatting and lints and run every test.
     Test {
@@ -63,7 +64,20 @@ fn main() -> Result<()> {
             cargo(&["build", "-p", "kiln-npc", "--bin", "npc"], &model)?;
             run(Command::new(target_dir().join("debug/npc"))
                 .args(["tour", "--dir", "assets/npcs"])
-                .env("KILN_NPC_MODEL", &model))
+                .env("KILN_NPC_MODEL", &model))?;
+            // Then the art engine: the shipped kiln-sprite paints prompts it never saw in training.
+            cargo(&["build", "-p", "kiln-nftgen", "--bin", "nftgen"], &model)?;
+            let out = target_dir().join("demo");
+            std::fs::create_dir_all(&out)?;
+            let sheet = out.join("art-sheet.png");
+            println!("\npainting item and scene art with the shipped kiln-sprite model…");
+            run(Command::new(target_dir().join("debug/nftgen")).args([
+                "sheet".as_ref(),
+                "--out".as_ref(),
+                sheet.as_os_str(),
+                "--seeds".as_ref(),
+                "4".as_ref(),
+            ]))
         }
         Task::Test { no_lint } => {
             let model = setup::setup()?;

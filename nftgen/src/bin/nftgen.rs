@@ -55,8 +55,8 @@ enum Command {
         /// Run directory: checkpoint.safetensors, kiln-sprite.safetensors, loss.csv.
         #[arg(long)]
         out: PathBuf,
-        /// Total steps of the run.
-        #[arg(long, default_value_t = 6000)]
+        /// Total steps of the run (the shipped model: 3000).
+        #[arg(long, default_value_t = 3000)]
         steps: u64,
         /// Samples per step.
         #[arg(long, default_value_t = 32)]
@@ -70,8 +70,11 @@ enum Command {
         /// Architecture: `base` (what ships) or `tiny` (tests).
         #[arg(long, default_value = "base")]
         preset: String,
+        /// Keep a moving average of the weights from this step on; the model file gets it.
+        #[arg(long, default_value_t = 1000)]
+        ema_start: u64,
         /// Write a checkpoint and the model every N steps.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 100)]
         checkpoint_every: u64,
         /// Stop (after a checkpoint) once this many minutes have passed; rerun to resume.
         #[arg(long)]
@@ -91,6 +94,30 @@ enum Command {
         /// Training samples to compare against for the nearest-copy check.
         #[arg(long, default_value_t = 2000)]
         compare: u64,
+    },
+    /// Paint a contact sheet: one row per prompt, one column per seed, as one PNG.
+    Sheet {
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Model file [default: the shipped one].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// An item prompt, painted 32x32 (repeatable) [default: twelve held-out prompts].
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// A scene prompt, painted 64x32 (repeatable).
+        #[arg(long = "scene")]
+        scenes: Vec<String>,
+        /// Seeds per prompt: 0, 1, … N-1.
+        #[arg(long, default_value_t = 6)]
+        seeds: u64,
+        /// Denoising steps [default: the model's].
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Each pixel drawn as a SCALE×SCALE block.
+        #[arg(long, default_value_t = 3)]
+        scale: usize,
     },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
@@ -171,6 +198,16 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((w, h))
 }
 
+/// Refuses an output file whose directory does not exist, before any work is done.
+fn check_output_dir(out: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!("output directory {} does not exist", dir.display());
+    }
+    Ok(())
+}
+
 fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     let scheduler: SchedulerKind = a.scheduler.parse().map_err(anyhow::Error::msg)?;
     let size = a.size.as_deref().map(parse_size).transpose()?;
@@ -178,11 +215,7 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     if a.prompt.trim().is_empty() {
         bail!("the prompt is empty");
     }
-    if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
-        bail!("output directory {} does not exist", dir.display());
-    }
+    check_output_dir(&a.out)?;
     let model_path = a
         .model
         .clone()
@@ -327,7 +360,11 @@ fn write_data(out: &Path, count: u64, seed: u64) -> anyhow::Result<()> {
         }
     }
     std::fs::write(out.join("captions.jsonl"), lines)?;
-    let (w, h, px) = data::contact_sheet(&sheet, 8);
+    let cells: Vec<data::ImageRef<'_>> = sheet
+        .iter()
+        .map(|s| (s.width, s.height, s.rgba.as_slice()))
+        .collect();
+    let (w, h, px) = data::contact_sheet(&cells, 8, 1);
     write_png_plain(&out.join("sheet.png"), w, h, &px)?;
     println!(
         "wrote {count} samples, captions.jsonl and sheet.png to {}",
@@ -362,6 +399,7 @@ fn train(
                 text: cfg.text.clone(),
                 sizes: cfg.sizes.clone(),
                 name: "kiln-sprite-tiny-trained".into(),
+                conditioning: cfg.conditioning,
                 ..tiny
             };
         } else if preset != "base" {
@@ -394,10 +432,11 @@ fn train(
             trainer.save_checkpoint(&ckpt)?;
             trainer.export(&out.join("kiln-sprite.safetensors"))?;
             eprintln!(
-                "step {s}/{}: loss {:.4} (mean of {n}), {:.2} s/step, checkpoint written",
+                "step {s}/{}: loss {:.4} (mean of {n}), {:.2} s/step, {:.1} min of training in all, checkpoint written",
                 trainer.options().steps,
                 sum / n as f64,
                 window.elapsed().as_secs_f64() / n as f64,
+                trainer.seconds() / 60.0,
             );
             (sum, n) = (0.0, 0);
             window = Instant::now();
@@ -406,6 +445,54 @@ fn train(
                 break;
             }
         }
+    }
+    Ok(())
+}
+
+fn sheet(
+    out: &Path,
+    model: Option<PathBuf>,
+    prompts: Vec<String>,
+    scenes: Vec<String>,
+    seeds: u64,
+    steps: Option<u32>,
+    scale: usize,
+) -> anyhow::Result<()> {
+    use kiln_nftgen::data;
+    use kiln_nftgen::eval::{SheetRow, default_sheet_rows};
+    if seeds == 0 || !(1..=16).contains(&scale) {
+        bail!("--seeds must be at least 1 and --scale between 1 and 16");
+    }
+    check_output_dir(out)?;
+    let mut rows: Vec<SheetRow> = prompts
+        .into_iter()
+        .map(|prompt| SheetRow {
+            prompt,
+            size: data::ITEM_SIZE,
+        })
+        .chain(scenes.into_iter().map(|prompt| SheetRow {
+            prompt,
+            size: data::SCENE_SIZE,
+        }))
+        .collect();
+    if rows.is_empty() {
+        rows = default_sheet_rows();
+    }
+    let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
+    let m = ArtModel::load(&path)
+        .with_context(|| format!("cannot load the art model {}", path.display()))?;
+    let seed_list: Vec<u64> = (0..seeds).collect();
+    let (w, h, px) =
+        kiln_nftgen::eval::sheet(&m, &rows, &seed_list, steps, scale, &mut |done, total| {
+            eprint!("\rpainting {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        })?;
+    write_png_plain(out, w, h, &px)?;
+    println!("wrote {} ({w}x{h}): rows, top to bottom:", out.display());
+    for (i, r) in rows.iter().enumerate() {
+        println!("{:2}. {}", i + 1, r.prompt);
     }
     Ok(())
 }
@@ -447,6 +534,7 @@ fn main() -> ExitCode {
             lr,
             seed,
             preset,
+            ema_start,
             checkpoint_every,
             minutes,
         } => {
@@ -455,6 +543,7 @@ fn main() -> ExitCode {
                 batch,
                 lr,
                 seed,
+                ema_start,
                 ..Default::default()
             };
             train(&out, opts, &preset, checkpoint_every, minutes).map(|_| true)
@@ -470,8 +559,23 @@ fn main() -> ExitCode {
                 .with_context(|| format!("cannot load the art model {}", path.display()))?;
             let r = kiln_nftgen::eval::evaluate(&m, prompts, steps, compare, 0)?;
             println!("{}", serde_json::to_string(&r)?);
-            Ok(true)
+            for g in r.gates.iter().filter(|g| !g.passed) {
+                eprintln!(
+                    "gate failed: {} = {} (threshold {})",
+                    g.name, g.value, g.threshold
+                );
+            }
+            Ok(r.passed)
         })(),
+        Command::Sheet {
+            out,
+            model,
+            prompts,
+            scenes,
+            seeds,
+            steps,
+            scale,
+        } => sheet(&out, model, prompts, scenes, seeds, steps, scale).map(|_| true),
         Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
         Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
             .map(|_| {
