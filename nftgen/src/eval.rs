@@ -218,8 +218,16 @@ impl Judge {
 }
 
 /// Parameters of the held-out prompts the gate uses: `n` specs cycling over the held-out
-/// combinations (items and scenes alternating), with varied glow, weather and moons.
+/// combinations (items and scenes alternating), with varied glow and weather.
 pub fn held_out_specs(n: usize) -> Vec<SampleSpec> {
+    prompt_specs(n, true)
+}
+
+/// `n` prompt specs cycling over the combinations that were held out of training
+/// (`held_out`) or over those that were trained on (a validation set for choosing sampling
+/// settings without looking at the gate's prompts): items and scenes alternate, and each list
+/// is walked with stride 37 so any window of it mixes kinds, colours, terrains and times.
+pub fn prompt_specs(n: usize, held_out: bool) -> Vec<SampleSpec> {
     let mut items = Vec::new();
     for &kind in ItemKind::ALL {
         for &colour in Colour::ALL {
@@ -229,7 +237,7 @@ pub fn held_out_specs(n: usize) -> Vec<SampleSpec> {
                     colour,
                     glowing,
                 });
-                if data::is_held_out(&s) {
+                if data::is_held_out(&s) == held_out {
                     items.push(s);
                 }
             }
@@ -245,7 +253,7 @@ pub fn held_out_specs(n: usize) -> Vec<SampleSpec> {
                     weather,
                     moons: 0,
                 });
-                if data::is_held_out(&s) {
+                if data::is_held_out(&s) == held_out {
                     scenes.push(s);
                 }
             }
@@ -253,10 +261,11 @@ pub fn held_out_specs(n: usize) -> Vec<SampleSpec> {
     }
     (0..n)
         .map(|i| {
+            let k = (i / 2) * 37;
             if i % 2 == 0 {
-                items[(i / 2) % items.len()]
+                items[k % items.len()]
             } else {
-                scenes[(i / 2) % scenes.len()]
+                scenes[k % scenes.len()]
             }
         })
         .collect()
@@ -316,8 +325,10 @@ pub struct Gate {
 /// Figures of a model evaluation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalReport {
-    /// Held-out prompts generated.
+    /// Prompts generated.
     pub prompts: usize,
+    /// Whether they were the held-out combinations (the gate) or trained-on ones.
+    pub held_out: bool,
     /// Judge accuracy on fresh procedural samples (kind, colour, terrain, time).
     pub judge_accuracy: [f32; 4],
     /// Share of item images whose kind reads as prompted.
@@ -344,19 +355,53 @@ pub struct EvalReport {
     pub passed: bool,
 }
 
-/// Generates the held-out prompts with `model`, reads them with a freshly trained judge, and
-/// measures diversity and distance to the first `training_compared` samples of the data set
-/// seeded `data_seed`.
+/// What [`evaluate`] runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Prompts to generate and judge.
+    pub prompts: usize,
+    /// Judge prompts of trained-on combinations instead of held-out ones (a validation run).
+    pub seen: bool,
+    /// Denoising steps (`None`: the model's default).
+    pub steps: Option<u32>,
+    /// Guidance (`None`: the model's default).
+    pub guidance: Option<f32>,
+    /// Training samples the generated images are compared with for the copy check.
+    pub training_compared: u64,
+    /// Seed of the data set the model was trained on.
+    pub data_seed: u64,
+}
+
+impl Default for EvalOptions {
+    /// The release gate: 200 held-out prompts with the model's defaults, compared with 2000
+    /// training samples of data seed 0.
+    fn default() -> Self {
+        Self {
+            prompts: 200,
+            seen: false,
+            steps: None,
+            guidance: None,
+            training_compared: 2000,
+            data_seed: 0,
+        }
+    }
+}
+
+/// Generates the prompts with `model`, reads them with a freshly trained judge, and measures
+/// diversity and distance to the first training samples.
 pub fn evaluate(
     model: &crate::ArtModel,
-    prompts: usize,
-    steps: Option<u32>,
-    training_compared: u64,
-    data_seed: u64,
+    opts: &EvalOptions,
 ) -> Result<EvalReport, crate::GenerateError> {
     use crate::{Control, GenerationRequest};
+    let (prompts, steps, training_compared, data_seed) = (
+        opts.prompts,
+        opts.steps,
+        opts.training_compared,
+        opts.data_seed,
+    );
     let (judge, judge_accuracy) = Judge::train(1500, 3)?;
-    let specs = held_out_specs(prompts);
+    let specs = prompt_specs(prompts, !opts.seen);
     let (mut items, mut kind_ok, mut colour_ok, mut scenes, mut terrain_ok, mut time_ok) =
         (0, 0, 0, 0, 0, 0);
     let mut generated = Vec::new();
@@ -364,6 +409,7 @@ pub fn evaluate(
         let (w, h) = spec.size();
         let mut req = GenerationRequest::new(spec.caption(), 1000 + i as u64).size(w, h);
         req.steps = steps;
+        req.guidance = opts.guidance;
         let art = model.generate(&req, &mut |_| Control::Continue)?;
         match (spec, judge.read(&art.rgba, w, h)?) {
             (SampleSpec::Item(it), Reading::Item(k, c)) => {
@@ -385,6 +431,7 @@ pub fn evaluate(
     for seed in 0..16 {
         let mut req = GenerationRequest::new("a glowing red sword", seed);
         req.steps = steps;
+        req.guidance = opts.guidance;
         let art = model.generate(&req, &mut |_| Control::Continue)?;
         seen.insert(art.content_hash);
         sixteen.push(art);
@@ -462,6 +509,7 @@ pub fn evaluate(
     ];
     Ok(EvalReport {
         prompts,
+        held_out: !opts.seen,
         judge_accuracy,
         item_class,
         item_colour,

@@ -42,8 +42,12 @@ pub enum TrainError {
 /// Hyper-parameters and seeds of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
-    /// Total optimisation steps.
+    /// Optimisation steps of the run (it may stop before the schedule ends).
     pub steps: u64,
+    /// Length of the learning-rate schedule in steps (cosine decay over this horizon,
+    /// independent of where the run stops).
+    #[serde(default = "default_schedule_steps")]
+    pub schedule_steps: u64,
     /// Samples per step.
     pub batch: usize,
     /// Peak learning rate.
@@ -67,6 +71,10 @@ pub struct TrainOptions {
     pub ema_decay: f64,
 }
 
+fn default_schedule_steps() -> u64 {
+    3000
+}
+
 fn default_ema_start() -> u64 {
     1000
 }
@@ -78,7 +86,8 @@ fn default_ema_decay() -> f64 {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 6000,
+            steps: 2400,
+            schedule_steps: default_schedule_steps(),
             batch: 32,
             lr: 1e-3,
             warmup: 200,
@@ -264,13 +273,14 @@ impl Trainer {
             .collect()
     }
 
-    /// Learning rate at step `s`: linear warm-up, then cosine decay to a tenth.
+    /// Learning rate at step `s`: linear warm-up, then cosine decay to a tenth at
+    /// `schedule_steps`.
     pub fn lr_at(&self, s: u64) -> f64 {
         let o = &self.opts;
         if s < o.warmup {
             return o.lr * (s + 1) as f64 / o.warmup as f64;
         }
-        let p = (s - o.warmup) as f64 / (o.steps.saturating_sub(o.warmup)).max(1) as f64;
+        let p = (s - o.warmup) as f64 / (o.schedule_steps.saturating_sub(o.warmup)).max(1) as f64;
         o.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
     }
 

@@ -55,9 +55,12 @@ enum Command {
         /// Run directory: checkpoint.safetensors, kiln-sprite.safetensors, loss.csv.
         #[arg(long)]
         out: PathBuf,
-        /// Total steps of the run (the shipped model: 3000).
-        #[arg(long, default_value_t = 3000)]
+        /// Steps of the run (the shipped model: 2400, the time budget).
+        #[arg(long, default_value_t = 2400)]
         steps: u64,
+        /// Length of the cosine learning-rate schedule, wherever the run stops.
+        #[arg(long, default_value_t = 3000)]
+        schedule_steps: u64,
         /// Samples per step.
         #[arg(long, default_value_t = 32)]
         batch: usize,
@@ -91,6 +94,13 @@ enum Command {
         /// Denoising steps [default: the model's].
         #[arg(long)]
         steps: Option<u32>,
+        /// Guidance [default: the model's].
+        #[arg(long)]
+        guidance: Option<f32>,
+        /// Judge trained-on combinations instead of held-out ones (for tuning sampling settings
+        /// without touching the gate's prompts).
+        #[arg(long)]
+        seen: bool,
         /// Training samples to compare against for the nearest-copy check.
         #[arg(long, default_value_t = 2000)]
         compare: u64,
@@ -534,12 +544,14 @@ fn main() -> ExitCode {
             lr,
             seed,
             preset,
+            schedule_steps,
             ema_start,
             checkpoint_every,
             minutes,
         } => {
             let opts = kiln_nftgen::train::TrainOptions {
                 steps,
+                schedule_steps,
                 batch,
                 lr,
                 seed,
@@ -552,12 +564,22 @@ fn main() -> ExitCode {
             model,
             prompts,
             steps,
+            guidance,
+            seen,
             compare,
         } => (|| {
             let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
             let m = ArtModel::load(&path)
                 .with_context(|| format!("cannot load the art model {}", path.display()))?;
-            let r = kiln_nftgen::eval::evaluate(&m, prompts, steps, compare, 0)?;
+            let opts = kiln_nftgen::eval::EvalOptions {
+                prompts,
+                seen,
+                steps,
+                guidance,
+                training_compared: compare,
+                data_seed: 0,
+            };
+            let r = kiln_nftgen::eval::evaluate(&m, &opts)?;
             println!("{}", serde_json::to_string(&r)?);
             for g in r.gates.iter().filter(|g| !g.passed) {
                 eprintln!(
