@@ -1,0 +1,97 @@
+//! Quality gates of the shipped kiln-sprite weights (`assets/models/kiln-sprite.safetensors`):
+//! `nftgen eval`'s 200 held-out prompts, with the copy check against 600 training samples
+//! instead of 2000, must pass every gate (fewer prompts would make a gate hinge on one or two
+//! images: 20 scene prompts put the terrain figure at 16/20, right on the 80% line), and
+//! `nftgen generate` / `nftgen sheet` must work with no `--model`.
+
+mod common;
+
+use common::{nftgen, path_str};
+use kiln_nftgen::eval::{self, GATE_ITEM_CLASS, GATE_ITEM_COLOUR, GATE_SCENE_TERRAIN};
+use kiln_nftgen::{ArtModel, default_model_path};
+
+#[test]
+fn shipped_model_passes_the_quality_gates_on_held_out_prompts() {
+    let model = ArtModel::load(default_model_path()).expect("the shipped model loads");
+    let opts = eval::EvalOptions {
+        training_compared: 600,
+        ..Default::default()
+    };
+    let r = eval::evaluate(&model, &opts).unwrap();
+    eprintln!("{}", serde_json::to_string(&r).unwrap());
+    assert!(r.judge_accuracy.iter().all(|&a| a >= 0.9), "{r:?}");
+    assert!(r.item_class >= GATE_ITEM_CLASS, "{r:?}");
+    assert!(r.item_colour >= GATE_ITEM_COLOUR, "{r:?}");
+    assert!(r.scene_terrain >= GATE_SCENE_TERRAIN, "{r:?}");
+    assert_eq!(r.distinct_of_16, 16, "{r:?}");
+    assert!(r.diversity_min_distance > eval::COPY_DISTANCE, "{r:?}");
+    assert!(r.nearest_training_distance > eval::COPY_DISTANCE, "{r:?}");
+    assert!(r.passed, "{r:?}");
+}
+
+#[test]
+fn generate_and_sheet_use_the_shipped_model_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("potion.png");
+    let out = nftgen(
+        &[
+            "generate",
+            "--prompt",
+            "a glowing green potion",
+            "--seed",
+            "7",
+            "--out",
+            path_str(&png),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["record"]["model"]["id"], "kiln-sprite-v1", "{json}");
+
+    let sheet = dir.path().join("sheet.png");
+    let out = nftgen(
+        &[
+            "sheet",
+            "--out",
+            path_str(&sheet),
+            "--prompt",
+            "a red sword",
+            "--scene",
+            "a sea at night",
+            "--seeds",
+            "3",
+            "--steps",
+            "4",
+            "--scale",
+            "2",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("a red sword") && stdout.contains("a sea at night"),
+        "{stdout}"
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&sheet).unwrap(),
+    ));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    // 3 columns of 64-pixel-wide cells (the scene is the widest) at scale 2 with 4-pixel gutters;
+    // 2 rows of 32-pixel cells.
+    assert_eq!(
+        (info.width, info.height),
+        (3 * (128 + 4) + 4, 2 * (64 + 4) + 4)
+    );
+}
