@@ -492,13 +492,18 @@ fn sheet(
     let m = ArtModel::load(&path)
         .with_context(|| format!("cannot load the art model {}", path.display()))?;
     let seed_list: Vec<u64> = (0..seeds).collect();
-    let (w, h, px) =
-        kiln_nftgen::eval::sheet(&m, &rows, &seed_list, steps, scale, &mut |done, total| {
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |done: usize, total: usize| {
+        if tty {
             eprint!("\rpainting {done}/{total}");
             if done == total {
                 eprintln!();
             }
-        })?;
+        } else if done == total || done.is_multiple_of(10) {
+            eprintln!("painted {done}/{total}");
+        }
+    };
+    let (w, h, px) = kiln_nftgen::eval::sheet(&m, &rows, &seed_list, steps, scale, &mut progress)?;
     write_png_plain(out, w, h, &px)?;
     println!("wrote {} ({w}x{h}): rows, top to bottom:", out.display());
     for (i, r) in rows.iter().enumerate() {
