@@ -100,7 +100,7 @@ fn main() -> Result<()> {
             let gemm = gemm_reference(&cfg, w, h, reps)? * steps as f64;
             println!(
                 "{}",
-                serde_json::json!({"what": "sprite", "threads": threads, "params": params,
+                serde_json::json!({"what": "sprite", "model": cfg.name, "threads": threads, "params": params,
                     "size": format!("{w}x{h}"), "steps": steps, "secs": median(times), "gemm_secs": gemm})
             );
         }

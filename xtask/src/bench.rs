@@ -298,18 +298,21 @@ fn art(model: &Path) -> Result<()> {
                 && (steps.is_none() || r["steps"].as_u64() == steps)
         })
     };
-    let params = rows
-        .iter()
-        .find(|r| r["what"] == "sprite")
-        .and_then(|r| r["params"].as_u64())
-        .unwrap_or(0);
+    let sprite = rows.iter().find(|r| r["what"] == "sprite");
+    let params = sprite.and_then(|r| r["params"].as_u64()).unwrap_or(0);
+    let model = sprite
+        .and_then(|r| r["model"].as_str())
+        .unwrap_or("kiln-sprite");
     println!(
-        "\nkiln-sprite `base` size class ({:.2} M parameters, random weights), seconds per image; GEMM = the same matrix products as bare candle GEMMs (reference)\n",
+        "\n{model} ({:.2} M parameters), seconds per image; GEMM = the same matrix products as bare candle GEMMs (reference)\n",
         params as f64 / 1e6
     );
     println!("| size | steps | 1 thread | GEMM | ratio | 2 threads | GEMM | ratio |");
     println!("|---|---|---|---|---|---|---|---|");
     for size in ["32x32", "64x32", "64x64"] {
+        if get("sprite", 1, size, None).is_none() && get("sprite", 2, size, None).is_none() {
+            continue;
+        }
         for steps in [10, 20, 50] {
             let mut line = format!("| {size} | {steps} |");
             for threads in [1, 2] {
