@@ -20,11 +20,7 @@ fn data_command_writes_samples_captions_and_a_sheet() {
         ],
         &[],
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_success(&run);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("captions.jsonl"))
         .unwrap()
         .lines()

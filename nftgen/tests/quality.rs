@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{nftgen, path_str};
+use common::{assert_success, nftgen, path_str};
 use kiln_nftgen::eval::{self, GATE_ITEM_CLASS, GATE_ITEM_COLOUR, GATE_SCENE_TERRAIN};
 use kiln_nftgen::{ArtModel, default_model_path};
 
@@ -46,11 +46,7 @@ fn generate_and_sheet_use_the_shipped_model_by_default() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["record"]["model"]["id"], "kiln-sprite-v1", "{json}");
 
@@ -73,11 +69,7 @@ fn generate_and_sheet_use_the_shipped_model_by_default() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("a red sword") && stdout.contains("a sea at night"),

@@ -58,11 +58,7 @@ fn tiny_checkpoint_generates_deterministically() {
             ],
             &[("RAYON_NUM_THREADS", threads)],
         );
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert_success(&run);
         files.push(std::fs::read(&out).unwrap());
     }
     assert_eq!(files[0], files[1]);

@@ -93,11 +93,7 @@ fn png_bytes_identical_across_processes_and_thread_counts() {
                 ],
                 &env,
             );
-            assert!(
-                run.status.success(),
-                "{}",
-                String::from_utf8_lossy(&run.stderr)
-            );
+            assert_success(&run);
             let line = String::from_utf8(run.stdout).unwrap();
             let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
             assert_eq!(v["record"]["scheduler"], scheduler);

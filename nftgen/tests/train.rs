@@ -27,7 +27,7 @@ fn split_and_threaded_runs_give_the_same_weights() {
             ],
             &[("RAYON_NUM_THREADS", threads)],
         );
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_success(&r);
         out.join("kiln-sprite.safetensors")
     };
     // The moving average starts at step 2, before the split at step 3, so it must survive the

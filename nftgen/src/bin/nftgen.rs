@@ -208,6 +208,13 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((w, h))
 }
 
+/// Loads `--model`, or the shipped model when it is absent, naming the path on failure.
+fn load_model(model: Option<PathBuf>, pref: DevicePreference) -> anyhow::Result<ArtModel> {
+    let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
+    ArtModel::load_on(&path, pref)
+        .with_context(|| format!("cannot load the art model {}", path.display()))
+}
+
 /// Refuses an output file whose directory does not exist, before any work is done.
 fn check_output_dir(out: &Path) -> anyhow::Result<()> {
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty())
@@ -226,17 +233,12 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         bail!("the prompt is empty");
     }
     check_output_dir(&a.out)?;
-    let model_path = a
-        .model
-        .clone()
-        .unwrap_or_else(kiln_nftgen::default_model_path);
     let pref = if a.gpu {
         DevicePreference::BestAvailable
     } else {
         DevicePreference::Cpu
     };
-    let model = ArtModel::load_on(&model_path, pref)
-        .with_context(|| format!("cannot load the art model {}", model_path.display()))?;
+    let model = load_model(a.model.clone(), pref)?;
     let mut req = GenerationRequest::new(a.prompt, a.seed)
         .scheduler(scheduler)
         .negative(a.negative);
@@ -488,9 +490,7 @@ fn sheet(
     if rows.is_empty() {
         rows = default_sheet_rows();
     }
-    let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
-    let m = ArtModel::load(&path)
-        .with_context(|| format!("cannot load the art model {}", path.display()))?;
+    let m = load_model(model, DevicePreference::Cpu)?;
     let seed_list: Vec<u64> = (0..seeds).collect();
     let tty = std::io::stderr().is_terminal();
     let mut progress = |done: usize, total: usize| {
@@ -573,9 +573,7 @@ fn main() -> ExitCode {
             seen,
             compare,
         } => (|| {
-            let path = model.unwrap_or_else(kiln_nftgen::default_model_path);
-            let m = ArtModel::load(&path)
-                .with_context(|| format!("cannot load the art model {}", path.display()))?;
+            let m = load_model(model, DevicePreference::Cpu)?;
             let opts = kiln_nftgen::eval::EvalOptions {
                 prompts,
                 seen,

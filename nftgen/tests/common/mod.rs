@@ -26,6 +26,15 @@ pub fn nftgen(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("nftgen runs")
 }
 
+/// Asserts a successful run, showing its stderr otherwise.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Asserts a failed run: non-zero exit and exactly one line on stderr containing `needle`
 /// (besides progress lines).
 pub fn assert_one_line_error(out: &Output, needle: &str) {
