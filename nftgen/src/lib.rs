@@ -11,6 +11,10 @@
 //!   runs after every step and can cancel.
 //! - [`png_io`] writes PNG files with the record embedded (and reads them back, checking the
 //!   pixels against the stored hash).
+//! - [`chain`] (cargo feature `chain`, on by default) mints art as ERC-721 / ERC-7007 tokens of
+//!   the `KilnProvenance` contract — on an embedded local anvil chain or any EVM JSON-RPC — with
+//!   a crash-safe mint journal, and verifies tokens by re-running their recipe; [`store`] keeps
+//!   the PNGs and token metadata by content hash, with IPFS CIDs.
 //! - The shipped kiln-sprite weights (`assets/models/kiln-sprite.safetensors`, the
 //!   [`default_model_path`]) were trained by [`train`] on the procedural, captioned pixel art of
 //!   [`data`]; [`eval`] holds the quality gates they pass.
@@ -38,6 +42,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "chain")]
+pub mod chain;
 pub mod data;
 mod device;
 mod error;
@@ -49,6 +55,7 @@ mod rng;
 mod schedule;
 pub mod sd;
 pub mod sprite;
+pub mod store;
 pub mod train;
 
 /// Environment variable naming the default art model (a file or a diffusers directory).
@@ -76,7 +83,7 @@ pub use pipeline::{
 };
 pub use record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
-    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
+    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind, TokenId, TxHash,
 };
 pub use rng::NoiseRng;
 pub use schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};

@@ -118,6 +118,22 @@ hash_newtype!(
     CreatorAddress, 20, "0x", "creator address"
 );
 
+hash_newtype!(
+    /// A provenance token's id: the keccak256 of its recipe's canonical bytes, written `0x…`
+    /// (64 hex digits; as a `uint256` on chain).
+    TokenId, 32, "0x", "token id"
+);
+hash_newtype!(
+    /// A transaction hash, written `0x…`.
+    TxHash, 32, "0x", "transaction hash"
+);
+
+impl From<RecipeHash> for TokenId {
+    fn from(h: RecipeHash) -> Self {
+        Self(h.0)
+    }
+}
+
 impl ContentHash {
     /// keccak256(width as u32 big-endian ‖ height as u32 big-endian ‖ RGBA8 pixels, rows top to
     /// bottom).

@@ -6,8 +6,10 @@
 //! - `test`: set-up, then formatting, lints and every test.
 //! - `bench npc`: the NPC engine against llama.cpp's own `llama-bench`.
 //! - `bench art`: the art pipeline (kiln-sprite sizes and steps, a Stable Diffusion UNet step).
+//! - `contracts`: compiles the provenance contract and writes its committed artifact.
 
 mod bench;
+mod contracts;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,9 @@ enum Task {
         #[arg(long)]
         no_lint: bool,
     },
+    /// Compile the provenance contract (pinned solc-js, EVM prague) and write
+    /// `assets/contracts/KilnProvenance.json`.
+    Contracts,
     /// Benchmarks (`npc`: Kiln's NPC engine side by side with llama-bench; `art`: the art pipeline).
     Bench {
         /// What to benchmark.
@@ -59,6 +64,14 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Setup => setup::setup().map(|_| ()),
         Task::FetchModels => setup::fetch_model().map(|_| ()),
+        Task::Contracts => {
+            let (init, runtime) = contracts::build(&setup::npm_tools()?)?;
+            println!(
+                "wrote {}: {init} bytes creation code, {runtime} bytes runtime code",
+                contracts::ARTIFACT
+            );
+            Ok(())
+        }
         Task::Demo => {
             let model = setup::setup()?;
             cargo(&["build", "-p", "kiln-npc", "--bin", "npc"], &model)?;
@@ -71,13 +84,38 @@ fn main() -> Result<()> {
             std::fs::create_dir_all(&out)?;
             let sheet = out.join("art-sheet.png");
             println!("\npainting item and scene art with the shipped kiln-sprite model…");
-            run(Command::new(target_dir().join("debug/nftgen")).args([
+            let nftgen = target_dir().join("debug/nftgen");
+            run(Command::new(&nftgen).args([
                 "sheet".as_ref(),
                 "--out".as_ref(),
                 sheet.as_os_str(),
                 "--seeds".as_ref(),
                 "4".as_ref(),
-            ]))
+            ]))?;
+            // Then provenance: mint one painted item on a fresh local chain and verify it.
+            println!("\nminting a painted item on a local chain (anvil) and verifying it…");
+            let data = out.join("kiln-data");
+            let _ = std::fs::remove_dir_all(&data);
+            let item = out.join("potion.png");
+            let chain_step = |args: &[&std::ffi::OsStr]| {
+                run(Command::new(&nftgen)
+                    .args(args)
+                    .env("KILN_DATA_DIR", &data)
+                    .env_remove("KILN_RPC_URL"))
+            };
+            let os = |s: &'static str| std::ffi::OsStr::new(s);
+            chain_step(&[
+                os("generate"),
+                os("--prompt"),
+                os("a glowing green potion"),
+                os("--seed"),
+                os("42"),
+                os("--out"),
+                item.as_os_str(),
+            ])?;
+            chain_step(&[os("mint"), item.as_os_str()])?;
+            chain_step(&[os("verify"), item.as_os_str()])?;
+            chain_step(&[os("tokens")])
         }
         Task::Test { no_lint } => {
             let model = setup::setup()?;

@@ -28,6 +28,9 @@ const APT: &[(&str, &str)] = &[
     ("python3-pip", "python3 -m pip --version"),
     // For the reference llama-bench that `cargo xtask bench npc` links (llama.cpp's HTTP client).
     ("libssl-dev", "test -e /usr/include/openssl/ssl.h"),
+    // solc (solc-js), OpenZeppelin Contracts and anvil come from the npm registry.
+    ("nodejs", "node --version"),
+    ("npm", "npm --version"),
 ];
 
 /// Kiln's cache directory: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
@@ -77,7 +80,39 @@ pub fn setup() -> Result<PathBuf> {
         eprintln!("xtask: installing {}", missing.join(", "));
         crate::run(Command::new("sh").args(["-c", &install]))?;
     }
+    npm_tools()?;
     fetch_model()
+}
+
+/// Where `npm_tools` installs the contract tool chain (the path `kiln-nftgen` looks in).
+pub fn npm_dir() -> PathBuf {
+    cache_dir().join("npm")
+}
+
+/// Installs the pinned npm packages of `nftgen/contracts/package-lock.json` (solc, OpenZeppelin
+/// Contracts, anvil) into the cache, unless the same lock file is already installed there.
+pub fn npm_tools() -> Result<PathBuf> {
+    let src = Path::new("nftgen/contracts");
+    let lock = std::fs::read(src.join("package-lock.json")).context("reading the npm lock file")?;
+    let dir = npm_dir();
+    let anvil = dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if std::fs::read(dir.join("package-lock.json")).is_ok_and(|l| l == lock) && anvil.is_file() {
+        eprintln!("xtask: contract tools ready: {}", dir.display());
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::copy(src.join("package.json"), dir.join("package.json"))?;
+    std::fs::copy(src.join("package-lock.json"), dir.join("package-lock.json"))?;
+    eprintln!("xtask: installing solc, OpenZeppelin Contracts and anvil from npm");
+    crate::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir),
+    )?;
+    if !anvil.is_file() {
+        bail!("npm installed no anvil binary at {}", anvil.display());
+    }
+    Ok(dir)
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

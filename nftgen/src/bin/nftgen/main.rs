@@ -1,7 +1,12 @@
 //! `nftgen`: paint art with a recorded recipe, and inspect Kiln PNG files.
 //!
-//! Exit codes: 0 success; 1 error (one line on stderr); 2 bad command line; 3 `inspect` found
-//! pixels that do not match the recorded content hash.
+//! Exit codes: 0 success; 1 error (one line on stderr; with `--json`, also one JSON line
+//! `{"ok":false,"error":…}` on stdout); 2 bad command line; 3 `inspect` found pixels that do not
+//! match the recorded content hash, `verify` found the token not authentic, or `eval` failed a
+//! gate.
+
+#[cfg(feature = "chain")]
+mod chain;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -129,6 +134,60 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         scale: usize,
     },
+    /// Mint a Kiln PNG as a provenance token (the local chain starts by itself unless an RPC is
+    /// configured). The recipe is re-run first: only art it really paints is minted.
+    #[cfg(feature = "chain")]
+    Mint {
+        /// The PNG (written by `nftgen generate`).
+        file: PathBuf,
+        /// Receiver [default: the signing wallet].
+        #[arg(long)]
+        to: Option<String>,
+        /// Model weights for the re-run check [default: the shipped model].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Skip re-running the recipe before minting.
+        #[arg(long)]
+        no_check: bool,
+        #[command(flatten)]
+        chain: chain::ChainArgs,
+    },
+    /// Verify a token (by id, or the PNG file that claims it): image hash, model hash, and a
+    /// bit-exact re-run of the recipe. Exit 3 when not authentic.
+    #[cfg(feature = "chain")]
+    Verify {
+        /// Token id (0x…) or a PNG file.
+        target: String,
+        /// The image to check for a token id [default: the content store's copy].
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Model weights to re-run on [default: the shipped model].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        chain: chain::ChainArgs,
+    },
+    /// List the provenance tokens an account holds.
+    #[cfg(feature = "chain")]
+    Tokens {
+        /// The owner [default: the signing wallet].
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        chain: chain::ChainArgs,
+    },
+    /// Deploy a provenance contract on the configured RPC chain (the local chain needs none).
+    #[cfg(feature = "chain")]
+    Deploy {
+        /// `tokenURI` prefix: the token id in 0x-hex and ".json" follow it.
+        #[arg(long)]
+        metadata_base: String,
+        /// Royalty paid to creators, in basis points.
+        #[arg(long, default_value_t = 500)]
+        royalty_bps: u16,
+        #[command(flatten)]
+        chain: chain::ChainArgs,
+    },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
         /// Output directory.
@@ -147,6 +206,22 @@ enum Command {
         #[arg(long, default_value = "tiny")]
         preset: String,
     },
+}
+
+impl Command {
+    /// Whether errors are reported as a JSON line on stdout too.
+    fn json_errors(&self) -> bool {
+        match self {
+            Command::Generate(a) => a.json,
+            Command::Inspect { json, .. } => *json,
+            #[cfg(feature = "chain")]
+            Command::Mint { chain, .. }
+            | Command::Verify { chain, .. }
+            | Command::Tokens { chain, .. }
+            | Command::Deploy { chain, .. } => chain.json,
+            _ => false,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -539,7 +614,31 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let json_errors = cli.command.json_errors();
     let result = match cli.command {
+        #[cfg(feature = "chain")]
+        Command::Mint {
+            file,
+            to,
+            model,
+            no_check,
+            chain: c,
+        } => chain::mint(&c, &file, to.as_deref(), model, no_check),
+        #[cfg(feature = "chain")]
+        Command::Verify {
+            target,
+            image,
+            model,
+            chain: c,
+        } => chain::verify(&c, &target, image.as_deref(), model),
+        #[cfg(feature = "chain")]
+        Command::Tokens { owner, chain: c } => chain::tokens(&c, owner.as_deref()),
+        #[cfg(feature = "chain")]
+        Command::Deploy {
+            metadata_base,
+            royalty_bps,
+            chain: c,
+        } => chain::deploy(&c, &metadata_base, royalty_bps),
         Command::Generate(a) => generate(a).map(|_| true),
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Train {
@@ -619,7 +718,11 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(3),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "nftgen: error: {e:#}");
+            let line = format!("{e:#}").replace('\n', " ");
+            if json_errors {
+                println!("{}", serde_json::json!({"ok": false, "error": line}));
+            }
+            let _ = writeln!(std::io::stderr(), "nftgen: error: {line}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,196 @@
+//! Where the chain is and who signs: the embedded local chain by default, any EVM JSON-RPC
+//! endpoint by configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ChainError;
+use crate::CreatorAddress;
+
+/// Environment variable: JSON-RPC URL of the chain to use instead of the local one.
+pub const RPC_URL_ENV: &str = "KILN_RPC_URL";
+/// Environment variable: the signing account's private key (0x-hex), with [`RPC_URL_ENV`].
+pub const PRIVATE_KEY_ENV: &str = "KILN_PRIVATE_KEY";
+/// Environment variable: the provenance contract's address on that chain.
+pub const CONTRACT_ENV: &str = "KILN_CONTRACT";
+/// Environment variable: Kiln's data directory (local chain, journal, content store).
+pub const DATA_DIR_ENV: &str = "KILN_DATA_DIR";
+
+/// The keys of anvil's default accounts 0–2 (public test keys; the local chain funds them).
+/// Account 0 deploys the contract and is the default local wallet.
+pub const DEV_KEYS: [&str; 3] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+/// Kiln's data directory: `$KILN_DATA_DIR`, else `$XDG_DATA_HOME/kiln`, else
+/// `~/.local/share/kiln`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os(DATA_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kiln")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".local/share/kiln")))
+        .unwrap_or_else(|| PathBuf::from(".kiln-data"))
+}
+
+/// A remote chain: endpoint, signing key and contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteChain {
+    /// JSON-RPC URL (http or https).
+    pub rpc_url: String,
+    /// The signing account's private key, 0x-hex.
+    pub private_key: String,
+    /// The provenance contract (deploy one with `nftgen deploy`).
+    pub contract: Option<CreatorAddress>,
+    /// First block to search for the contract's events (its deployment block).
+    pub from_block: u64,
+}
+
+/// Chain configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainConfig {
+    /// Data directory: `local-chain/` (anvil state), `journal/`, `store/`.
+    pub data_dir: PathBuf,
+    /// A remote chain; `None` starts (or joins) the embedded local chain.
+    pub remote: Option<RemoteChain>,
+    /// Signing key for the local chain (default: anvil's account 0).
+    pub local_key: String,
+    /// Limit for each JSON-RPC request.
+    pub request_timeout: Duration,
+    /// Limit for waiting for a receipt after sending.
+    pub receipt_timeout: Duration,
+    /// Royalty (basis points) a newly deployed contract pays creators.
+    pub royalty_bps: u16,
+}
+
+impl ChainConfig {
+    /// The embedded local chain with data in `data_dir`.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            remote: None,
+            local_key: DEV_KEYS[0].to_string(),
+            request_timeout: Duration::from_secs(10),
+            receipt_timeout: Duration::from_secs(60),
+            royalty_bps: 500,
+        }
+    }
+
+    /// Signs local-chain transactions with `key` (e.g. one of [`DEV_KEYS`]).
+    pub fn with_local_key(mut self, key: &str) -> Self {
+        self.local_key = key.to_string();
+        self
+    }
+
+    /// Sets both timeouts.
+    pub fn with_timeouts(mut self, request: Duration, receipt: Duration) -> Self {
+        self.request_timeout = request;
+        self.receipt_timeout = receipt;
+        self
+    }
+
+    /// The configuration for `data_dir`: `<data_dir>/chain.toml` if present, then the
+    /// environment ([`RPC_URL_ENV`], [`PRIVATE_KEY_ENV`], [`CONTRACT_ENV`]) on top; no RPC URL
+    /// means the local chain.
+    ///
+    /// ```toml
+    /// rpc_url = "https://sepolia.example/rpc"
+    /// private_key = "0x…"            # or KILN_PRIVATE_KEY
+    /// contract = "0x…"
+    /// from_block = 7000000
+    /// request_timeout_secs = 10
+    /// receipt_timeout_secs = 120
+    /// ```
+    pub fn load(data_dir: impl Into<PathBuf>) -> Result<Self, ChainError> {
+        let data_dir = data_dir.into();
+        let file = data_dir.join("chain.toml");
+        let mut f = ConfigFile::default();
+        if file.is_file() {
+            let text = std::fs::read_to_string(&file).map_err(|e| ChainError::io(&file, e))?;
+            f = toml::from_str(&text)
+                .map_err(|e| ChainError::Config(format!("{}: {e}", file.display())))?;
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        f.rpc_url = env(RPC_URL_ENV).or(f.rpc_url);
+        f.private_key = env(PRIVATE_KEY_ENV).or(f.private_key);
+        f.contract = env(CONTRACT_ENV).or(f.contract);
+        Self::from_file(data_dir, f, &file)
+    }
+
+    fn from_file(data_dir: PathBuf, f: ConfigFile, file: &Path) -> Result<Self, ChainError> {
+        let mut cfg = Self::local(data_dir);
+        if let Some(s) = f.request_timeout_secs {
+            cfg.request_timeout = positive(s, "request_timeout_secs")?;
+        }
+        if let Some(s) = f.receipt_timeout_secs {
+            cfg.receipt_timeout = positive(s, "receipt_timeout_secs")?;
+        }
+        if let Some(bps) = f.royalty_bps {
+            if bps > 10_000 {
+                return Err(ChainError::Config(format!(
+                    "royalty_bps {bps} is above 10000 (100%)"
+                )));
+            }
+            cfg.royalty_bps = bps;
+        }
+        let contract = f
+            .contract
+            .map(|c| {
+                c.parse::<CreatorAddress>().map_err(|e| {
+                    ChainError::Config(format!(
+                        "contract `{c}`: {e} ({CONTRACT_ENV} or {})",
+                        file.display()
+                    ))
+                })
+            })
+            .transpose()?;
+        match (f.rpc_url, f.private_key) {
+            (Some(rpc_url), Some(private_key)) => {
+                cfg.remote = Some(RemoteChain {
+                    rpc_url,
+                    private_key,
+                    contract,
+                    from_block: f.from_block.unwrap_or(0),
+                });
+            }
+            (Some(_), None) => {
+                return Err(ChainError::Config(format!(
+                    "an RPC URL is set but no private key: set {PRIVATE_KEY_ENV} or `private_key` in {}",
+                    file.display()
+                )));
+            }
+            (None, key) => {
+                if let Some(key) = key {
+                    cfg.local_key = key;
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn positive(secs: f64, field: &str) -> Result<Duration, ChainError> {
+    if secs.is_finite() && secs > 0.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ChainError::Config(format!(
+            "{field} must be a positive number of seconds, got {secs}"
+        )))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    rpc_url: Option<String>,
+    private_key: Option<String>,
+    contract: Option<String>,
+    from_block: Option<u64>,
+    request_timeout_secs: Option<f64>,
+    receipt_timeout_secs: Option<f64>,
+    royalty_bps: Option<u16>,
+}

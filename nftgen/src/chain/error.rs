@@ -1,0 +1,149 @@
+//! Typed errors of the chain client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{ContentHash, CreatorAddress, TokenId, TxHash};
+
+/// Why the contract refused a mint (decoded from its revert data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintRejection {
+    /// This image is already minted.
+    #[error("this image is already minted as token {token_id} (content hash {content_hash})")]
+    DuplicateContent {
+        /// The image's content hash.
+        content_hash: ContentHash,
+        /// The token that holds it.
+        token_id: TokenId,
+    },
+    /// The sender is not the creator the recipe names.
+    #[error("only the recipe's creator {creator} may mint it (sender {sender})")]
+    NotCreator {
+        /// The creator in the recipe.
+        creator: CreatorAddress,
+        /// Who tried.
+        sender: CreatorAddress,
+    },
+    /// The recipe is already minted.
+    #[error("token {token_id} is already minted")]
+    AlreadyMinted {
+        /// The token.
+        token_id: TokenId,
+    },
+    /// The recipe bytes are not canonical recipe bytes v1.
+    #[error("the contract refused the recipe bytes as malformed")]
+    RecipeMalformed,
+    /// The content hash is zero.
+    #[error("the content hash is invalid")]
+    ContentHashInvalid,
+    /// The receiver cannot take the token (zero address or a contract without the receiver hook).
+    #[error("{receiver} cannot receive the token")]
+    InvalidReceiver {
+        /// The receiver.
+        receiver: CreatorAddress,
+    },
+    /// Reverted for another reason (the decoded error or the raw revert data).
+    #[error("the contract reverted: {0}")]
+    Other(String),
+}
+
+/// A chain operation failed. Nothing on disk is lost: pending mints stay in the journal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The configuration is invalid (names the field).
+    #[error("chain config: {0}")]
+    Config(String),
+    /// anvil is not installed where Kiln looks for it.
+    #[error("anvil not found (looked in {looked}); run `cargo xtask setup` or set KILN_ANVIL")]
+    AnvilNotFound {
+        /// The places looked in.
+        looked: String,
+    },
+    /// anvil did not start or answer.
+    #[error("local chain: {0}")]
+    LocalChain(String),
+    /// The RPC endpoint failed (connection refused, HTTP error, bad response).
+    #[error("RPC {url}: {detail}")]
+    Rpc {
+        /// The endpoint.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A request or a receipt wait took longer than its limit.
+    #[error("RPC {url}: no answer to {what} within {after:?}")]
+    Timeout {
+        /// The endpoint.
+        url: String,
+        /// What was waited for.
+        what: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The contract refused the mint.
+    #[error("mint refused: {0}")]
+    Rejected(MintRejection),
+    /// The transaction was mined but reverted.
+    #[error("transaction {tx} reverted in block {block}")]
+    Reverted {
+        /// The transaction.
+        tx: TxHash,
+        /// Its block.
+        block: u64,
+    },
+    /// The art's record names a creator other than the signing account.
+    #[error("the recipe names creator {creator}, but this wallet is {signer}")]
+    CreatorMismatch {
+        /// The creator in the record.
+        creator: CreatorAddress,
+        /// The signing account.
+        signer: CreatorAddress,
+    },
+    /// No contract code at the configured address.
+    #[error("no contract at {address} on chain {chain_id}")]
+    NoContract {
+        /// The address.
+        address: CreatorAddress,
+        /// The chain.
+        chain_id: u64,
+    },
+    /// The token does not exist.
+    #[error("token {0} does not exist")]
+    UnknownToken(TokenId),
+    /// The chain's record of a token is inconsistent (its event does not match its storage).
+    #[error("token {token}: {detail}")]
+    BadRecord {
+        /// The token.
+        token: TokenId,
+        /// What did not match.
+        detail: String,
+    },
+    /// A file (journal, state, store) could not be read or written.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// Storing the art failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl ChainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        Self::Io {
+            path: path.into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<MintRejection> for ChainError {
+    fn from(r: MintRejection) -> Self {
+        Self::Rejected(r)
+    }
+}

@@ -1,0 +1,242 @@
+//! The embedded local chain: anvil on 127.0.0.1, with its state in a file so tokens survive
+//! restarts.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::ChainError;
+
+/// Environment variable naming the anvil binary to run.
+pub const ANVIL_ENV: &str = "KILN_ANVIL";
+/// Chain id of the local chain.
+pub const LOCAL_CHAIN_ID: u64 = 31337;
+
+/// The anvil binary: `$KILN_ANVIL`, else the one `cargo xtask setup` installs from npm into
+/// Kiln's cache (`~/.cache/kiln/npm/…`), else `anvil` on the PATH.
+pub fn find_anvil() -> Result<PathBuf, ChainError> {
+    let mut looked = Vec::new();
+    if let Some(p) = std::env::var_os(ANVIL_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        looked.push(p);
+    }
+    let npm = cache_dir().join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if npm.is_file() {
+        return Ok(npm);
+    }
+    looked.push(npm);
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join("anvil");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    looked.push("anvil on PATH".into());
+    Err(ChainError::AnvilNotFound {
+        looked: looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Kiln's cache directory (the rule `cargo xtask setup` uses): `$KILN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("KILN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
+        .unwrap_or_else(|| PathBuf::from(".kiln-cache"))
+}
+
+/// What a running local chain writes beside its state, so other processes join it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Running {
+    pid: i32,
+    port: u16,
+}
+
+/// A local anvil node. Dropping the one that started it stops it gracefully (anvil then writes
+/// its state file); a process that found one already running joins it and leaves it running.
+#[derive(Debug)]
+pub struct LocalChain {
+    dir: PathBuf,
+    port: u16,
+    pid: i32,
+    child: Mutex<Option<Child>>,
+}
+
+impl LocalChain {
+    /// Starts anvil with its state in `dir` (`anvil-state.json`, dumped every second and on
+    /// exit), or joins the one already running for `dir`.
+    pub fn start(dir: impl AsRef<Path>) -> Result<Self, ChainError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| ChainError::io(&dir, e))?;
+        let running_file = dir.join("anvil.json");
+        if let Some(r) = std::fs::read(&running_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Running>(&b).ok())
+            && kill(Pid::from_raw(r.pid), None).is_ok()
+            && answers(r.port)
+        {
+            tracing::info!(
+                port = r.port,
+                pid = r.pid,
+                "joining the running local chain"
+            );
+            return Ok(Self {
+                dir,
+                port: r.port,
+                pid: r.pid,
+                child: Mutex::new(None),
+            });
+        }
+        let anvil = find_anvil()?;
+        // anvil picks the port itself (`--port 0`) and prints it: choosing a free port here and
+        // handing it over would race with other processes doing the same.
+        let log_path = dir.join("anvil.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| ChainError::io(&log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| ChainError::io(&log_path, e))?;
+        let mut child = Command::new(&anvil)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--chain-id", &LOCAL_CHAIN_ID.to_string()])
+            .arg("--state")
+            .arg(dir.join("anvil-state.json"))
+            .args(["--state-interval", "1"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| ChainError::LocalChain(format!("cannot run {}: {e}", anvil.display())))?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let port = log.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("Listening on 127.0.0.1:")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+            });
+            if let Some(port) = port.filter(|p| answers(*p)) {
+                let pid = child.id() as i32;
+                let running = serde_json::to_vec(&Running { pid, port }).expect("serialises");
+                crate::store::write_atomic(&running_file, &running)?;
+                tracing::info!(port, pid, dir = %dir.display(), "local chain started");
+                return Ok(Self {
+                    dir,
+                    port,
+                    pid,
+                    child: Mutex::new(Some(child)),
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(ChainError::LocalChain(format!(
+                    "anvil exited ({status}): {}",
+                    log.trim().lines().last().unwrap_or("")
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ChainError::LocalChain(format!(
+                    "anvil did not start listening within 15 s (log: {})",
+                    log_path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The JSON-RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The directory holding the state file.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// anvil's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether this handle started the node (and stops it when dropped).
+    pub fn owned(&self) -> bool {
+        self.child.lock().is_ok_and(|c| c.is_some())
+    }
+
+    /// Kills anvil at once (SIGKILL), as a crash would: state since its last dump is lost.
+    /// For tests of failure handling.
+    pub fn kill(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        if let Ok(mut c) = self.child.lock()
+            && let Some(mut child) = c.take()
+        {
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("anvil.json"));
+    }
+
+    /// Freezes anvil (SIGSTOP): it keeps its port but answers nothing until [`thaw`](Self::thaw).
+    /// For tests of timeouts.
+    pub fn freeze(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGSTOP);
+    }
+
+    /// Resumes a frozen anvil (SIGCONT).
+    pub fn thaw(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGCONT);
+    }
+
+    /// Stops anvil gracefully (SIGTERM; it writes its state) if this handle started it.
+    pub fn stop(&self) {
+        let Ok(mut guard) = self.child.lock() else {
+            return;
+        };
+        let Some(mut child) = guard.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(self.pid);
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                let _ = std::fs::remove_file(self.dir.join("anvil.json"));
+                tracing::info!(pid = self.pid, "local chain stopped");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(pid = self.pid, "anvil did not stop within 10 s; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(self.dir.join("anvil.json"));
+    }
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answers(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}

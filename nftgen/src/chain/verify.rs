@@ -1,0 +1,268 @@
+//! Verification: does the chain's record, re-run on local weights, give exactly this image?
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{ChainClient, ChainError, ChainRecord};
+use crate::{ArtModel, ContentHash, Control, ModelHash, TokenId, png_io};
+
+/// The outcome of verifying a token, from the best to the worst news. Each variant says what
+/// matched and what did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The image's hash is the one on chain, the local weights are the recorded model, and
+    /// re-running the recipe gave the same pixels bit for bit.
+    Authentic,
+    /// The image's pixels are not the ones the chain committed to.
+    ImageAltered {
+        /// The content hash on chain.
+        expected: ContentHash,
+        /// The image's.
+        actual: ContentHash,
+    },
+    /// No image to check: none given and none in the content store.
+    ImageMissing {
+        /// The content hash on chain.
+        expected: ContentHash,
+    },
+    /// The image matches the chain, but the recorded model's weights are not here.
+    ModelMissing {
+        /// The recorded model id.
+        model: String,
+        /// The recorded weights hash.
+        expected: ModelHash,
+        /// Where they were looked for, and why they could not be used.
+        detail: String,
+    },
+    /// The image matches the chain, but the local weights are another model.
+    ModelDifferent {
+        /// The recorded weights hash.
+        expected: ModelHash,
+        /// The local weights' hash.
+        local: ModelHash,
+    },
+    /// Image and model match, but re-running the recipe here gave other pixels (or failed): the
+    /// claim is unproven on this machine (another backend may round differently).
+    NotReproducible {
+        /// The content hash on chain.
+        expected: ContentHash,
+        /// What the re-run gave, if it ran.
+        actual: Option<ContentHash>,
+        /// Why, when the re-run failed.
+        detail: Option<String>,
+    },
+    /// No such token on this chain's contract.
+    TokenUnknown,
+}
+
+impl Verdict {
+    /// True only for [`Verdict::Authentic`].
+    pub fn is_authentic(&self) -> bool {
+        matches!(self, Self::Authentic)
+    }
+
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Authentic => {
+                "authentic: image, model and recipe match the chain; re-running the recipe gives the same pixels".into()
+            }
+            Self::ImageAltered { expected, actual } => {
+                format!("image altered: its pixels hash to {actual}, the chain committed to {expected}")
+            }
+            Self::ImageMissing { expected } => {
+                format!("image missing: no file given and none with content hash {expected} in the store")
+            }
+            Self::ModelMissing { model, expected, detail } => {
+                format!("model missing: {model} (sha256 {expected}) is not available here: {detail}")
+            }
+            Self::ModelDifferent { expected, local } => {
+                format!("model different: the recipe names weights {expected}, the local weights are {local}")
+            }
+            Self::NotReproducible { expected, actual, detail } => match (actual, detail) {
+                (Some(a), _) => format!(
+                    "recipe not reproducible here: re-running it gave {a}, the chain committed to {expected}"
+                ),
+                (None, Some(d)) => format!("recipe not reproducible here: {d}"),
+                (None, None) => "recipe not reproducible here".into(),
+            },
+            Self::TokenUnknown => "token unknown: no such token on this contract".into(),
+        }
+    }
+}
+
+/// How the record embedded in a checked file compares with the chain's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "file_record", content = "fields", rename_all = "snake_case")]
+pub enum FileRecord {
+    /// No file was checked (the stored image was used).
+    NotChecked,
+    /// The file's record is the chain's.
+    Matches,
+    /// The file's record differs in these fields; the chain's record is the one verified.
+    Differs(Vec<String>),
+}
+
+/// A verification report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verification {
+    /// The token.
+    pub token_id: TokenId,
+    /// The verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// One line for people.
+    pub summary: String,
+    /// The chain's record (absent for an unknown token).
+    pub chain: Option<ChainRecord>,
+    /// The image checked.
+    pub image: Option<PathBuf>,
+    /// The checked file's embedded record compared with the chain's.
+    #[serde(flatten)]
+    pub file_record: FileRecord,
+}
+
+/// Verifies `token`: reads its record from the chain, checks the image (the file `image`, or
+/// the content store's copy) against the committed content hash, checks that the weights at
+/// `model` are the recorded model, re-runs the recipe and compares the pixels bit for bit.
+pub fn verify(
+    chain: &ChainClient,
+    token: TokenId,
+    image: Option<&Path>,
+    model: &Path,
+) -> Result<Verification, ChainError> {
+    let record = chain.record(token)?;
+    let Some(record) = record else {
+        return Ok(report(
+            token,
+            Verdict::TokenUnknown,
+            None,
+            image,
+            FileRecord::NotChecked,
+        ));
+    };
+    let expected = record.content_hash;
+    let (path, file_record) = match image {
+        Some(p) => (Some(p.to_path_buf()), None),
+        None => (chain.store().find_png(expected), None::<FileRecord>),
+    };
+    let Some(path) = path else {
+        let v = Verdict::ImageMissing { expected };
+        return Ok(report(token, v, Some(record), None, FileRecord::NotChecked));
+    };
+    let png = png_io::read(&path).map_err(|e| ChainError::io(&path, e))?;
+    let file_record = file_record.unwrap_or_else(|| {
+        if image.is_none() {
+            FileRecord::NotChecked
+        } else {
+            compare_records(&png.record, &record.record)
+        }
+    });
+    let image = Some(path.as_path());
+    if png.content_hash != expected {
+        let v = Verdict::ImageAltered {
+            expected,
+            actual: png.content_hash,
+        };
+        return Ok(report(token, v, Some(record), image, file_record));
+    }
+    let recorded = &record.record.model;
+    let loaded = if model.exists() {
+        ArtModel::load(model).map_err(|e| e.to_string())
+    } else {
+        Err(format!("nothing at {}", model.display()))
+    };
+    let model = match loaded {
+        Ok(m) => m,
+        Err(detail) => {
+            let v = Verdict::ModelMissing {
+                model: recorded.id.clone(),
+                expected: recorded.sha256,
+                detail,
+            };
+            return Ok(report(token, v, Some(record), image, file_record));
+        }
+    };
+    if model.hash() != recorded.sha256 {
+        let v = Verdict::ModelDifferent {
+            expected: recorded.sha256,
+            local: model.hash(),
+        };
+        return Ok(report(token, v, Some(record), image, file_record));
+    }
+    let verdict = match model.regenerate(&record.record, &mut |_| Control::Continue) {
+        Ok(art) if art.content_hash == expected => Verdict::Authentic,
+        Ok(art) => Verdict::NotReproducible {
+            expected,
+            actual: Some(art.content_hash),
+            detail: None,
+        },
+        Err(e) => Verdict::NotReproducible {
+            expected,
+            actual: None,
+            detail: Some(e.to_string()),
+        },
+    };
+    Ok(report(token, verdict, Some(record), image, file_record))
+}
+
+/// Verifies the token a PNG file claims: the token holding its pixels' content hash, else the
+/// one its embedded record names. The file's pixels are what is checked; if its embedded record
+/// disagrees with the chain's, the chain's wins and the report lists the differing fields.
+pub fn verify_file(
+    chain: &ChainClient,
+    file: &Path,
+    model: &Path,
+) -> Result<Verification, ChainError> {
+    let png = png_io::read(file).map_err(|e| ChainError::io(file, e))?;
+    let token = match chain.token_of_content(png.content_hash)? {
+        Some(t) => t,
+        None => {
+            let mut record = png.record.clone();
+            if record.creator.is_none() {
+                record.creator = Some(chain.account());
+            }
+            TokenId::from(record.recipe_hash())
+        }
+    };
+    verify(chain, token, Some(file), model)
+}
+
+fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationRecord) -> FileRecord {
+    let a = serde_json::to_value(file).expect("serialises");
+    let b = serde_json::to_value(chain).expect("serialises");
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return FileRecord::Differs(vec!["record".into()]);
+    };
+    let fields: Vec<String> = b
+        .iter()
+        .filter(|(k, v)| a.get(k.as_str()) != Some(v))
+        // An unattributed file was attributed to its minter when minted.
+        .filter(|(k, _)| !(k.as_str() == "creator" && file.creator.is_none()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if fields.is_empty() {
+        FileRecord::Matches
+    } else {
+        FileRecord::Differs(fields)
+    }
+}
+
+fn report(
+    token_id: TokenId,
+    verdict: Verdict,
+    chain: Option<ChainRecord>,
+    image: Option<&Path>,
+    file_record: FileRecord,
+) -> Verification {
+    Verification {
+        token_id,
+        summary: verdict.describe(),
+        verdict,
+        chain,
+        image: image.map(Path::to_path_buf),
+        file_record,
+    }
+}

@@ -1,0 +1,282 @@
+//! Content store: generated PNGs and their token metadata on disk, addressed by content.
+//!
+//! ```text
+//! <store>/<content-hash>.png    the image, with its record embedded (png_io)
+//! <store>/<content-hash>.json   ERC-721 / ERC-7007 metadata JSON for it
+//! <store>/tokens/<token-id>.json  the same metadata under the token's id (what `tokenURI` names)
+//! ```
+//!
+//! Every file is written to a temporary name and renamed, so a crash leaves either the old file
+//! or the new one. Each file also has an IPFS CIDv1 ([`cid_v1`]) so `ipfs://` URIs can name it:
+//! the PNG's CID is the metadata's `image`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{ContentHash, GeneratedArt, GenerationRecord, TokenId, png_io};
+
+/// Largest file [`cid_v1`] names: IPFS stores a file up to its default chunk size (256 KiB) as
+/// one raw block, whose CID is computed here without any IPFS software.
+pub const CID_MAX_BYTES: usize = 256 * 1024;
+
+/// Storing or reading content failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory could not be read or written.
+    #[error("content store: {path}: {source}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The image could not be encoded.
+    #[error("content store: {0}")]
+    Png(#[from] crate::PngError),
+}
+
+/// The CIDv1 (base32, raw codec, sha2-256) of `bytes`: what `ipfs add --cid-version=1
+/// --raw-leaves` prints for a file of these bytes. `None` above [`CID_MAX_BYTES`], where IPFS
+/// splits the file into a DAG of blocks.
+pub fn cid_v1(bytes: &[u8]) -> Option<String> {
+    if bytes.len() > CID_MAX_BYTES {
+        return None;
+    }
+    // version 1, codec raw (0x55), multihash sha2-256 (0x12) of 32 bytes (0x20), digest.
+    let mut cid = vec![0x01, 0x55, 0x12, 0x20];
+    cid.extend_from_slice(&Sha256::digest(bytes));
+    Some(format!("b{}", base32_lower(&cid)))
+}
+
+/// RFC 4648 base32, lower case, no padding (multibase `b`).
+fn base32_lower(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// One `attributes` entry of ERC-721 metadata.
+#[derive(Debug, Clone, Serialize)]
+struct Attribute {
+    trait_type: &'static str,
+    value: serde_json::Value,
+}
+
+/// Token metadata: ERC-721 metadata JSON with attributes, plus ERC-7007's fields.
+#[derive(Debug, Clone, Serialize)]
+struct Metadata<'a> {
+    name: String,
+    description: String,
+    image: String,
+    attributes: Vec<Attribute>,
+    /// ERC-7007: the prompt.
+    prompt: &'a str,
+    /// ERC-7007: the kind of content.
+    aigc_type: &'static str,
+    /// ERC-7007: the content (its hash; the image is `image`).
+    aigc_data: ContentHash,
+    /// ERC-7007: how a claim is checked. "fraud": anyone re-runs the recipe and compares.
+    proof_type: &'static str,
+    /// The complete record, so the metadata alone is enough to reproduce the image.
+    kiln_record: &'a GenerationRecord,
+    /// The canonical recipe bytes (0x-hex) whose keccak256 is the token id.
+    kiln_recipe: String,
+}
+
+/// The metadata JSON of `art`, whose PNG has IPFS CID `png_cid` (when it has one).
+pub fn metadata_json(art: &GeneratedArt, png_cid: Option<&str>) -> String {
+    let r = &art.record;
+    let attr = |trait_type, value: serde_json::Value| Attribute { trait_type, value };
+    let mut attributes = vec![
+        attr("model", r.model.id.clone().into()),
+        attr("model sha256", r.model.sha256.to_string().into()),
+        attr("seed", r.seed.to_string().into()),
+        attr("scheduler", r.scheduler.as_str().into()),
+        attr("steps", r.steps.into()),
+        attr("guidance", f64::from(r.guidance).into()),
+        attr("size", format!("{}x{}", r.width, r.height).into()),
+        attr("content hash", art.content_hash.to_string().into()),
+    ];
+    if !r.negative_prompt.is_empty() {
+        attributes.push(attr("negative prompt", r.negative_prompt.clone().into()));
+    }
+    if let Some(c) = r.creator {
+        attributes.push(attr("creator", c.to_string().into()));
+    }
+    let token = TokenId::from(art.recipe_hash);
+    let short = &token.to_string()[..10];
+    let image = png_cid.map_or_else(
+        || format!("{}.png", art.content_hash),
+        |c| format!("ipfs://{c}"),
+    );
+    let meta = Metadata {
+        name: format!("Kiln {short}"),
+        description: format!(
+            "\"{}\", painted by {} (seed {}, {} {} steps). Re-run the recipe to verify: `nftgen verify {token}`.",
+            r.prompt,
+            r.model.id,
+            r.seed,
+            r.steps,
+            r.scheduler.as_str()
+        ),
+        image,
+        attributes,
+        prompt: &r.prompt,
+        aigc_type: "image",
+        aigc_data: art.content_hash,
+        proof_type: "fraud",
+        kiln_record: r,
+        kiln_recipe: format!("0x{}", hex(&r.canonical_bytes())),
+    };
+    serde_json::to_string_pretty(&meta).expect("metadata serialises")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`ContentStore::put`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArt {
+    /// The PNG file.
+    pub png: PathBuf,
+    /// The PNG's IPFS CIDv1, if small enough to have one here.
+    pub png_cid: Option<String>,
+    /// The metadata file.
+    pub metadata: PathBuf,
+    /// The metadata's IPFS CIDv1.
+    pub metadata_cid: Option<String>,
+}
+
+/// Images and metadata on disk, by content hash (and metadata also by token id).
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    dir: PathBuf,
+}
+
+impl ContentStore {
+    /// Opens (creating if needed) a store in `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).map_err(|source| StoreError::Io {
+            path: tokens,
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Directory of the per-token metadata (`tokenURI` = this directory + token id + ".json").
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.dir.join("tokens")
+    }
+
+    /// Where the PNG of `content` is (or would be) stored.
+    pub fn png_path(&self, content: ContentHash) -> PathBuf {
+        self.dir.join(format!("{content}.png"))
+    }
+
+    /// The stored PNG of `content`, if present.
+    pub fn find_png(&self, content: ContentHash) -> Option<PathBuf> {
+        Some(self.png_path(content)).filter(|p| p.is_file())
+    }
+
+    /// Where the metadata of `token` is (or would be) stored.
+    pub fn token_metadata_path(&self, token: TokenId) -> PathBuf {
+        self.tokens_dir().join(format!("{token}.json"))
+    }
+
+    /// Stores `art`'s PNG (record embedded) and metadata under its content hash and its token id.
+    /// Storing the same art again rewrites identical bytes.
+    pub fn put(&self, art: &GeneratedArt) -> Result<StoredArt, StoreError> {
+        let png = png_io::encode(art)?;
+        let png_cid = cid_v1(&png);
+        let png_path = self.png_path(art.content_hash);
+        write_atomic(&png_path, &png)?;
+        let metadata = metadata_json(art, png_cid.as_deref());
+        let metadata_cid = cid_v1(metadata.as_bytes());
+        let meta_path = self.dir.join(format!("{}.json", art.content_hash));
+        write_atomic(&meta_path, metadata.as_bytes())?;
+        write_atomic(
+            &self.token_metadata_path(TokenId::from(art.recipe_hash)),
+            metadata.as_bytes(),
+        )?;
+        Ok(StoredArt {
+            png: png_path,
+            png_cid,
+            metadata: meta_path,
+            metadata_cid,
+        })
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_matches_rfc4648_vectors() {
+        // RFC 4648 §10, lower case, padding removed.
+        for (input, want) in [
+            ("", ""),
+            ("f", "my"),
+            ("fo", "mzxq"),
+            ("foo", "mzxw6"),
+            ("foob", "mzxw6yq"),
+            ("fooba", "mzxw6ytb"),
+            ("foobar", "mzxw6ytboi"),
+        ] {
+            assert_eq!(base32_lower(input.as_bytes()), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cid_of_known_content() {
+        // `ipfs add --cid-version=1 --raw-leaves` of the 12 bytes "hello world\n" (the CID the
+        // IPFS docs use for that file).
+        assert_eq!(
+            cid_v1(b"hello world\n").as_deref(),
+            Some("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4")
+        );
+        assert!(cid_v1(&vec![0; CID_MAX_BYTES]).is_some());
+        assert!(cid_v1(&vec![0; CID_MAX_BYTES + 1]).is_none());
+    }
+}

@@ -1,0 +1,570 @@
+//! Provenance on a real chain: every test starts its own anvil (installed by `cargo xtask
+//! setup`) in a temporary data directory, deploys the committed contract artifact and mints art
+//! painted by the shipped kiln-sprite weights.
+
+mod common;
+
+use std::future::IntoFuture;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use common::{assert_success, nftgen, path_str};
+use kiln_nftgen::chain::{
+    ChainClient, ChainConfig, ChainError, DEV_KEYS, FileRecord, KilnProvenance, MintRejection,
+    MintState, Verdict, verify, verify_file,
+};
+use kiln_nftgen::{ArtModel, Control, CreatorAddress, GeneratedArt, GenerationRequest, png_io};
+
+fn model() -> ArtModel {
+    ArtModel::load(kiln_nftgen::default_model_path()).expect("shipped model")
+}
+
+fn paint(model: &ArtModel, prompt: &str, seed: u64) -> GeneratedArt {
+    let req = GenerationRequest::new(prompt, seed).steps(8);
+    model.generate(&req, &mut |_| Control::Continue).unwrap()
+}
+
+fn open(dir: &Path) -> ChainClient {
+    ChainClient::open(&ChainConfig::local(dir)).expect("local chain opens")
+}
+
+#[test]
+fn mint_then_verify_is_authentic_and_costs_at_most_130k_gas() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let model = model();
+    let art = paint(&model, "a glowing green potion", 7);
+    let me = chain.account();
+    let receipt = chain.mint(&art, me).unwrap();
+    // The first mint to a fresh owner pays for a new balance slot: the most expensive case.
+    eprintln!("mint gas (fresh owner): {}", receipt.gas_used);
+    assert!(
+        receipt.gas_used <= 130_000,
+        "mint used {} gas",
+        receipt.gas_used
+    );
+    let second = chain.mint(&paint(&model, "a red sword", 3), me).unwrap();
+    eprintln!("mint gas (owner holds one): {}", second.gas_used);
+    assert!(second.gas_used < receipt.gas_used);
+
+    // The token id is the recipe hash of the record bound to the minter.
+    let bound = chain.attribute(&art).unwrap();
+    assert_eq!(bound.record.creator, Some(me));
+    assert_eq!(receipt.token_id.0, bound.recipe_hash.0);
+    assert_eq!(bound.content_hash, art.content_hash);
+
+    let record = chain.record(receipt.token_id).unwrap().expect("minted");
+    assert_eq!(record.record, bound.record);
+    assert_eq!(record.content_hash, art.content_hash);
+    assert_eq!((record.creator, record.owner), (me, me));
+    assert_eq!(record.tx, receipt.tx);
+    assert!(
+        record
+            .token_uri
+            .ends_with(&format!("/tokens/{}.json", receipt.token_id)),
+        "{}",
+        record.token_uri
+    );
+    assert_eq!(
+        chain.tokens_of(me).unwrap(),
+        vec![receipt.token_id, second.token_id]
+    );
+    assert_eq!(
+        chain.token_of_content(art.content_hash).unwrap(),
+        Some(receipt.token_id)
+    );
+
+    // Metadata: ERC-721 with attributes plus ERC-7007's fields, image by IPFS CID.
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(chain.store().token_metadata_path(receipt.token_id)).unwrap(),
+    )
+    .unwrap();
+    let png = std::fs::read(chain.store().png_path(art.content_hash)).unwrap();
+    assert_eq!(
+        meta["image"],
+        format!("ipfs://{}", kiln_nftgen::store::cid_v1(&png).unwrap())
+    );
+    assert_eq!(meta["aigc_type"], "image");
+    assert_eq!(meta["aigc_data"], art.content_hash.to_string());
+    assert_eq!(meta["prompt"], "a glowing green potion");
+    assert_eq!(meta["proof_type"], "fraud");
+    assert!(meta["attributes"].as_array().unwrap().len() >= 7);
+
+    // Verify from the store's copy and from a file.
+    let v = verify(
+        &chain,
+        receipt.token_id,
+        None,
+        &kiln_nftgen::default_model_path(),
+    )
+    .unwrap();
+    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    let file = dir.path().join("potion.png");
+    png_io::write(&file, &art).unwrap();
+    let v = verify_file(&chain, &file, &kiln_nftgen::default_model_path()).unwrap();
+    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    // The file was never attributed; binding it to the minter is not a difference.
+    assert_eq!(v.file_record, FileRecord::Matches);
+}
+
+#[test]
+fn altered_pixel_edited_recipe_and_wrong_model_get_their_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let model = model();
+    let art = chain
+        .attribute(&paint(&model, "a blue shield", 11))
+        .unwrap();
+    let token = chain.mint(&art, chain.account()).unwrap().token_id;
+    let weights = kiln_nftgen::default_model_path();
+
+    // One pixel changed (the file still carries the original record and stored hash).
+    let mut altered = art.clone();
+    altered.rgba[4 * 37] ^= 0x01;
+    let file = dir.path().join("altered.png");
+    png_io::write(&file, &altered).unwrap();
+    let v = verify_file(&chain, &file, &weights).unwrap();
+    assert_eq!(v.token_id, token);
+    let actual = kiln_nftgen::ContentHash::of_rgba8(32, 32, &altered.rgba);
+    assert_eq!(
+        v.verdict,
+        Verdict::ImageAltered {
+            expected: art.content_hash,
+            actual
+        }
+    );
+
+    // The original pixels with another seed written into the file's recipe: the chain's record
+    // wins, the verdict stands, and the report names the edited field.
+    let mut edited = art.clone();
+    edited.record.seed = 12;
+    let file = dir.path().join("edited.png");
+    png_io::write(&file, &edited).unwrap();
+    let v = verify_file(&chain, &file, &weights).unwrap();
+    assert_eq!(v.token_id, token);
+    assert_eq!(v.verdict, Verdict::Authentic);
+    assert_eq!(v.file_record, FileRecord::Differs(vec!["seed".into()]));
+    assert_eq!(v.chain.unwrap().record.seed, 11);
+
+    // Other weights, and no weights.
+    let other = common::tiny_sprite(dir.path(), "other.safetensors", 5);
+    let v = verify(&chain, token, None, &other).unwrap();
+    assert!(
+        matches!(v.verdict, Verdict::ModelDifferent { expected, .. } if expected == art.record.model.sha256),
+        "{v:?}"
+    );
+    let v = verify(&chain, token, None, &dir.path().join("absent.safetensors")).unwrap();
+    assert!(matches!(v.verdict, Verdict::ModelMissing { .. }), "{v:?}");
+
+    // No image anywhere, and a token that does not exist.
+    std::fs::remove_file(chain.store().png_path(art.content_hash)).unwrap();
+    let v = verify(&chain, token, None, &weights).unwrap();
+    assert_eq!(
+        v.verdict,
+        Verdict::ImageMissing {
+            expected: art.content_hash
+        }
+    );
+    let v = verify(&chain, kiln_nftgen::TokenId([7; 32]), None, &weights).unwrap();
+    assert_eq!(v.verdict, Verdict::TokenUnknown);
+}
+
+#[test]
+fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = open(dir.path());
+    // Bob joins the same local chain with anvil's second account.
+    let bob =
+        ChainClient::open(&ChainConfig::local(dir.path()).with_local_key(DEV_KEYS[1])).unwrap();
+    assert_eq!(bob.contract(), alice.contract());
+    assert_ne!(bob.account(), alice.account());
+    let model = model();
+    let art = alice
+        .attribute(&paint(&model, "a golden crown", 5))
+        .unwrap();
+
+    // Bob cannot claim Alice's recipe through Kiln…
+    assert!(matches!(
+        bob.mint(&art, bob.account()),
+        Err(ChainError::CreatorMismatch { creator, signer }) if creator == alice.account() && signer == bob.account()
+    ));
+    // …nor by sending her exact mint call himself (a copied pending transaction).
+    let call = KilnProvenance::mintCall {
+        to: Address::from(bob.account().0),
+        recipe: art.record.canonical_bytes().into(),
+        contentHash: B256::from(art.content_hash.0),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let signer: PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(bob.url().parse().unwrap());
+    let tx = TransactionRequest::default()
+        .with_to(Address::from(alice.contract().0))
+        .with_input(call.abi_encode());
+    let err = rt.block_on(provider.call(tx).into_future()).unwrap_err();
+    let decoded = err
+        .as_error_resp()
+        .and_then(|e| e.as_decoded_interface_error::<KilnProvenance::KilnProvenanceErrors>());
+    assert!(
+        matches!(decoded, Some(KilnProvenance::KilnProvenanceErrors::NotCreator(ref e))
+            if e.creator.0 == alice.account().0 && e.sender.0 == bob.account().0),
+        "{err}"
+    );
+
+    // Alice mints; Bob re-attributes the same pixels to himself: duplicate content.
+    let token = alice.mint(&art, alice.account()).unwrap().token_id;
+    let mut unattributed = art.clone();
+    unattributed.record.creator = None;
+    match bob.mint(&unattributed, bob.account()) {
+        Err(ChainError::Rejected(MintRejection::DuplicateContent {
+            content_hash,
+            token_id,
+        })) => {
+            assert_eq!((content_hash, token_id), (art.content_hash, token));
+        }
+        other => panic!("expected DuplicateContent, got {other:?}"),
+    }
+    // Alice again: the same refusal, found in simulation, so nothing was sent…
+    let nonce = || {
+        rt.block_on(
+            provider
+                .get_transaction_count(Address::from(alice.account().0))
+                .into_future(),
+        )
+        .unwrap()
+    };
+    let nonce_before = nonce();
+    assert!(matches!(
+        alice.mint(&art, alice.account()),
+        Err(ChainError::Rejected(MintRejection::DuplicateContent { .. }))
+    ));
+    assert_eq!(nonce_before, nonce());
+    // …and the next mint is mined at once (no nonce gap left by the refusal).
+    let next = alice
+        .mint(&paint(&model, "a silver key", 2), alice.account())
+        .unwrap();
+    assert!(alice.exists(next.token_id).unwrap());
+    assert_eq!(alice.tokens_of(bob.account()).unwrap(), vec![]);
+
+    // The contract's own facts: interfaces and royalty.
+    let c = KilnProvenance::new(Address::from(alice.contract().0), &provider);
+    for id in [
+        "0x702c55a6",
+        "0x80ac58cd",
+        "0x5b5e139f",
+        "0x2a55205a",
+        "0x01ffc9a7",
+    ] {
+        let id: [u8; 4] = alloy::hex::decode(id).unwrap().try_into().unwrap();
+        assert!(
+            rt.block_on(c.supportsInterface(id.into()).call().into_future())
+                .unwrap(),
+            "{id:?}"
+        );
+    }
+    let (receiver, amount) = {
+        let r = rt
+            .block_on(
+                c.royaltyInfo(U256::from_be_bytes(token.0), U256::from(10_000u64))
+                    .call()
+                    .into_future(),
+            )
+            .unwrap();
+        (r.receiver, r.royaltyAmount)
+    };
+    assert_eq!(receiver.0, alice.account().0);
+    assert_eq!(amount, U256::from(500u64));
+    let ok = rt
+        .block_on(
+            c.verify(
+                art.record.canonical_bytes().into(),
+                art.content_hash.0.to_vec().into(),
+                Vec::<u8>::new().into(),
+            )
+            .call()
+            .into_future(),
+        )
+        .unwrap();
+    assert!(ok, "ERC-7007 verify of the minted recipe and content");
+}
+
+#[test]
+fn a_mint_interrupted_by_a_crash_is_resolved_on_restart_and_never_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model();
+    let art = paint(&model, "a purple potion", 9);
+    let (token, tx) = {
+        let chain = open(dir.path());
+        // Let anvil save the deployed contract, then hold transactions in the mempool.
+        std::thread::sleep(Duration::from_millis(1500));
+        chain.set_automine(false).unwrap();
+        let pending = chain.submit(&art, chain.account()).unwrap();
+        let journal = chain.journal().unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].state, MintState::Pending);
+        // anvil dies between send and receipt.
+        chain.local_chain().unwrap().kill();
+        assert!(matches!(
+            chain.confirm(&pending),
+            Err(ChainError::Rpc { .. } | ChainError::Timeout { .. })
+        ));
+        (pending.token_id, pending.tx)
+    };
+    // The next start finds the pending mint, which the chain never mined, and sends it again.
+    let chain = open(dir.path());
+    let res = chain.resolutions();
+    assert_eq!(res.len(), 1, "{res:?}");
+    assert_eq!(
+        (res[0].token_id, res[0].state, res[0].action),
+        (token, MintState::Confirmed, "sent again")
+    );
+    let entry = &chain.journal().unwrap()[0];
+    assert_eq!((entry.state, entry.tx), (MintState::Confirmed, tx));
+    assert_eq!(chain.tokens_of(chain.account()).unwrap(), vec![token]);
+    // Minting it again is refused; there is one token.
+    assert!(matches!(
+        chain.mint(&art, chain.account()),
+        Err(ChainError::Rejected(MintRejection::DuplicateContent { .. }))
+    ));
+    drop(chain);
+    // A clean restart keeps the token (anvil's state file) and resolves nothing.
+    let chain = open(dir.path());
+    assert!(chain.resolutions().is_empty());
+    assert_eq!(chain.tokens_of(chain.account()).unwrap(), vec![token]);
+    assert_eq!(
+        verify(&chain, token, None, &kiln_nftgen::default_model_path())
+            .unwrap()
+            .verdict,
+        Verdict::Authentic
+    );
+}
+
+#[test]
+fn a_frozen_rpc_times_out_and_the_mint_completes_afterwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ChainConfig::local(dir.path())
+        .with_timeouts(Duration::from_millis(700), Duration::from_secs(2));
+    let chain = ChainClient::open(&config).unwrap();
+    let model = model();
+    let art = paint(&model, "a green ring", 4);
+    let local = chain.local_chain().unwrap();
+
+    // Frozen before the mint: the simulation times out, nothing is journaled.
+    local.freeze();
+    let started = Instant::now();
+    let err = chain.mint(&art, chain.account()).unwrap_err();
+    assert!(matches!(err, ChainError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(chain.journal().unwrap().is_empty());
+    local.thaw();
+
+    // Frozen between send and receipt: the receipt wait times out, the journal holds the
+    // pending mint, and confirming later completes it.
+    chain.set_automine(false).unwrap();
+    let pending = chain.submit(&art, chain.account()).unwrap();
+    local.freeze();
+    let err = chain.confirm(&pending).unwrap_err();
+    assert!(matches!(err, ChainError::Timeout { .. }), "{err}");
+    assert_eq!(chain.journal().unwrap()[0].state, MintState::Pending);
+    local.thaw();
+    chain.set_automine(true).unwrap();
+    let receipt = chain.confirm(&pending).unwrap();
+    assert_eq!(receipt.token_id, pending.token_id);
+    assert_eq!(chain.journal().unwrap()[0].state, MintState::Confirmed);
+}
+
+#[test]
+fn a_dead_rpc_and_bad_config_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of localhost.
+    std::fs::write(
+        dir.path().join("chain.toml"),
+        format!(
+            "rpc_url = \"http://127.0.0.1:9\"\nprivate_key = \"{}\"\ncontract = \"0x5fbdb2315678afecb367f032d93f642f64180aa3\"\n",
+            DEV_KEYS[0]
+        ),
+    )
+    .unwrap();
+    let config = ChainConfig::load(dir.path()).unwrap();
+    let err = ChainClient::open(&config).unwrap_err();
+    assert!(matches!(err, ChainError::Rpc { .. }), "{err}");
+    std::fs::write(dir.path().join("chain.toml"), "rpc_url = \"http://x\"\n").unwrap();
+    let err = ChainConfig::load(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("private key"), "{err}");
+    std::fs::write(dir.path().join("chain.toml"), "colour = 1\n").unwrap();
+    assert!(matches!(
+        ChainConfig::load(dir.path()),
+        Err(ChainError::Config(_))
+    ));
+}
+
+#[test]
+fn cli_mint_verify_tokens_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let png = dir.path().join("item.png");
+    let env = [("KILN_DATA_DIR", path_str(&data))];
+    let out = nftgen(
+        &[
+            "generate",
+            "--prompt",
+            "an orange gem",
+            "--seed",
+            "3",
+            "--steps",
+            "8",
+            "--out",
+            path_str(&png),
+        ],
+        &env,
+    );
+    assert_success(&out);
+
+    let out = nftgen(&["mint", path_str(&png), "--json"], &env);
+    assert_success(&out);
+    let minted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = minted["token_id"].as_str().unwrap().to_string();
+    assert!(minted["gas_used"].as_u64().unwrap() <= 130_000);
+    assert_eq!(minted["owner"], minted["creator"]);
+
+    let out = nftgen(&["verify", &token, "--json"], &env);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "authentic");
+    let out = nftgen(&["verify", path_str(&png)], &env);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("authentic"));
+
+    let out = nftgen(&["tokens", "--json"], &env);
+    assert_success(&out);
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["tokens"][0]["token_id"], token.as_str());
+    assert_eq!(t["tokens"][0]["prompt"], "an orange gem");
+
+    // Failures: one line on stderr, exit 1; with --json one line on stdout.
+    let out = nftgen(&["mint", path_str(&png), "--json"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["ok"], false);
+    assert!(
+        e["error"].as_str().unwrap().contains("already minted"),
+        "{e}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let out = nftgen(&["verify", "0x1234"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let unknown = format!("0x{}", "ab".repeat(32));
+    let out = nftgen(&["verify", &unknown, "--json"], &env);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "token_unknown");
+    let out = nftgen(&["mint", path_str(&png), "--to", "0xnope"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--to"));
+    let out = nftgen(
+        &["tokens", "--owner", &CreatorAddress([9; 20]).to_string()],
+        &env,
+    );
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 token(s)"));
+}
+
+#[test]
+fn recompiling_the_contract_gives_the_committed_bytecode() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let npm = kiln_nftgen::chain::find_anvil()
+        .expect("anvil installed")
+        .ancestors()
+        .nth(5)
+        .expect("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+        .to_path_buf();
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    // solc-js writes to a file: its output to a pipe is cut at 64 KiB.
+    let status = std::process::Command::new("node")
+        .arg(npm.join("node_modules/solc/solc.js"))
+        .args(["--standard-json", "--base-path"])
+        .arg(root.join("nftgen/contracts"))
+        .arg("--include-path")
+        .arg(npm.join("node_modules"))
+        .stdin(std::fs::File::open(root.join("nftgen/contracts/solc-input.json")).unwrap())
+        .stdout(out_file.reopen().unwrap())
+        .status()
+        .expect("node runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(out_file.path()).unwrap();
+    let output: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    let fresh = &output["contracts"]["src/KilnProvenance.sol"]["KilnProvenance"]["evm"];
+    let artifact: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("assets/contracts/KilnProvenance.json")).unwrap(),
+    )
+    .unwrap();
+    let hex = |v: &serde_json::Value| format!("0x{}", v.as_str().unwrap());
+    assert_eq!(hex(&fresh["bytecode"]["object"]), artifact["bytecode"]);
+    assert_eq!(
+        hex(&fresh["deployedBytecode"]["object"]),
+        artifact["deployedBytecode"]
+    );
+    assert_eq!(artifact["settings"]["evmVersion"], "prague");
+    assert_eq!(artifact["compiler"], "0.8.37+commit.f401782d");
+    // The Rust binding is built from the same artifact.
+    assert_eq!(
+        alloy::hex::encode_prefixed(&KilnProvenance::BYTECODE[..]),
+        artifact["bytecode"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn a_mint_whose_process_died_before_the_receipt_is_confirmed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = paint(&model(), "a white scroll", 8);
+    let pending = {
+        let chain = open(dir.path());
+        // Sent, but this process never asks for the receipt.
+        chain.submit(&art, chain.account()).unwrap()
+    };
+    let chain = open(dir.path());
+    let res = chain.resolutions();
+    assert_eq!(res.len(), 1, "{res:?}");
+    assert_eq!(
+        (res[0].token_id, res[0].state, res[0].action),
+        (pending.token_id, MintState::Confirmed, "receipt found")
+    );
+    assert_eq!(
+        chain.tokens_of(chain.account()).unwrap(),
+        vec![pending.token_id]
+    );
+}
+
+#[test]
+fn local_chains_started_at_once_each_get_their_own_node() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let chains: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .map(|d| s.spawn(|| kiln_nftgen::chain::LocalChain::start(d.path()).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut urls: Vec<String> = chains.iter().map(|c| c.url()).collect();
+    urls.sort();
+    urls.dedup();
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    assert!(chains.iter().all(|c| c.owned()));
+    // A second handle on the same directory joins the running node.
+    let joined = kiln_nftgen::chain::LocalChain::start(dirs[0].path()).unwrap();
+    assert_eq!(
+        (joined.url(), joined.pid()),
+        (chains[0].url(), chains[0].pid())
+    );
+    assert!(!joined.owned());
+}
