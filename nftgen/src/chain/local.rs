@@ -106,19 +106,24 @@ impl LocalChain {
         // anvil picks the port itself (`--port 0`) and prints it: choosing a free port here and
         // handing it over would race with other processes doing the same.
         let log_path = dir.join("anvil.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| ChainError::io(&log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| ChainError::io(&log_path, e))?;
-        let mut child = Command::new(&anvil)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(["--chain-id", &LOCAL_CHAIN_ID.to_string()])
-            .arg("--state")
-            .arg(dir.join("anvil-state.json"))
-            .args(["--state-interval", "1"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| ChainError::LocalChain(format!("cannot run {}: {e}", anvil.display())))?;
+        let state = dir.join("anvil-state.json");
+        let spawn = || {
+            let log = std::fs::File::create(&log_path).map_err(|e| ChainError::io(&log_path, e))?;
+            let log2 = log.try_clone().map_err(|e| ChainError::io(&log_path, e))?;
+            Command::new(&anvil)
+                .args(["--host", "127.0.0.1", "--port", "0"])
+                .args(["--chain-id", &LOCAL_CHAIN_ID.to_string()])
+                .arg("--state")
+                .arg(&state)
+                .args(["--state-interval", "1"])
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2)
+                .spawn()
+                .map_err(|e| ChainError::LocalChain(format!("cannot run {}: {e}", anvil.display())))
+        };
+        let mut child = spawn()?;
+        let mut retried = false;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -140,9 +145,31 @@ impl LocalChain {
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
+                // Read again: the log may have grown between the read above and the exit.
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let reason = log
+                    .lines()
+                    .find(|l| l.to_lowercase().starts_with("error"))
+                    .or_else(|| log.trim().lines().last())
+                    .unwrap_or("")
+                    .to_string();
+                if reason.contains("anvil-state.json") && !retried {
+                    // An unreadable state file (a crash mid-write, a bad copy): keep it aside and
+                    // start an empty chain; the mint journal replays the signed mints into it.
+                    let aside = dir.join(format!(
+                        "anvil-state.json.unreadable-{}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                    ));
+                    std::fs::rename(&state, &aside).map_err(|e| ChainError::io(&state, e))?;
+                    tracing::warn!(%reason, kept = %aside.display(), "the local chain's state file is unreadable; starting an empty chain");
+                    retried = true;
+                    child = spawn()?;
+                    continue;
+                }
                 return Err(ChainError::LocalChain(format!(
-                    "anvil exited ({status}): {}",
-                    log.trim().lines().last().unwrap_or("")
+                    "anvil exited ({status}): {reason}"
                 )));
             }
             if Instant::now() > deadline {

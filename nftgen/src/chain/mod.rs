@@ -128,8 +128,12 @@ pub struct JournalEntry {
     pub raw_tx: String,
     /// Its nonce.
     pub nonce: u64,
+    /// The signing account (the creator).
+    pub from: CreatorAddress,
     /// The receiver.
     pub to: CreatorAddress,
+    /// The canonical recipe bytes (0x-hex), to sign the mint again if its nonce went elsewhere.
+    pub recipe: String,
     /// The image's content hash.
     pub content_hash: ContentHash,
     /// The contract.
@@ -350,16 +354,26 @@ impl ChainClient {
         &self.resolutions
     }
 
-    /// The journal's entries, oldest first.
+    /// The journal's entries, oldest first. An unreadable entry is skipped with a warning (and
+    /// left on disk for a person to look at), so one damaged file cannot stop the rest.
     pub fn journal(&self) -> Result<Vec<JournalEntry>, ChainError> {
         let mut entries = Vec::new();
         let dir = &self.journal_dir;
         for e in std::fs::read_dir(dir).map_err(|e| ChainError::io(dir, e))? {
             let path = e.map_err(|e| ChainError::io(dir, e))?.path();
             if path.extension().is_some_and(|x| x == "json") {
-                let bytes = std::fs::read(&path).map_err(|e| ChainError::io(&path, e))?;
-                let entry: JournalEntry = serde_json::from_slice(&bytes)
-                    .map_err(|e| ChainError::io(&path, format!("not a journal entry: {e}")))?;
+                let entry = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        serde_json::from_slice::<JournalEntry>(&b).map_err(|e| e.to_string())
+                    });
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable mint journal entry");
+                        continue;
+                    }
+                };
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 entries.push((modified, entry));
             }
@@ -597,35 +611,47 @@ impl ChainClient {
             return Ok(PendingMint { token_id, tx: e.tx });
         }
         self.store.put(&art)?;
+        let entry = self.sign_mint(to, &art.record.canonical_bytes(), art.content_hash)?;
+        self.write_journal(&entry)?;
+        tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "mint signed and journaled; sending");
+        self.send_raw(&alloy::hex::decode(&entry.raw_tx).expect("hex we wrote"))?;
+        Ok(PendingMint {
+            token_id,
+            tx: entry.tx,
+        })
+    }
+
+    /// Simulates and signs `mint(to, recipe, content)`: the journal entry to write before sending.
+    fn sign_mint(
+        &self,
+        to: CreatorAddress,
+        recipe: &[u8],
+        content: ContentHash,
+    ) -> Result<JournalEntry, ChainError> {
         let call = KilnProvenance::mintCall {
             to: addr(to),
-            recipe: art.record.canonical_bytes().into(),
-            contentHash: B256::from(art.content_hash.0),
+            recipe: recipe.to_vec().into(),
+            contentHash: B256::from(content.0),
         };
         let tx = TransactionRequest::default()
             .with_from(self.account)
             .with_to(self.contract)
             .with_input(call.abi_encode());
         let (raw, hash, nonce) = self.sign(tx)?;
-        let entry = JournalEntry {
-            token_id,
+        Ok(JournalEntry {
+            token_id: TokenId(alloy::primitives::keccak256(recipe).0),
             state: MintState::Pending,
             tx: tx_hash(hash),
             raw_tx: alloy::hex::encode_prefixed(&raw),
             nonce,
+            from: self.account(),
             to,
-            content_hash: art.content_hash,
+            recipe: alloy::hex::encode_prefixed(recipe),
+            content_hash: content,
             contract: creator(self.contract),
             block: None,
             gas_used: None,
             reason: None,
-        };
-        self.write_journal(&entry)?;
-        tracing::info!(%token_id, tx = %entry.tx, nonce, "mint signed and journaled; sending");
-        self.send_raw(&raw)?;
-        Ok(PendingMint {
-            token_id,
-            tx: entry.tx,
         })
     }
 
@@ -674,7 +700,10 @@ impl ChainClient {
     /// chain, a confirmed mint the chain lost is sent again too.
     fn resolve_journal(&self) -> Result<Vec<Resolution>, ChainError> {
         let mut out = Vec::new();
-        for entry in self.journal()? {
+        let mut entries = self.journal()?;
+        // Replays must go in nonce order per account, or later ones wait behind a gap.
+        entries.sort_by_key(|e| (e.from, e.nonce));
+        for entry in entries {
             if entry.contract != creator(self.contract) {
                 continue;
             }
@@ -718,16 +747,21 @@ impl ChainClient {
                 // Still in the node's mempool: wait for it below.
                 Err(ChainError::Rpc { detail, .. })
                     if detail.contains("already known") || detail.contains("already imported") => {}
-                Err(ChainError::Rpc { detail, .. }) if detail.contains("nonce") => {
-                    // The nonce went to another transaction: sign the mint afresh.
-                    let mut e = entry.clone();
-                    e.state = MintState::Failed;
-                    e.reason = Some(format!("superseded: {detail}"));
-                    self.write_journal(&e)?;
+                Err(ChainError::Rpc { detail, .. })
+                    if detail.contains("nonce") && entry.from == self.account() =>
+                {
+                    // The nonce went to another transaction of this wallet: sign the mint again.
+                    tracing::warn!(token = %entry.token_id, "its nonce was used elsewhere; signing the mint again");
+                    let recipe = alloy::hex::decode(&entry.recipe)
+                        .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
+                    let fresh = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
+                    self.write_journal(&fresh)?;
+                    self.send_raw(&alloy::hex::decode(&fresh.raw_tx).expect("hex we wrote"))?;
+                    let r = self.wait_receipt(B256::from(fresh.tx.0))?;
                     out.push(Resolution {
                         token_id: entry.token_id,
-                        state: MintState::Failed,
-                        action: "nonce taken; mint again",
+                        state: self.settled_state(entry.token_id, &r)?,
+                        action: "signed again",
                     });
                     continue;
                 }
