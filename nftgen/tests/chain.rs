@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
@@ -28,6 +28,21 @@ fn model() -> ArtModel {
 fn paint(model: &ArtModel, prompt: &str, seed: u64) -> GeneratedArt {
     let req = GenerationRequest::new(prompt, seed).steps(8);
     model.generate(&req, &mut |_| Control::Continue).unwrap()
+}
+
+/// A plain alloy client of `url` signing with `key`, outside Kiln's client (as another tool or
+/// a copier would be), with a runtime to drive it.
+fn wallet(url: &str, key: &str) -> (tokio::runtime::Runtime, DynProvider) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let signer: PrivateKeySigner = key.parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url.parse().unwrap())
+        .erased();
+    (rt, provider)
 }
 
 fn open(dir: &Path) -> ChainClient {
@@ -200,14 +215,7 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
         recipe: art.record.canonical_bytes().into(),
         contentHash: B256::from(art.content_hash.0),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let signer: PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(bob.url().parse().unwrap());
+    let (rt, provider) = wallet(bob.url(), DEV_KEYS[1]);
     let tx = TransactionRequest::default()
         .with_to(Address::from(alice.contract().0))
         .with_input(call.abi_encode());
@@ -632,14 +640,7 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
     // Meanwhile the same wallet spends that nonce on another transaction.
     {
         let node = kiln_nftgen::chain::LocalChain::start(dir.path().join("local-chain")).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let signer: PrivateKeySigner = DEV_KEYS[0].parse().unwrap();
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
-            .connect_http(node.url().parse().unwrap());
+        let (rt, provider) = wallet(&node.url(), DEV_KEYS[0]);
         let tx = TransactionRequest::default()
             .with_to(Address::from([0x11; 20]))
             .with_value(U256::from(1u64));
