@@ -22,6 +22,8 @@ pub enum Suite {
     Npc,
     /// The art pipeline: kiln-sprite per size and step count, one Stable Diffusion UNet step.
     Art,
+    /// The Bevy plugin: main-thread frame time with an NPC talking and art painting, versus idle.
+    Plugin,
 }
 
 /// The `llama-cpp-python` source release whose `llama-bench` source is used. Its `llama.h`
@@ -34,7 +36,56 @@ pub fn run(what: Suite, model: &Path, tokens: u32, reps: u32) -> Result<()> {
     match what {
         Suite::Npc => npc(model, tokens, reps),
         Suite::Art => art(model),
+        Suite::Plugin => plugin(model),
     }
+}
+
+/// `bevy_kiln`'s frame-time benchmark: p50/p99 of `App::update` idle and busy, and what Kiln adds.
+fn plugin(model: &Path) -> Result<()> {
+    crate::cargo(
+        &["build", "-p", "bevy_kiln", "--example", "frame_bench"],
+        model,
+    )?;
+    let bin = crate::target_dir().join("debug/examples/frame_bench");
+    eprintln!("xtask: measuring frame times (about a minute)");
+    let out = output(Command::new(bin).env("KILN_NPC_MODEL", model))?;
+    let rows: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let phase = |p: &str| rows.iter().find(|r| r["phase"] == p).cloned();
+    let (Some(idle), Some(busy)) = (phase("idle"), phase("busy")) else {
+        bail!("frame_bench printed no results");
+    };
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "
+main-thread frame time (App::update), microseconds, 60 Hz pacing
+"
+    );
+    println!("| phase | frames | p50 | p99 | max | NPC replies | deltas | pictures |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in [&idle, &busy] {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            r["phase"].as_str().unwrap_or("?"),
+            r["frames"],
+            f(r, "p50_us"),
+            f(r, "p99_us"),
+            f(r, "max_us"),
+            r["replies"],
+            r["deltas"],
+            r["pictures"]
+        );
+    }
+    let added = f(&busy, "p99_us") - f(&idle, "p99_us");
+    println!(
+        "
+added at p99: {added:.0} µs (target < 1000 µs): {}",
+        if added < 1000.0 { "met" } else { "NOT met" }
+    );
+    Ok(())
 }
 
 /// A process that keeps one core busy, as a game or a build would.

@@ -1,0 +1,102 @@
+//! ArtPlugin on the shipped kiln-sprite weights.
+
+// Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
+#![allow(elided_lifetimes_in_paths)]
+
+mod common;
+
+use std::time::Duration;
+
+use bevy::image::{Image, ImageSampler};
+use bevy::prelude::*;
+use bevy_kiln::{ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt};
+use common::{app, record, run_until, seen};
+use kiln_nftgen::{ArtModel, Control, GenerationRequest};
+
+fn art_app(plugin: ArtPlugin) -> App {
+    let mut app = app(plugin);
+    record::<ArtProgress>(&mut app);
+    record::<ArtReady>(&mut app);
+    record::<ArtFailed>(&mut app);
+    app
+}
+
+#[test]
+fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
+    let mut app = art_app(ArtPlugin {
+        steps: Some(8),
+        ..Default::default()
+    });
+    let altar = app.world_mut().spawn_empty().id();
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a glowing green potion".into(),
+        kind: ArtKind::Item,
+        seed: 42,
+        requester: altar,
+    });
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a forest at dusk".into(),
+        kind: ArtKind::Scene,
+        seed: 1,
+        requester: altar,
+    });
+    run_until(&mut app, Duration::from_secs(60), "two pictures", |app| {
+        seen::<ArtReady>(app).len() == 2
+    });
+    assert!(
+        matches!(app.world().resource::<ArtStatus>(), ArtStatus::Ready(id) if id == "kiln-sprite-v1")
+    );
+    let steps: Vec<u32> = seen::<ArtProgress>(&app).iter().map(|p| p.step).collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(
+        seen::<ArtProgress>(&app)
+            .iter()
+            .all(|p| p.total == 8 && p.requester == altar)
+    );
+
+    let model = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
+    let expected = model
+        .generate(
+            &GenerationRequest::new("a glowing green potion", 42).steps(8),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    let ready = &seen::<ArtReady>(&app)[0];
+    assert_eq!(ready.requester, altar);
+    assert_eq!(ready.record, expected.record);
+    assert_eq!(ready.content_hash, expected.content_hash);
+    let images = app.world().resource::<Assets<Image>>();
+    let image = images.get(&ready.image).expect("the image asset exists");
+    assert_eq!((image.width(), image.height()), (32, 32));
+    assert_eq!(image.data.as_deref(), Some(expected.rgba.as_slice()));
+    assert_eq!(image.sampler, ImageSampler::nearest());
+
+    let scene = &seen::<ArtReady>(&app)[1];
+    assert_eq!((scene.record.width, scene.record.height), (64, 32));
+    assert!(seen::<ArtFailed>(&app).is_empty());
+}
+
+#[test]
+fn a_missing_art_model_fails_requests_with_a_reason() {
+    let mut app = art_app(ArtPlugin {
+        model: "/nonexistent/kiln-sprite.safetensors".into(),
+        steps: None,
+    });
+    let altar = app.world_mut().spawn_empty().id();
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a red sword".into(),
+        kind: ArtKind::Item,
+        seed: 1,
+        requester: altar,
+    });
+    run_until(&mut app, Duration::from_secs(20), "the failure", |app| {
+        !seen::<ArtFailed>(app).is_empty()
+    });
+    let f = &seen::<ArtFailed>(&app)[0];
+    assert_eq!(f.requester, altar);
+    assert!(f.reason.contains("nonexistent"), "{}", f.reason);
+    assert!(matches!(
+        app.world().resource::<ArtStatus>(),
+        ArtStatus::Unavailable(_)
+    ));
+}

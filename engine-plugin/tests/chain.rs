@@ -1,0 +1,92 @@
+//! ChainPlugin on a real anvil: paint, mint, verify inside an app.
+
+// Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
+#![allow(elided_lifetimes_in_paths)]
+
+mod common;
+
+use std::time::Duration;
+
+use bevy_kiln::{
+    ArtKind, ArtMinted, ArtPlugin, ArtReady, ChainPlugin, ChainStatus, GenerateArt, MintArt,
+    MintFailed, TokenVerified, VerifyToken,
+};
+use common::{app, record, run_until, seen};
+use kiln_nftgen::chain::{ChainConfig, Verdict};
+
+#[test]
+fn painted_art_is_minted_and_verified_from_the_game() {
+    let data = tempfile::tempdir().unwrap();
+    let mut app = app((
+        ArtPlugin {
+            steps: Some(8),
+            ..Default::default()
+        },
+        ChainPlugin {
+            config: Some(ChainConfig::local(data.path())),
+            ..Default::default()
+        },
+    ));
+    record::<ArtReady>(&mut app);
+    record::<ArtMinted>(&mut app);
+    record::<MintFailed>(&mut app);
+    record::<TokenVerified>(&mut app);
+    let altar = app.world_mut().spawn_empty().id();
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a golden ring".into(),
+        kind: ArtKind::Item,
+        seed: 5,
+        requester: altar,
+    });
+    run_until(&mut app, Duration::from_secs(60), "the art", |app| {
+        !seen::<ArtReady>(app).is_empty()
+    });
+    let art = seen::<ArtReady>(&app)[0].art.clone();
+    app.world_mut().write_message(MintArt {
+        requester: altar,
+        art: art.clone(),
+        to: None,
+    });
+    run_until(&mut app, Duration::from_secs(60), "the mint", |app| {
+        !seen::<ArtMinted>(app).is_empty() || !seen::<MintFailed>(app).is_empty()
+    });
+    assert!(
+        seen::<MintFailed>(&app).is_empty(),
+        "{:?}",
+        seen::<MintFailed>(&app)
+    );
+    let minted = seen::<ArtMinted>(&app)[0];
+    assert_eq!(minted.requester, altar);
+    let ChainStatus::Ready { account, .. } = app.world().resource::<ChainStatus>().clone() else {
+        panic!("chain not ready");
+    };
+    let mut bound = art.record.clone();
+    bound.creator = Some(account);
+    assert_eq!(minted.token_id.0, bound.recipe_hash().0);
+
+    app.world_mut().write_message(VerifyToken {
+        requester: altar,
+        token_id: minted.token_id,
+    });
+    // Minting the same art again is refused, and the game hears why.
+    app.world_mut().write_message(MintArt {
+        requester: altar,
+        art,
+        to: None,
+    });
+    run_until(
+        &mut app,
+        Duration::from_secs(60),
+        "the verdict and the refusal",
+        |app| !seen::<TokenVerified>(app).is_empty() && !seen::<MintFailed>(app).is_empty(),
+    );
+    assert_eq!(
+        seen::<TokenVerified>(&app)[0].verdict,
+        Ok(Verdict::Authentic)
+    );
+    assert!(
+        seen::<MintFailed>(&app)[0]
+            .reason
+            .contains("already minted")
+    );
+}

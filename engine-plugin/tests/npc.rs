@@ -1,0 +1,175 @@
+//! NpcPlugin on the real SmolLM2 model (`KILN_NPC_MODEL`, set by `cargo xtask test`).
+
+// Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
+#![allow(elided_lifetimes_in_paths)]
+
+mod common;
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy_kiln::{Npc, NpcEngineStatus, NpcPlugin, NpcReplied, NpcReplyDelta, PlayerSaid, Talking};
+use common::{app, record, run_until, seen};
+
+#[derive(Resource, Default)]
+struct Deltas(Vec<(Entity, String)>);
+
+fn talking_app(plugin: NpcPlugin) -> App {
+    let mut app = app(plugin);
+    record::<NpcReplied>(&mut app);
+    app.init_resource::<Deltas>().add_observer(
+        |d: On<NpcReplyDelta>, mut deltas: ResMut<Deltas>| {
+            deltas.0.push((d.entity, d.text.clone()));
+        },
+    );
+    app
+}
+
+fn spawn_npc(app: &mut App, persona: &str) -> Entity {
+    let handle = app
+        .world()
+        .resource::<AssetServer>()
+        .load(format!("npcs/{persona}.toml"));
+    app.world_mut().spawn(Npc::new(handle)).id()
+}
+
+#[test]
+fn a_player_line_streams_deltas_then_a_typed_reply() {
+    let mut app = talking_app(NpcPlugin::default());
+    let npc = spawn_npc(&mut app, "merchant");
+    // Said on the first frame: the model and the persona are still loading; the line waits.
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "Do you sell rope?"));
+    let mut saw_talking = false;
+    run_until(
+        &mut app,
+        Duration::from_secs(120),
+        "the merchant's reply",
+        |app| {
+            saw_talking |= app.world().get::<Talking>(npc).is_some();
+            !seen::<NpcReplied>(app).is_empty()
+        },
+    );
+    assert_eq!(
+        *app.world().resource::<NpcEngineStatus>(),
+        NpcEngineStatus::Ready
+    );
+    let replies = seen::<NpcReplied>(&app);
+    assert_eq!(replies.len(), 1);
+    let r = &replies[0];
+    assert_eq!(r.npc, npc);
+    assert!(!r.fallback);
+    let deltas = &app.world().resource::<Deltas>().0;
+    assert!(deltas.len() > 1, "the reply streamed in pieces: {deltas:?}");
+    assert!(deltas.iter().all(|(e, _)| *e == npc));
+    let streamed: String = deltas.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(streamed.trim(), r.reply.say.trim());
+    let persona =
+        kiln_npc::Persona::load(format!("{}/npcs/merchant.toml", common::assets_dir())).unwrap();
+    assert!(persona.allows_action(&r.reply.action), "{}", r.reply.action);
+    assert!(
+        persona.allows_emotion(&r.reply.emotion),
+        "{}",
+        r.reply.emotion
+    );
+    assert!(saw_talking, "Talking was on the NPC while it replied");
+    assert!(
+        app.world().get::<Talking>(npc).is_none(),
+        "and is gone after"
+    );
+
+    // A second line continues the conversation.
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "How much is it?"));
+    run_until(&mut app, Duration::from_secs(60), "a second reply", |app| {
+        seen::<NpcReplied>(app).len() == 2
+    });
+}
+
+#[test]
+fn despawning_a_talking_npc_cancels_its_reply_and_the_game_goes_on() {
+    let mut app = talking_app(NpcPlugin::default());
+    let npc = spawn_npc(&mut app, "blacksmith");
+    app.world_mut().write_message(PlayerSaid::new(
+        npc,
+        "Tell me the story of your forge, in detail.",
+    ));
+    run_until(
+        &mut app,
+        Duration::from_secs(120),
+        "the first delta",
+        |app| !app.world().resource::<Deltas>().0.is_empty(),
+    );
+    app.world_mut().despawn(npc);
+    for _ in 0..50 {
+        app.update();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        seen::<NpcReplied>(&app).is_empty(),
+        "no reply after the despawn"
+    );
+    // Another NPC still talks.
+    let other = spawn_npc(&mut app, "oracle");
+    app.world_mut()
+        .write_message(PlayerSaid::new(other, "Hello!"));
+    run_until(
+        &mut app,
+        Duration::from_secs(60),
+        "the oracle's reply",
+        |app| !seen::<NpcReplied>(app).is_empty(),
+    );
+    assert_eq!(seen::<NpcReplied>(&app)[0].npc, other);
+}
+
+#[test]
+fn without_a_model_npcs_answer_with_their_fallback_lines() {
+    let mut app = talking_app(NpcPlugin {
+        model: "/nonexistent/model.gguf".into(),
+        ..Default::default()
+    });
+    let npc = spawn_npc(&mut app, "blacksmith");
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "Hello?"));
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "Anyone there?"));
+    run_until(
+        &mut app,
+        Duration::from_secs(20),
+        "two fallback replies",
+        |app| seen::<NpcReplied>(app).len() == 2,
+    );
+    assert!(matches!(
+        app.world().resource::<NpcEngineStatus>(),
+        NpcEngineStatus::Unavailable(reason) if reason.contains("nonexistent")
+    ));
+    let persona =
+        kiln_npc::Persona::load(format!("{}/npcs/blacksmith.toml", common::assets_dir())).unwrap();
+    for r in seen::<NpcReplied>(&app) {
+        assert!(r.fallback);
+        assert!(
+            persona.fallback_lines().contains(&r.reply.say.as_str()),
+            "{}",
+            r.reply.say
+        );
+        assert_eq!(r.reply.action, "none");
+    }
+    assert!(app.world().resource::<Deltas>().0.is_empty());
+
+    // An NPC whose persona cannot load stays silent (with a warning); the others go on.
+    let broken = spawn_npc(&mut app, "no-such-persona");
+    app.world_mut()
+        .write_message(PlayerSaid::new(broken, "Hello?"));
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "Still there?"));
+    run_until(
+        &mut app,
+        Duration::from_secs(20),
+        "the blacksmith's third reply",
+        |app| seen::<NpcReplied>(app).len() == 3,
+    );
+    for _ in 0..20 {
+        app.update();
+    }
+    assert!(seen::<NpcReplied>(&app).iter().all(|r| r.npc == npc));
+}
