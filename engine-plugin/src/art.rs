@@ -23,6 +23,8 @@ pub struct ArtPlugin {
     pub model: PathBuf,
     /// Denoising steps [default: the model's].
     pub steps: Option<u32>,
+    /// Paint at the lowest OS priority (nice 19 on Linux), so the game's frames win the CPU.
+    pub low_priority: bool,
 }
 
 impl Default for ArtPlugin {
@@ -30,6 +32,7 @@ impl Default for ArtPlugin {
         Self {
             model: kiln_nftgen::default_model_path(),
             steps: None,
+            low_priority: true,
         }
     }
 }
@@ -126,10 +129,15 @@ impl Plugin for ArtPlugin {
         }
         let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
-        let (model, steps) = (self.model.clone(), self.steps);
+        let (model, steps, low) = (self.model.clone(), self.steps, self.low_priority);
         let spawned = std::thread::Builder::new()
             .name("kiln-art".into())
-            .spawn(move || worker(&model, steps, &job_rx, &out_tx));
+            .spawn(move || {
+                if low {
+                    crate::lower_this_thread();
+                }
+                worker(&model, steps, &job_rx, &out_tx);
+            });
         let status = match spawned {
             Ok(_) => ArtStatus::Loading,
             Err(e) => ArtStatus::Unavailable(format!("cannot start the art worker: {e}")),

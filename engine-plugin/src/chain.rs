@@ -150,7 +150,11 @@ impl Plugin for ChainPlugin {
         let model = self.art_model.clone();
         let spawned = std::thread::Builder::new()
             .name("kiln-chain".into())
-            .spawn(move || worker(config, &model, &job_rx, &out_tx));
+            .spawn(move || {
+                // Verification re-runs recipes here: background work, like painting.
+                crate::lower_this_thread();
+                worker(config, &model, &job_rx, &out_tx);
+            });
         let (status, thread) = match spawned {
             Ok(t) => (ChainStatus::Connecting, Some(t)),
             Err(e) => (

@@ -136,3 +136,13 @@ pub(crate) fn drop_off_thread<T: Send + 'static>(value: T) {
         tracing::warn!("cannot start a thread to release an engine handle: {e}");
     }
 }
+
+/// Lowers the calling thread to the lowest OS priority (nice 19 on Linux); threads and
+/// processes it starts inherit it. Workers call it so the game's main thread wins the CPU.
+pub(crate) fn lower_this_thread() {
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::debug!("cannot lower a worker thread's priority: {e:?}");
+    }
+}

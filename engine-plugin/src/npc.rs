@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use bevy::asset::io::Reader;
 use bevy::asset::{AssetLoader, LoadContext};
 use bevy::prelude::*;
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use kiln_npc::{Chat, ChatEvent, ChatOptions, Engine, EngineConfig, NpcReply, Persona, RequestId};
 
 use crate::{KilnSystems, configure_sets, drop_off_thread};
@@ -22,6 +22,9 @@ pub struct NpcPlugin {
     pub threads: u32,
     /// Seed of every NPC's sampler (same persona, history and seed → same replies).
     pub seed: u64,
+    /// Run the model at the lowest OS priority (nice 19 on Linux), so the game's frames win
+    /// the CPU when the machine is busy.
+    pub low_priority: bool,
 }
 
 impl Default for NpcPlugin {
@@ -30,6 +33,7 @@ impl Default for NpcPlugin {
             model: kiln_npc::default_model_path(),
             threads: 1,
             seed: 0,
+            low_priority: true,
         }
     }
 }
@@ -149,17 +153,25 @@ pub enum NpcEngineStatus {
     Unavailable(String),
 }
 
+/// The NPC service thread: loads the model, then opens chats on request. Chats (and llama.cpp's
+/// threads) are created there, so they inherit its OS priority and never cost the main thread.
 #[derive(Resource)]
 struct NpcEngine {
-    engine: Option<Engine>,
-    loading: Option<Receiver<Result<Engine, kiln_npc::ModelError>>>,
-    options: ChatOptions,
+    requests: Sender<(Entity, Persona)>,
+    out: Receiver<ServiceOut>,
+}
+
+enum ServiceOut {
+    Loaded(Result<PathBuf, String>),
+    Chat(Entity, Result<Box<Chat>, String>),
 }
 
 /// An NPC's conversation state (private).
 #[derive(Component, Default)]
 struct NpcLines {
     chat: Option<Chat>,
+    /// A chat was asked of the service thread.
+    opening: bool,
     /// Lines said before the chat existed (model or persona still loading).
     waiting: VecDeque<String>,
     /// The request in flight.
@@ -176,62 +188,124 @@ impl Plugin for NpcPlugin {
             .add_message::<PlayerSaid>()
             .add_message::<NpcReplied>()
             .insert_resource(NpcEngineStatus::Loading);
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (requests, request_rx) = crossbeam_channel::unbounded();
+        let (out_tx, out) = crossbeam_channel::unbounded();
         let model = self.model.clone();
         let config = EngineConfig::default().with_threads(self.threads);
+        let options = ChatOptions::default()
+            .with_seed(self.seed)
+            .with_threads(self.threads);
+        let low = self.low_priority;
         let spawned = std::thread::Builder::new()
-            .name("kiln-npc-load".into())
-            .spawn(move || {
-                let _ = tx.send(Engine::load(&model, config));
-            });
+            .name("kiln-npc".into())
+            .spawn(move || service(&model, config, &options, low, &request_rx, &out_tx));
         if let Err(e) = spawned {
             app.insert_resource(NpcEngineStatus::Unavailable(e.to_string()));
         }
-        app.insert_resource(NpcEngine {
-            engine: None,
-            loading: Some(rx),
-            options: ChatOptions::default()
-                .with_seed(self.seed)
-                .with_threads(self.threads),
-        })
-        .add_systems(
-            PreUpdate,
-            (poll_engine, attach_chats)
-                .chain()
-                .in_set(KilnSystems::Attach),
-        )
-        .add_systems(PreUpdate, drain_chats.in_set(KilnSystems::Receive))
-        .add_systems(PostUpdate, dispatch_lines.in_set(KilnSystems::Dispatch))
-        .add_observer(release_chat);
+        app.insert_resource(NpcEngine { requests, out })
+            .add_systems(
+                PreUpdate,
+                (poll_engine, attach_chats)
+                    .chain()
+                    .in_set(KilnSystems::Attach),
+            )
+            .add_systems(PreUpdate, drain_chats.in_set(KilnSystems::Receive))
+            .add_systems(PostUpdate, dispatch_lines.in_set(KilnSystems::Dispatch))
+            .add_observer(release_chat);
     }
 }
 
-fn poll_engine(mut engine: ResMut<NpcEngine>, mut status: ResMut<NpcEngineStatus>) {
-    let Some(rx) = &engine.loading else {
+fn service(
+    model: &std::path::Path,
+    config: EngineConfig,
+    options: &ChatOptions,
+    low_priority: bool,
+    requests: &Receiver<(Entity, Persona)>,
+    out: &Sender<ServiceOut>,
+) {
+    if low_priority {
+        crate::lower_this_thread();
+    }
+    let engine = Engine::load(model, config).map_err(|e| e.to_string());
+    let loaded = engine
+        .as_ref()
+        .map(|e| e.model_path().to_path_buf())
+        .map_err(Clone::clone);
+    if out.send(ServiceOut::Loaded(loaded)).is_err() {
+        return;
+    }
+    let Ok(engine) = engine else {
         return;
     };
-    match rx.try_recv() {
-        Ok(Ok(e)) => {
-            info!("NPC model ready: {}", e.model_path().display());
-            engine.engine = Some(e);
-            engine.loading = None;
-            *status = NpcEngineStatus::Ready;
-        }
-        Ok(Err(e)) => {
-            warn!("NPC model unavailable, NPCs will answer with fallback lines: {e}");
-            engine.loading = None;
-            *status = NpcEngineStatus::Unavailable(e.to_string());
-        }
-        Err(TryRecvError::Empty) => {}
-        Err(TryRecvError::Disconnected) => {
-            engine.loading = None;
-            *status = NpcEngineStatus::Unavailable("the model loader stopped".into());
+    for (entity, persona) in requests.iter() {
+        let chat = engine
+            .chat(persona, options.clone())
+            .map(Box::new)
+            .map_err(|e| e.to_string());
+        if out.send(ServiceOut::Chat(entity, chat)).is_err() {
+            return;
         }
     }
 }
 
-/// Gives a chat to every NPC whose persona is loaded, once the engine is ready, and sends the
-/// lines that waited for it; with no engine, answers the waiting lines with fallback lines.
+/// Takes up the service thread's results: the model's state, and opened chats (which then
+/// get the lines that waited for them).
+fn poll_engine(
+    engine: Res<NpcEngine>,
+    mut status: ResMut<NpcEngineStatus>,
+    mut npcs: Query<(&Npc, &mut NpcLines)>,
+    personas: Res<Assets<PersonaAsset>>,
+    mut replied: MessageWriter<NpcReplied>,
+    mut commands: Commands,
+) {
+    for out in engine.out.try_iter() {
+        match out {
+            ServiceOut::Loaded(Ok(path)) => {
+                info!("NPC model ready: {}", path.display());
+                *status = NpcEngineStatus::Ready;
+            }
+            ServiceOut::Loaded(Err(e)) => {
+                warn!("NPC model unavailable, NPCs will answer with fallback lines: {e}");
+                *status = NpcEngineStatus::Unavailable(e);
+            }
+            ServiceOut::Chat(entity, chat) => {
+                let Ok((npc, mut lines)) = npcs.get_mut(entity) else {
+                    // The NPC is gone.
+                    if let Ok(chat) = chat {
+                        drop_off_thread(chat);
+                    }
+                    continue;
+                };
+                lines.opening = false;
+                let Some(persona) = personas.get(&npc.persona) else {
+                    continue;
+                };
+                match chat {
+                    Ok(chat) => {
+                        lines.chat = Some(*chat);
+                        if let Some(text) = lines.waiting.pop_front() {
+                            ask(
+                                entity,
+                                &mut lines,
+                                text,
+                                &persona.0,
+                                &mut replied,
+                                &mut commands,
+                            );
+                        }
+                    }
+                    Err(err) => {
+                        warn!("cannot open a chat for {}: {err}", persona.0.name());
+                        answer_with_fallback(entity, &mut lines, &persona.0, &mut replied);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asks the service thread for a chat for every NPC whose persona is loaded, once the engine is
+/// ready; with no engine, answers the waiting lines with fallback lines.
 fn attach_chats(
     engine: Res<NpcEngine>,
     status: Res<NpcEngineStatus>,
@@ -239,12 +313,11 @@ fn attach_chats(
     asset_server: Res<AssetServer>,
     mut npcs: Query<(Entity, &Npc, &mut NpcLines)>,
     mut replied: MessageWriter<NpcReplied>,
-    mut commands: Commands,
 ) {
     for (entity, npc, mut lines) in &mut npcs {
         // Chats open as soon as the engine is ready; without one, only waiting lines matter.
         let ready = matches!(*status, NpcEngineStatus::Ready);
-        if lines.chat.is_some() || (lines.waiting.is_empty() && !ready) {
+        if lines.chat.is_some() || lines.opening || (lines.waiting.is_empty() && !ready) {
             continue;
         }
         let Some(persona) = personas.get(&npc.persona) else {
@@ -260,30 +333,18 @@ fn attach_chats(
             }
             continue;
         };
-        match (&engine.engine, &*status) {
-            (Some(e), _) => match e.chat(persona.0.clone(), engine.options.clone()) {
-                Ok(chat) => {
-                    lines.chat = Some(chat);
-                    if let Some(text) = lines.waiting.pop_front() {
-                        ask(
-                            entity,
-                            &mut lines,
-                            text,
-                            &persona.0,
-                            &mut replied,
-                            &mut commands,
-                        );
-                    }
-                }
-                Err(err) => {
-                    warn!("cannot open a chat for {}: {err}", persona.0.name());
+        match &*status {
+            NpcEngineStatus::Ready => {
+                if engine.requests.send((entity, persona.0.clone())).is_ok() {
+                    lines.opening = true;
+                } else {
                     answer_with_fallback(entity, &mut lines, &persona.0, &mut replied);
                 }
-            },
-            (None, NpcEngineStatus::Unavailable(_)) => {
+            }
+            NpcEngineStatus::Unavailable(_) => {
                 answer_with_fallback(entity, &mut lines, &persona.0, &mut replied);
             }
-            _ => {}
+            NpcEngineStatus::Loading => {}
         }
     }
 }

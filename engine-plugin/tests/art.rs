@@ -80,7 +80,7 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
 fn a_missing_art_model_fails_requests_with_a_reason() {
     let mut app = art_app(ArtPlugin {
         model: "/nonexistent/kiln-sprite.safetensors".into(),
-        steps: None,
+        ..Default::default()
     });
     let altar = app.world_mut().spawn_empty().id();
     app.world_mut().write_message(GenerateArt {

@@ -58,32 +58,34 @@ fn plugin(model: &Path) -> Result<()> {
     let (Some(idle), Some(busy)) = (phase("idle"), phase("busy")) else {
         bail!("frame_bench printed no results");
     };
-    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let f = |r: &Value, clock: &str, k: &str| r[clock][k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "
-main-thread frame time (App::update), microseconds, 60 Hz pacing
-"
+        "\nmain thread per frame (App::update, 60 Hz pacing), microseconds: wall clock, and the main thread's own CPU time\n"
     );
-    println!("| phase | frames | p50 | p99 | max | NPC replies | deltas | pictures |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| phase | frames | wall p50 | wall p99 | wall max | CPU p50 | CPU p99 | NPC replies | deltas | pictures |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in [&idle, &busy] {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
             r["phase"].as_str().unwrap_or("?"),
             r["frames"],
-            f(r, "p50_us"),
-            f(r, "p99_us"),
-            f(r, "max_us"),
+            f(r, "wall", "p50_us"),
+            f(r, "wall", "p99_us"),
+            f(r, "wall", "max_us"),
+            f(r, "cpu", "p50_us"),
+            f(r, "cpu", "p99_us"),
             r["replies"],
             r["deltas"],
             r["pictures"]
         );
     }
-    let added = f(&busy, "p99_us") - f(&idle, "p99_us");
+    let added = |clock: &str| f(&busy, clock, "p99_us") - f(&idle, clock, "p99_us");
     println!(
-        "
-added at p99: {added:.0} µs (target < 1000 µs): {}",
-        if added < 1000.0 { "met" } else { "NOT met" }
+        "\nadded at p99 (target < 1000 µs): wall clock {:.0} µs, main-thread CPU {:.0} µs",
+        added("wall"),
+        added("cpu")
     );
     Ok(())
 }
