@@ -105,10 +105,6 @@ pub enum ArtStatus {
     Unavailable(String),
 }
 
-enum Job {
-    Paint(GenerateArt),
-}
-
 enum Out {
     Loaded(Result<String, String>),
     Progress(ArtProgress),
@@ -117,7 +113,7 @@ enum Out {
 
 #[derive(Resource)]
 struct ArtWorker {
-    jobs: Sender<Job>,
+    jobs: Sender<GenerateArt>,
     out: Receiver<Out>,
 }
 
@@ -127,7 +123,7 @@ impl Plugin for ArtPlugin {
         if !app.world().contains_resource::<Assets<Image>>() {
             app.init_asset::<Image>();
         }
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<GenerateArt>();
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
         let (model, steps, low) = (self.model.clone(), self.steps, self.low_priority);
         let spawned = std::thread::Builder::new()
@@ -154,7 +150,12 @@ impl Plugin for ArtPlugin {
 }
 
 /// The art worker: loads the model, then paints jobs in order until the app goes away.
-fn worker(model: &std::path::Path, steps: Option<u32>, jobs: &Receiver<Job>, out: &Sender<Out>) {
+fn worker(
+    model: &std::path::Path,
+    steps: Option<u32>,
+    jobs: &Receiver<GenerateArt>,
+    out: &Sender<Out>,
+) {
     let loaded = ArtModel::load(model).map_err(|e| e.to_string());
     let _ = out.send(Out::Loaded(
         loaded
@@ -162,7 +163,7 @@ fn worker(model: &std::path::Path, steps: Option<u32>, jobs: &Receiver<Job>, out
             .map(|m| m.id().to_string())
             .map_err(Clone::clone),
     ));
-    for Job::Paint(req) in jobs.iter() {
+    for req in jobs.iter() {
         let result = match &loaded {
             Ok(m) => paint(m, &req, steps, out).map(Box::new),
             Err(e) => Err(format!("the art model is unavailable: {e}")),
@@ -214,7 +215,7 @@ fn dispatch_art(
     mut failed: MessageWriter<ArtFailed>,
 ) {
     for req in requests.read() {
-        if worker.jobs.send(Job::Paint(req.clone())).is_err() {
+        if worker.jobs.send(req.clone()).is_err() {
             failed.write(ArtFailed {
                 requester: req.requester,
                 reason: "the art worker has stopped".into(),

@@ -26,7 +26,7 @@ pub const PIPELINE: &str = "kiln-pipeline/1";
 /// This engine's name and version, recorded in every record.
 pub const ENGINE_VERSION: &str = concat!("kiln-nftgen ", env!("CARGO_PKG_VERSION"));
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push_str(&format!("{b:02x}"));

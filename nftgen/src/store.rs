@@ -141,13 +141,9 @@ pub fn metadata_json(art: &GeneratedArt, png_cid: Option<&str>) -> String {
         aigc_data: art.content_hash,
         proof_type: "fraud",
         kiln_record: r,
-        kiln_recipe: format!("0x{}", hex(&r.canonical_bytes())),
+        kiln_recipe: format!("0x{}", crate::record::hex(&r.canonical_bytes())),
     };
     serde_json::to_string_pretty(&meta).expect("metadata serialises")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What [`ContentStore::put`] stored.

@@ -54,9 +54,7 @@ pub use local::{ANVIL_ENV, LOCAL_CHAIN_ID, LocalChain, find_anvil};
 pub use verify::{FileRecord, Verdict, Verification, verify, verify_file};
 
 use crate::store::{ContentStore, write_atomic};
-use crate::{
-    ContentHash, CreatorAddress, GeneratedArt, GenerationRecord, RecipeHash, TokenId, TxHash,
-};
+use crate::{ContentHash, CreatorAddress, GeneratedArt, GenerationRecord, TokenId, TxHash};
 
 #[allow(missing_docs)]
 mod contract {
@@ -388,6 +386,18 @@ impl ChainClient {
         what: &str,
         fut: impl std::future::IntoFuture<Output = Result<T, E>>,
     ) -> Result<T, ChainError> {
+        self.timed(what, fut)?.map_err(|e| ChainError::Rpc {
+            url: self.url.clone(),
+            detail: format!("{what}: {e}"),
+        })
+    }
+
+    /// Runs one request with the request timeout, leaving its own error to the caller.
+    fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::IntoFuture<Output = T>,
+    ) -> Result<T, ChainError> {
         let limit = self.request_timeout;
         self.rt
             .block_on(async { tokio::time::timeout(limit, fut.into_future()).await })
@@ -395,10 +405,6 @@ impl ChainClient {
                 url: self.url.clone(),
                 what: what.to_string(),
                 after: limit,
-            })?
-            .map_err(|e| ChainError::Rpc {
-                url: self.url.clone(),
-                detail: format!("{what}: {e}"),
             })
     }
 
@@ -505,18 +511,7 @@ impl ChainClient {
 
     /// `eth_call` of `tx`; a revert becomes [`ChainError::Rejected`].
     fn simulate(&self, tx: &TransactionRequest) -> Result<(), ChainError> {
-        let limit = self.request_timeout;
-        let out = self
-            .rt
-            .block_on(async {
-                tokio::time::timeout(limit, self.provider.call(tx.clone()).into_future()).await
-            })
-            .map_err(|_| ChainError::Timeout {
-                url: self.url.clone(),
-                what: "eth_call (simulation)".into(),
-                after: limit,
-            })?;
-        match out {
+        match self.timed("eth_call (simulation)", self.provider.call(tx.clone()))? {
             Ok(_) => Ok(()),
             Err(e) => match e.as_error_resp() {
                 Some(payload) if payload.as_revert_data().is_some() => Err(ChainError::Rejected(
@@ -611,23 +606,24 @@ impl ChainClient {
             return Ok(PendingMint { token_id, tx: e.tx });
         }
         self.store.put(&art)?;
-        let entry = self.sign_mint(to, &art.record.canonical_bytes(), art.content_hash)?;
+        let (entry, raw) = self.sign_mint(to, &art.record.canonical_bytes(), art.content_hash)?;
         self.write_journal(&entry)?;
         tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "mint signed and journaled; sending");
-        self.send_raw(&alloy::hex::decode(&entry.raw_tx).expect("hex we wrote"))?;
+        self.send_raw(&raw)?;
         Ok(PendingMint {
             token_id,
             tx: entry.tx,
         })
     }
 
-    /// Simulates and signs `mint(to, recipe, content)`: the journal entry to write before sending.
+    /// Simulates and signs `mint(to, recipe, content)`: the journal entry to write before
+    /// sending, and the signed bytes to send.
     fn sign_mint(
         &self,
         to: CreatorAddress,
         recipe: &[u8],
         content: ContentHash,
-    ) -> Result<JournalEntry, ChainError> {
+    ) -> Result<(JournalEntry, Vec<u8>), ChainError> {
         let call = KilnProvenance::mintCall {
             to: addr(to),
             recipe: recipe.to_vec().into(),
@@ -638,7 +634,7 @@ impl ChainClient {
             .with_to(self.contract)
             .with_input(call.abi_encode());
         let (raw, hash, nonce) = self.sign(tx)?;
-        Ok(JournalEntry {
+        let entry = JournalEntry {
             token_id: TokenId(alloy::primitives::keccak256(recipe).0),
             state: MintState::Pending,
             tx: tx_hash(hash),
@@ -652,7 +648,8 @@ impl ChainClient {
             block: None,
             gas_used: None,
             reason: None,
-        })
+        };
+        Ok((entry, raw))
     }
 
     /// Waits for a submitted mint's receipt and records the outcome in the journal.
@@ -754,9 +751,9 @@ impl ChainClient {
                     tracing::warn!(token = %entry.token_id, "its nonce was used elsewhere; signing the mint again");
                     let recipe = alloy::hex::decode(&entry.recipe)
                         .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
-                    let fresh = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
+                    let (fresh, raw) = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
                     self.write_journal(&fresh)?;
-                    self.send_raw(&alloy::hex::decode(&fresh.raw_tx).expect("hex we wrote"))?;
+                    self.send_raw(&raw)?;
                     let r = self.wait_receipt(B256::from(fresh.tx.0))?;
                     out.push(Resolution {
                         token_id: entry.token_id,
@@ -834,7 +831,7 @@ impl ChainClient {
         let event = KilnProvenance::Provenance::decode_log_data(log.data())
             .map_err(|e| bad(format!("undecodable Provenance event: {e}")))?;
         let recipe = event.recipe.to_vec();
-        if RecipeHash(alloy::primitives::keccak256(&recipe).0) != RecipeHash(token.0) {
+        if alloy::primitives::keccak256(&recipe).0 != token.0 {
             return Err(bad(
                 "the event's recipe does not hash to the token id".into()
             ));

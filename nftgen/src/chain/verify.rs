@@ -144,22 +144,19 @@ pub fn verify(
         ));
     };
     let expected = record.content_hash;
-    let (path, file_record) = match image {
-        Some(p) => (Some(p.to_path_buf()), None),
-        None => (chain.store().find_png(expected), None::<FileRecord>),
+    let path = match image {
+        Some(p) => Some(p.to_path_buf()),
+        None => chain.store().find_png(expected),
     };
     let Some(path) = path else {
         let v = Verdict::ImageMissing { expected };
         return Ok(report(token, v, Some(record), None, FileRecord::NotChecked));
     };
     let png = png_io::read(&path).map_err(|e| ChainError::io(&path, e))?;
-    let file_record = file_record.unwrap_or_else(|| {
-        if image.is_none() {
-            FileRecord::NotChecked
-        } else {
-            compare_records(&png.record, &record.record)
-        }
-    });
+    let file_record = match image {
+        Some(_) => compare_records(&png.record, &record.record),
+        None => FileRecord::NotChecked,
+    };
     let image = Some(path.as_path());
     if png.content_hash != expected {
         let v = Verdict::ImageAltered {

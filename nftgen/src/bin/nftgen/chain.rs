@@ -88,9 +88,8 @@ pub fn mint(
     }
     let chain = args.open()?;
     let to = to.unwrap_or_else(|| chain.account());
-    let attributed = chain.attribute(&art)?;
     let receipt = chain.mint(&art, to)?;
-    let png = chain.store().png_path(attributed.content_hash);
+    let png = chain.store().png_path(art.content_hash);
     let png_cid = std::fs::read(&png).ok().and_then(|b| store::cid_v1(&b));
     let meta = chain.store().token_metadata_path(receipt.token_id);
     let meta_cid = std::fs::read(&meta).ok().and_then(|b| store::cid_v1(&b));
@@ -107,7 +106,7 @@ pub fn mint(
                 "creator": chain.account(),
                 "contract": chain.contract(),
                 "chain_id": chain.chain_id(),
-                "content_hash": attributed.content_hash,
+                "content_hash": art.content_hash,
                 "png": png,
                 "png_cid": png_cid,
                 "metadata": meta,
