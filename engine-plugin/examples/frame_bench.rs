@@ -4,6 +4,8 @@
 //! it times `App::update` for `FRAMES` frames with nothing asked of Kiln (idle), then for
 //! `FRAMES` frames while an NPC talks without pause and the art worker paints without pause
 //! (busy), and prints one JSON line per phase: frame-time percentiles in microseconds.
+//!
+//! The first argument picks the workers' priority: `background` (the default), `idle` or `normal`.
 
 // Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
 #![allow(elided_lifetimes_in_paths)]
@@ -14,7 +16,7 @@ use bevy::asset::AssetPlugin;
 use bevy::prelude::*;
 use bevy_kiln::{
     ArtKind, ArtPlugin, ArtReady, ArtStatus, GenerateArt, Npc, NpcEngineStatus, NpcPlugin,
-    NpcReplied, PlayerSaid,
+    NpcReplied, PlayerSaid, WorkerPriority,
 };
 
 const FRAMES: usize = 1500;
@@ -33,6 +35,12 @@ struct Busy {
 struct Bram;
 
 fn main() {
+    let priority = match std::env::args().nth(1).as_deref() {
+        None | Some("background") => WorkerPriority::Background,
+        Some("idle") => WorkerPriority::Idle,
+        Some("normal") => WorkerPriority::Normal,
+        Some(other) => panic!("unknown priority `{other}` (background, idle or normal)"),
+    };
     let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").to_string();
     let mut app = App::new();
     app.add_plugins((
@@ -41,8 +49,14 @@ fn main() {
             file_path: assets,
             ..default()
         },
-        NpcPlugin::default(),
-        ArtPlugin::default(),
+        NpcPlugin {
+            priority,
+            ..default()
+        },
+        ArtPlugin {
+            priority,
+            ..default()
+        },
     ))
     .init_resource::<Busy>()
     .add_systems(

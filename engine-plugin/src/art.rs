@@ -12,7 +12,7 @@ use kiln_nftgen::{
 };
 use wgpu_types::{Extent3d, TextureDimension, TextureFormat};
 
-use crate::{KilnSystems, configure_sets};
+use crate::{KilnSystems, WorkerPriority, configure_sets};
 
 /// Art generation. The model loads on the art worker thread at start-up; requests queue behind
 /// each other there.
@@ -23,8 +23,11 @@ pub struct ArtPlugin {
     pub model: PathBuf,
     /// Denoising steps [default: the model's].
     pub steps: Option<u32>,
-    /// Paint at the lowest OS priority (nice 19 on Linux), so the game's frames win the CPU.
-    pub low_priority: bool,
+    /// How the painting threads share the CPU with the game.
+    pub priority: WorkerPriority,
+    /// Threads that paint [default: 1 — kiln-sprite's small matrices gain almost nothing from
+    /// a second thread, and the game keeps a core; raise it for Stable Diffusion].
+    pub threads: usize,
 }
 
 impl Default for ArtPlugin {
@@ -32,7 +35,8 @@ impl Default for ArtPlugin {
         Self {
             model: kiln_nftgen::default_model_path(),
             steps: None,
-            low_priority: true,
+            priority: WorkerPriority::default(),
+            threads: 1,
         }
     }
 }
@@ -125,14 +129,25 @@ impl Plugin for ArtPlugin {
         }
         let (jobs, job_rx) = crossbeam_channel::unbounded::<GenerateArt>();
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
-        let (model, steps, low) = (self.model.clone(), self.steps, self.low_priority);
+        let (model, steps, priority) = (self.model.clone(), self.steps, self.priority);
+        let threads = self.threads.max(1);
         let spawned = std::thread::Builder::new()
             .name("kiln-art".into())
             .spawn(move || {
-                if low {
-                    crate::lower_this_thread();
+                priority.apply_to_this_thread();
+                // candle's matrix products run on the current rayon pool: this one, whose
+                // threads inherit the worker's priority.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("kiln-art-{i}"))
+                    .build();
+                match pool {
+                    Ok(pool) => pool.install(|| worker(&model, steps, &job_rx, &out_tx)),
+                    Err(e) => {
+                        warn!("cannot start {threads} painting thread(s), using rayon's: {e}");
+                        worker(&model, steps, &job_rx, &out_tx);
+                    }
                 }
-                worker(&model, steps, &job_rx, &out_tx);
             });
         let status = match spawned {
             Ok(_) => ArtStatus::Loading,

@@ -152,7 +152,7 @@ impl Plugin for ChainPlugin {
             .name("kiln-chain".into())
             .spawn(move || {
                 // Verification re-runs recipes here: background work, like painting.
-                crate::lower_this_thread();
+                crate::WorkerPriority::Background.apply_to_this_thread();
                 worker(config, &model, &job_rx, &out_tx);
             });
         let (status, thread) = match spawned {

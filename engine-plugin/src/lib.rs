@@ -20,16 +20,22 @@
 //! is logged; a missing art model or an unreachable chain turn into [`ArtFailed`] / [`MintFailed`]
 //! messages. The game keeps running.
 //!
-//! ```no_run
+//! A blacksmith who answers one line, then the app exits (this runs as a test, on the real
+//! model when it is installed and on the persona's fallback lines when it is not):
+//!
+//! ```
+//! use bevy::asset::AssetPlugin;
 //! use bevy::prelude::*;
 //! use bevy_kiln::prelude::*;
 //!
 //! fn main() {
 //!     App::new()
-//!         .add_plugins((MinimalPlugins, bevy::asset::AssetPlugin::default()))
+//!         .add_plugins(MinimalPlugins)
+//!         // Kiln's repository keeps the shipped personas in `assets/` at its root.
+//!         .add_plugins(AssetPlugin { file_path: "../assets".into(), ..default() })
 //!         .add_plugins(KilnPlugins::default())
 //!         .add_systems(Startup, spawn_blacksmith)
-//!         .add_systems(Update, (greet, print_replies))
+//!         .add_systems(Update, (greet, print_reply))
 //!         .run();
 //! }
 //!
@@ -43,9 +49,11 @@
 //!     }
 //! }
 //!
-//! fn print_replies(mut replies: MessageReader<NpcReplied>) {
+//! fn print_reply(mut replies: MessageReader<NpcReplied>, mut exit: MessageWriter<AppExit>) {
 //!     for r in replies.read() {
 //!         println!("{} [{} · {}]", r.reply.say, r.reply.emotion, r.reply.action);
+//!         assert!(!r.reply.say.is_empty());
+//!         exit.write(AppExit::Success);
 //!     }
 //! }
 //! ```
@@ -66,16 +74,18 @@ pub use art::{ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, G
 pub use chain::{
     ArtMinted, ChainPlugin, ChainStatus, MintArt, MintFailed, TokenVerified, VerifyToken,
 };
+pub use kiln_npc::{NpcReply, SavedChat};
 pub use npc::{
-    Npc, NpcEngineStatus, NpcPlugin, NpcReplied, NpcReplyDelta, PersonaAsset, PersonaLoader,
-    PlayerSaid, Talking,
+    Npc, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PersonaAsset,
+    PersonaLoader, PlayerSaid, Talking,
 };
 
 /// The usual imports.
 pub mod prelude {
     pub use crate::{
         ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
-        KilnSystems, Npc, NpcPlugin, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
+        KilnSystems, Npc, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
+        WorkerPriority,
     };
     #[cfg(feature = "chain")]
     pub use crate::{ArtMinted, ChainPlugin, MintArt, MintFailed, TokenVerified, VerifyToken};
@@ -137,12 +147,47 @@ pub(crate) fn drop_off_thread<T: Send + 'static>(value: T) {
     }
 }
 
-/// Lowers the calling thread to the lowest OS priority (nice 19 on Linux); threads and
-/// processes it starts inherit it. Workers call it so the game's main thread wins the CPU.
-pub(crate) fn lower_this_thread() {
-    if let Err(e) =
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-    {
-        tracing::debug!("cannot lower a worker thread's priority: {e:?}");
+/// How Kiln's worker threads (and the threads they start: llama.cpp's, candle's) share the CPU
+/// with the game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WorkerPriority {
+    /// The lowest normal priority (nice 19 on Linux): the game's threads win the CPU whenever
+    /// they want it, and the workers still get a small share of a saturated machine.
+    #[default]
+    Background,
+    /// Run only on CPU time nothing else wants (`SCHED_IDLE` on Linux; `Background` elsewhere):
+    /// the least frame-time cost, but replies and pictures stall while the game, or anything
+    /// else on the machine, keeps every core busy.
+    Idle,
+    /// The priority of the thread that built the app.
+    Normal,
+}
+
+impl WorkerPriority {
+    /// Applies the priority to the calling thread; threads it starts later inherit it.
+    pub(crate) fn apply_to_this_thread(self) {
+        use thread_priority::{ThreadPriority, set_current_thread_priority};
+        let result = match self {
+            WorkerPriority::Normal => return,
+            WorkerPriority::Background => set_current_thread_priority(ThreadPriority::Min),
+            #[cfg(target_os = "linux")]
+            WorkerPriority::Idle => {
+                use thread_priority::unix::{
+                    NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+                    set_thread_priority_and_policy, thread_native_id,
+                };
+                set_thread_priority_and_policy(
+                    thread_native_id(),
+                    ThreadPriority::Min,
+                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+                )
+                .or_else(|_| set_current_thread_priority(ThreadPriority::Min))
+            }
+            #[cfg(not(target_os = "linux"))]
+            WorkerPriority::Idle => set_current_thread_priority(ThreadPriority::Min),
+        };
+        if let Err(e) = result {
+            tracing::debug!("cannot lower a worker thread's priority: {e:?}");
+        }
     }
 }

@@ -7,9 +7,11 @@ use bevy::asset::io::Reader;
 use bevy::asset::{AssetLoader, LoadContext};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
-use kiln_npc::{Chat, ChatEvent, ChatOptions, Engine, EngineConfig, NpcReply, Persona, RequestId};
+use kiln_npc::{
+    Chat, ChatEvent, ChatOptions, Engine, EngineConfig, NpcReply, Persona, RequestId, SavedChat,
+};
 
-use crate::{KilnSystems, configure_sets, drop_off_thread};
+use crate::{KilnSystems, WorkerPriority, configure_sets, drop_off_thread};
 
 /// NPC dialogue. Loads the GGUF model on a worker thread at start-up; until it is ready, player
 /// lines wait; if it cannot load, NPCs answer with their persona's fallback lines.
@@ -22,9 +24,8 @@ pub struct NpcPlugin {
     pub threads: u32,
     /// Seed of every NPC's sampler (same persona, history and seed → same replies).
     pub seed: u64,
-    /// Run the model at the lowest OS priority (nice 19 on Linux), so the game's frames win
-    /// the CPU when the machine is busy.
-    pub low_priority: bool,
+    /// How the model's threads share the CPU with the game.
+    pub priority: WorkerPriority,
 }
 
 impl Default for NpcPlugin {
@@ -33,7 +34,7 @@ impl Default for NpcPlugin {
             model: kiln_npc::default_model_path(),
             threads: 1,
             seed: 0,
-            low_priority: true,
+            priority: WorkerPriority::default(),
         }
     }
 }
@@ -90,12 +91,25 @@ impl AssetLoader for PersonaLoader {
 pub struct Npc {
     /// The persona.
     pub persona: Handle<PersonaAsset>,
+    /// A conversation to continue (from an [`NpcRemembered`] the game saved); read when the
+    /// NPC's chat opens.
+    pub memory: Option<SavedChat>,
 }
 
 impl Npc {
-    /// An NPC with this persona.
+    /// An NPC with this persona, meeting the player for the first time.
     pub fn new(persona: Handle<PersonaAsset>) -> Self {
-        Self { persona }
+        Self {
+            persona,
+            memory: None,
+        }
+    }
+
+    /// Continues a saved conversation: the NPC remembers every turn in it. A conversation the
+    /// model cannot take up (another persona, a damaged file) is logged and a new one begins.
+    pub fn with_memory(mut self, memory: SavedChat) -> Self {
+        self.memory = Some(memory);
+        self
     }
 }
 
@@ -142,6 +156,16 @@ pub struct NpcReplied {
     pub fallback: bool,
 }
 
+/// An NPC's conversation after a model reply, for the game to save (see [`Npc::with_memory`];
+/// [`SavedChat::save`] writes it as JSON). Fallback lines are not part of it.
+#[derive(Message, Debug, Clone)]
+pub struct NpcRemembered {
+    /// The NPC.
+    pub npc: Entity,
+    /// Every turn so far.
+    pub memory: SavedChat,
+}
+
 /// Where the NPC model stands.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub enum NpcEngineStatus {
@@ -157,7 +181,7 @@ pub enum NpcEngineStatus {
 /// threads) are created there, so they inherit its OS priority and never cost the main thread.
 #[derive(Resource)]
 struct NpcEngine {
-    requests: Sender<(Entity, Persona)>,
+    requests: Sender<(Entity, Persona, Option<SavedChat>)>,
     out: Receiver<ServiceOut>,
 }
 
@@ -172,6 +196,8 @@ struct NpcLines {
     chat: Option<Chat>,
     /// A chat was asked of the service thread.
     opening: bool,
+    /// The conversation, asked for after the last reply.
+    snapshot: Option<Receiver<SavedChat>>,
     /// Lines said before the chat existed (model or persona still loading).
     waiting: VecDeque<String>,
     /// The request in flight.
@@ -187,6 +213,7 @@ impl Plugin for NpcPlugin {
             .init_asset_loader::<PersonaLoader>()
             .add_message::<PlayerSaid>()
             .add_message::<NpcReplied>()
+            .add_message::<NpcRemembered>()
             .insert_resource(NpcEngineStatus::Loading);
         let (requests, request_rx) = crossbeam_channel::unbounded();
         let (out_tx, out) = crossbeam_channel::unbounded();
@@ -195,10 +222,10 @@ impl Plugin for NpcPlugin {
         let options = ChatOptions::default()
             .with_seed(self.seed)
             .with_threads(self.threads);
-        let low = self.low_priority;
+        let priority = self.priority;
         let spawned = std::thread::Builder::new()
             .name("kiln-npc".into())
-            .spawn(move || service(&model, config, &options, low, &request_rx, &out_tx));
+            .spawn(move || service(&model, config, &options, priority, &request_rx, &out_tx));
         if let Err(e) = spawned {
             app.insert_resource(NpcEngineStatus::Unavailable(e.to_string()));
         }
@@ -219,13 +246,11 @@ fn service(
     model: &std::path::Path,
     config: EngineConfig,
     options: &ChatOptions,
-    low_priority: bool,
-    requests: &Receiver<(Entity, Persona)>,
+    priority: WorkerPriority,
+    requests: &Receiver<(Entity, Persona, Option<SavedChat>)>,
     out: &Sender<ServiceOut>,
 ) {
-    if low_priority {
-        crate::lower_this_thread();
-    }
+    priority.apply_to_this_thread();
     let engine = Engine::load(model, config).map_err(|e| e.to_string());
     let loaded = engine
         .as_ref()
@@ -237,11 +262,23 @@ fn service(
     let Ok(engine) = engine else {
         return;
     };
-    for (entity, persona) in requests.iter() {
-        let chat = engine
-            .chat(persona, options.clone())
-            .map(Box::new)
-            .map_err(|e| e.to_string());
+    for (entity, persona, memory) in requests.iter() {
+        let restored = memory.map(|saved| {
+            engine
+                .restore_chat(persona.clone(), saved)
+                .inspect_err(|e| {
+                    warn!(
+                        "{} cannot take up the saved conversation, starting a new one: {e}",
+                        persona.name()
+                    );
+                })
+        });
+        let chat = match restored {
+            Some(Ok(chat)) => Ok(chat),
+            _ => engine.chat(persona, options.clone()),
+        }
+        .map(Box::new)
+        .map_err(|e| e.to_string());
         if out.send(ServiceOut::Chat(entity, chat)).is_err() {
             return;
         }
@@ -335,7 +372,11 @@ fn attach_chats(
         };
         match &*status {
             NpcEngineStatus::Ready => {
-                if engine.requests.send((entity, persona.0.clone())).is_ok() {
+                if engine
+                    .requests
+                    .send((entity, persona.0.clone(), npc.memory.clone()))
+                    .is_ok()
+                {
                     lines.opening = true;
                 } else {
                     answer_with_fallback(entity, &mut lines, &persona.0, &mut replied);
@@ -440,9 +481,17 @@ fn drain_chats(
     mut npcs: Query<(Entity, &Npc, &mut NpcLines)>,
     personas: Res<Assets<PersonaAsset>>,
     mut replied: MessageWriter<NpcReplied>,
+    mut remembered: MessageWriter<NpcRemembered>,
     mut commands: Commands,
 ) {
     for (entity, npc, mut lines) in &mut npcs {
+        if let Some(memory) = lines.snapshot.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            lines.snapshot = None;
+            remembered.write(NpcRemembered {
+                npc: entity,
+                memory,
+            });
+        }
         let Some(chat) = &lines.chat else {
             continue;
         };
@@ -457,6 +506,7 @@ fn drain_chats(
                     false
                 }
                 ChatEvent::Reply { reply, .. } => {
+                    lines.snapshot = lines.chat.as_ref().and_then(|c| c.snapshot_later().ok());
                     replied.write(NpcReplied {
                         npc: entity,
                         reply,

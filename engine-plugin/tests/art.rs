@@ -54,15 +54,18 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
             .all(|p| p.total == 8 && p.requester == altar)
     );
 
+    // The record alone reproduces the picture (what `nftgen generate` and `nftgen verify` run),
+    // and it is the record `nftgen generate` writes for the same prompt, seed and steps.
     let model = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
-    let expected = model
-        .generate(
-            &GenerationRequest::new("a glowing green potion", 42).steps(8),
-            &mut |_| Control::Continue,
-        )
-        .unwrap();
     let ready = &seen::<ArtReady>(&app)[0];
+    let expected = model
+        .regenerate(&ready.record, &mut |_| Control::Continue)
+        .unwrap();
+    let fresh = model
+        .record_for(&GenerationRequest::new("a glowing green potion", 42).steps(8))
+        .unwrap();
     assert_eq!(ready.requester, altar);
+    assert_eq!(ready.record, fresh);
     assert_eq!(ready.record, expected.record);
     assert_eq!(ready.content_hash, expected.content_hash);
     let images = app.world().resource::<Assets<Image>>();

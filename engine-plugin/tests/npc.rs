@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_kiln::{Npc, NpcEngineStatus, NpcPlugin, NpcReplied, NpcReplyDelta, PlayerSaid, Talking};
+use bevy_kiln::{
+    Npc, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
+};
 use common::{app, record, run_until, seen};
 
 #[derive(Resource, Default)]
@@ -172,4 +174,47 @@ fn without_a_model_npcs_answer_with_their_fallback_lines() {
         app.update();
     }
     assert!(seen::<NpcReplied>(&app).iter().all(|r| r.npc == npc));
+}
+
+#[test]
+fn a_conversation_is_handed_out_after_each_reply_and_taken_up_again() {
+    let mut app = talking_app(NpcPlugin::default());
+    record::<NpcRemembered>(&mut app);
+    let npc = spawn_npc(&mut app, "blacksmith");
+    app.world_mut()
+        .write_message(PlayerSaid::new(npc, "My name is Tamsin."));
+    run_until(&mut app, Duration::from_secs(120), "the memory", |app| {
+        !seen::<NpcRemembered>(app).is_empty()
+    });
+    let first = seen::<NpcRemembered>(&app)[0].clone();
+    assert_eq!(first.npc, npc);
+    assert_eq!(first.memory.persona, "Bram");
+    assert_eq!(first.memory.turns.len(), 1);
+    assert_eq!(first.memory.turns[0].player, "My name is Tamsin.");
+    assert_eq!(
+        first.memory.turns[0].reply,
+        seen::<NpcReplied>(&app)[0].reply
+    );
+
+    // A new game session: the NPC starts from the saved conversation and adds to it.
+    let mut later = talking_app(NpcPlugin::default());
+    record::<NpcRemembered>(&mut later);
+    let handle = later
+        .world()
+        .resource::<AssetServer>()
+        .load("npcs/blacksmith.toml");
+    let bram = later
+        .world_mut()
+        .spawn(Npc::new(handle).with_memory(first.memory.clone()))
+        .id();
+    later
+        .world_mut()
+        .write_message(PlayerSaid::new(bram, "Do you remember me?"));
+    run_until(&mut later, Duration::from_secs(120), "the memory", |app| {
+        !seen::<NpcRemembered>(app).is_empty()
+    });
+    let second = &seen::<NpcRemembered>(&later)[0].memory;
+    assert_eq!(second.turns.len(), 2);
+    assert_eq!(second.turns[0], first.memory.turns[0]);
+    assert_eq!(second.turns[1].player, "Do you remember me?");
 }

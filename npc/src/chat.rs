@@ -468,11 +468,20 @@ impl Chat {
 
     /// The conversation so far, once the requests sent before this call have ended.
     pub fn snapshot(&self) -> Result<SavedChat, ChatError> {
+        self.snapshot_later()?
+            .recv()
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// Like [`Chat::snapshot`], without waiting: the conversation arrives on the returned
+    /// channel once the requests sent before this call have ended (a game polls it with
+    /// `try_recv()`).
+    pub fn snapshot_later(&self) -> Result<Receiver<SavedChat>, ChatError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.commands
             .send(Command::Snapshot(tx))
             .map_err(|_| ChatError::WorkerGone)?;
-        rx.recv().map_err(|_| ChatError::WorkerGone)
+        Ok(rx)
     }
 }
 

@@ -47,46 +47,55 @@ fn plugin(model: &Path) -> Result<()> {
         model,
     )?;
     let bin = crate::target_dir().join("debug/examples/frame_bench");
-    eprintln!("xtask: measuring frame times (about a minute)");
-    let out = output(Command::new(bin).env("KILN_NPC_MODEL", model))?;
-    let rows: Vec<Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let phase = |p: &str| rows.iter().find(|r| r["phase"] == p).cloned();
-    let (Some(idle), Some(busy)) = (phase("idle"), phase("busy")) else {
-        bail!("frame_bench printed no results");
-    };
-    let f = |r: &Value, clock: &str, k: &str| r[clock][k].as_f64().unwrap_or(f64::NAN);
     println!(
         "\nmain thread per frame (App::update, 60 Hz pacing), microseconds: wall clock, and the main thread's own CPU time\n"
     );
     println!(
-        "| phase | frames | wall p50 | wall p99 | wall max | CPU p50 | CPU p99 | NPC replies | deltas | pictures |"
+        "| workers | phase | frames | wall p50 | wall p99 | wall max | CPU p50 | CPU p99 | NPC replies | deltas | pictures |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for r in [&idle, &busy] {
-        println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
-            r["phase"].as_str().unwrap_or("?"),
-            r["frames"],
-            f(r, "wall", "p50_us"),
-            f(r, "wall", "p99_us"),
-            f(r, "wall", "max_us"),
-            f(r, "cpu", "p50_us"),
-            f(r, "cpu", "p99_us"),
-            r["replies"],
-            r["deltas"],
-            r["pictures"]
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut added = Vec::new();
+    for priority in ["background", "idle", "normal"] {
+        eprintln!(
+            "xtask: measuring frame times, workers at `{priority}` priority (about a minute)"
         );
+        let out = output(
+            Command::new(&bin)
+                .arg(priority)
+                .env("KILN_NPC_MODEL", model),
+        )?;
+        let rows: Vec<Value> = out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let phase = |p: &str| rows.iter().find(|r| r["phase"] == p).cloned();
+        let (Some(idle), Some(busy)) = (phase("idle"), phase("busy")) else {
+            bail!("frame_bench printed no results");
+        };
+        let f = |r: &Value, clock: &str, k: &str| r[clock][k].as_f64().unwrap_or(f64::NAN);
+        for r in [&idle, &busy] {
+            println!(
+                "| {priority} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                r["phase"].as_str().unwrap_or("?"),
+                r["frames"],
+                f(r, "wall", "p50_us"),
+                f(r, "wall", "p99_us"),
+                f(r, "wall", "max_us"),
+                f(r, "cpu", "p50_us"),
+                f(r, "cpu", "p99_us"),
+                r["replies"],
+                r["deltas"],
+                r["pictures"]
+            );
+        }
+        let diff = |clock: &str| f(&busy, clock, "p99_us") - f(&idle, clock, "p99_us");
+        added.push((priority, diff("wall"), diff("cpu")));
     }
-    let added = |clock: &str| f(&busy, clock, "p99_us") - f(&idle, clock, "p99_us");
-    println!(
-        "\nadded at p99 (target < 1000 µs): wall clock {:.0} µs, main-thread CPU {:.0} µs",
-        added("wall"),
-        added("cpu")
-    );
+    println!("\nadded at p99 while busy (target < 1000 µs):");
+    for (priority, wall, cpu) in added {
+        println!("- workers `{priority}`: wall clock {wall:.0} µs, main-thread CPU {cpu:.0} µs");
+    }
     Ok(())
 }
 
