@@ -1,9 +1,166 @@
-//! Kiln's demo game. The playable village comes with the demo issue; until then
-//! `cargo xtask demo` plays a scripted conversation with each shipped NPC instead.
+//! Kiln's demo village: walk (arrows or WASD), press E beside an NPC to talk to them, press E
+//! at the altar to paint an item from a description, M to mint it on the local chain, G for
+//! the gallery of minted art (V re-verifies every token).
+//!
+//! `kiln-demo --tour` plays a scripted tour instead (talk to each NPC, paint, mint, verify) and
+//! writes screenshots and a transcript; with no display it runs headless.
 
-fn main() {
-    eprintln!(
-        "kiln-demo: the playable village is not built yet; run `cargo xtask demo` for the NPC tour"
-    );
-    std::process::exit(2);
+// Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
+#![allow(elided_lifetimes_in_paths)]
+// Systems declare their world access as parameters and queries; many and long is normal there.
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
+mod play;
+mod save;
+mod tour;
+mod ui;
+mod village;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::asset::AssetPlugin;
+use bevy::prelude::*;
+use bevy::window::ExitCondition;
+use bevy::winit::{UpdateMode, WinitPlugin, WinitSettings};
+use bevy_kiln::{ArtPlugin, ChainPlugin, KilnPlugins, NpcPlugin};
+use clap::Parser;
+
+/// The window's (and the headless picture's) size in logical pixels.
+pub const VIEW: UVec2 = UVec2::new(960, 600);
+
+#[derive(Parser, Debug)]
+#[command(name = "kiln-demo", about = "Kiln's demo village")]
+struct Cli {
+    /// Play the scripted tour (talk to each NPC, paint, mint, verify) and exit.
+    #[arg(long)]
+    tour: bool,
+    /// Render without a window even when a display is present.
+    #[arg(long)]
+    headless: bool,
+    /// Where the tour writes screenshots and its transcript.
+    #[arg(long, default_value = "target/demo")]
+    out: PathBuf,
+    /// Where the game keeps its save, painted scenery, minted art and local chain
+    /// [default: `<out>/village` for the tour, else `$KILN_DATA_DIR` or Kiln's data directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start from a clean village: delete the save, minted art and local chain in the data
+    /// directory first (painted scenery is kept).
+    #[arg(long)]
+    fresh: bool,
+    /// The repository's `assets/` directory (personas).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets"))]
+    assets: PathBuf,
+}
+
+/// Settings the systems read.
+#[derive(Resource, Debug, Clone)]
+pub struct DemoConfig {
+    /// The game's data directory.
+    pub data_dir: PathBuf,
+    /// Tour output directory.
+    pub out: PathBuf,
+    /// Rendering without a window.
+    pub headless: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    let headless = cli.headless || !display;
+    let tour = cli.tour || !display;
+    if !display {
+        println!("kiln-demo: no display found, so the scripted tour runs headless");
+    }
+    let data_dir = match &cli.data_dir {
+        Some(d) => d.clone(),
+        None if tour => cli.out.join("village"),
+        None => kiln_nftgen::chain::default_data_dir(),
+    };
+    if cli.fresh {
+        // Everything but the painted scenery, which only depends on the model.
+        if let Ok(entries) = std::fs::read_dir(&data_dir) {
+            for entry in entries.flatten() {
+                if entry.file_name() != village::SCENERY_DIR {
+                    let path = entry.path();
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&cli.out)
+        .with_context(|| format!("cannot create {}", cli.out.display()))?;
+    let chain = kiln_nftgen::chain::ChainConfig::load(&data_dir)
+        .context("reading the chain configuration")?;
+
+    let mut app = App::new();
+    let assets = AssetPlugin {
+        file_path: cli.assets.to_string_lossy().into_owned(),
+        ..default()
+    };
+    let defaults = DefaultPlugins
+        .set(assets)
+        .set(ImagePlugin::default_nearest());
+    if headless {
+        app.add_plugins(
+            defaults
+                .set(WindowPlugin {
+                    primary_window: None,
+                    exit_condition: ExitCondition::DontExit,
+                    ..default()
+                })
+                .disable::<WinitPlugin>(),
+        )
+        .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
+            1.0 / 30.0,
+        )));
+    } else {
+        app.add_plugins(defaults.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "Kiln village".into(),
+                resolution: (VIEW.x, VIEW.y).into(),
+                resizable: false,
+                ..default()
+            }),
+            ..default()
+        }))
+        // At most 30 frames a second, sooner on input: software renderers leave the models
+        // some CPU.
+        .insert_resource(WinitSettings {
+            focused_mode: UpdateMode::reactive(Duration::from_secs_f64(1.0 / 30.0)),
+            unfocused_mode: UpdateMode::reactive(Duration::from_secs_f64(1.0 / 30.0)),
+        });
+    }
+    app.add_plugins(KilnPlugins {
+        npc: NpcPlugin::default(),
+        art: ArtPlugin::default(),
+        chain: ChainPlugin {
+            config: Some(chain),
+            ..default()
+        },
+    })
+    .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.12)))
+    .insert_resource(DemoConfig {
+        data_dir: data_dir.clone(),
+        out: cli.out.clone(),
+        headless,
+    })
+    .insert_resource(save::SaveGame::load_or_default(&data_dir))
+    .add_plugins((village::VillagePlugin, play::PlayPlugin, ui::UiPlugin));
+    if tour {
+        app.add_plugins(tour::TourPlugin);
+    } else {
+        app.add_plugins(play::KeyboardPlugin);
+    }
+    let exit = app.run();
+    match exit {
+        AppExit::Success => Ok(()),
+        AppExit::Error(code) => std::process::exit(i32::from(code.get())),
+    }
 }

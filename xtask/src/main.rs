@@ -2,7 +2,7 @@
 //!
 //! - `setup`: makes a fresh Debian/Ubuntu machine ready (system packages, the default model).
 //! - `fetch-models`: fetches and verifies the default model only.
-//! - `demo`: set-up, then the main demo.
+//! - `demo`: set-up, then the demo village (the scripted tour, headless, where there is no display).
 //! - `test`: set-up, then formatting, lints and every test.
 //! - `bench npc`: the NPC engine against llama.cpp's own `llama-bench`.
 //! - `bench art`: the art pipeline (kiln-sprite sizes and steps, a Stable Diffusion UNet step).
@@ -31,9 +31,13 @@ enum Task {
     Setup,
     /// Fetch the default model into the cache and verify its checksum.
     FetchModels,
-    /// Set up, then run the demo: a scripted conversation with each shipped NPC, then a sheet of
-    /// painted art.
-    Demo,
+    /// Set up, then start the demo village (`kiln-demo`); with no display it plays the scripted
+    /// tour headless and writes screenshots and a transcript to `target/demo/`.
+    Demo {
+        /// Passed on to `kiln-demo` (e.g. `--tour`, `--fresh`, `--headless`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set up, then check formatting and lints and run every test.
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -72,50 +76,16 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Task::Demo => {
+        Task::Demo { args } => {
             let model = setup::setup()?;
-            cargo(&["build", "-p", "kiln-npc", "--bin", "npc"], &model)?;
-            run(Command::new(target_dir().join("debug/npc"))
-                .args(["tour", "--dir", "assets/npcs"])
-                .env("KILN_NPC_MODEL", &model))?;
-            // Then the art engine: the shipped kiln-sprite paints prompts it never saw in training.
-            cargo(&["build", "-p", "kiln-nftgen", "--bin", "nftgen"], &model)?;
+            cargo(&["build", "-p", "kiln-demo"], &model)?;
             let out = target_dir().join("demo");
             std::fs::create_dir_all(&out)?;
-            let sheet = out.join("art-sheet.png");
-            println!("\npainting item and scene art with the shipped kiln-sprite model…");
-            let nftgen = target_dir().join("debug/nftgen");
-            run(Command::new(&nftgen).args([
-                "sheet".as_ref(),
-                "--out".as_ref(),
-                sheet.as_os_str(),
-                "--seeds".as_ref(),
-                "4".as_ref(),
-            ]))?;
-            // Then provenance: mint one painted item on a fresh local chain and verify it.
-            println!("\nminting a painted item on a local chain (anvil) and verifying it…");
-            let data = out.join("kiln-data");
-            let _ = std::fs::remove_dir_all(&data);
-            let item = out.join("potion.png");
-            let chain_step = |args: &[&std::ffi::OsStr]| {
-                run(Command::new(&nftgen)
-                    .args(args)
-                    .env("KILN_DATA_DIR", &data)
-                    .env_remove("KILN_RPC_URL"))
-            };
-            let os = |s: &'static str| std::ffi::OsStr::new(s);
-            chain_step(&[
-                os("generate"),
-                os("--prompt"),
-                os("a glowing green potion"),
-                os("--seed"),
-                os("42"),
-                os("--out"),
-                item.as_os_str(),
-            ])?;
-            chain_step(&[os("mint"), item.as_os_str()])?;
-            chain_step(&[os("verify"), item.as_os_str()])?;
-            chain_step(&[os("tokens")])
+            run(Command::new(target_dir().join("debug/kiln-demo"))
+                .arg("--out")
+                .arg(&out)
+                .args(args)
+                .env("KILN_NPC_MODEL", &model))
         }
         Task::Test { no_lint } => {
             let model = setup::setup()?;

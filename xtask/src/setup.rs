@@ -31,6 +31,23 @@ const APT: &[(&str, &str)] = &[
     // solc (solc-js), OpenZeppelin Contracts and anvil come from the npm registry.
     ("nodejs", "node --version"),
     ("npm", "npm --version"),
+    // The demo game renders with Vulkan on Mesa's software driver (lavapipe), in a window
+    // (X11, or Xvfb where there is no display) or headless.
+    (
+        "mesa-vulkan-drivers",
+        "ls /usr/share/vulkan/icd.d/lvp_icd.*.json",
+    ),
+    ("libvulkan1", "ldconfig -p | grep -q 'libvulkan.so.1 '"),
+    ("xvfb", "command -v Xvfb"),
+    ("xauth", "command -v xauth"),
+    ("libx11-xcb1", "ldconfig -p | grep -q libX11-xcb.so.1"),
+    ("libxcursor1", "ldconfig -p | grep -q libXcursor.so.1"),
+    ("libxrandr2", "ldconfig -p | grep -q libXrandr.so.2"),
+    ("libxi6", "ldconfig -p | grep -q libXi.so.6"),
+    (
+        "libxkbcommon-x11-0",
+        "ldconfig -p | grep -q libxkbcommon-x11.so.0",
+    ),
 ];
 
 /// Kiln's cache directory: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.

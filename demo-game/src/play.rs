@@ -1,0 +1,575 @@
+//! The game's rules: what talking, painting, minting and verifying do. The keyboard (or the
+//! tour) only writes [`Intent`]s.
+
+use std::sync::Arc;
+
+use bevy::input::keyboard::{Key, KeyboardInput};
+use bevy::prelude::*;
+use bevy_kiln::{
+    ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, MintArt, MintFailed,
+    NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified, VerifyToken,
+};
+use kiln_nftgen::{GeneratedArt, TokenId};
+
+use crate::DemoConfig;
+use crate::save::{GalleryEntry, Line, SaveGame};
+use crate::village::{Altar, Fleeing, Nearby, Player, Villager, WALK_MAX, WALK_MIN};
+
+/// What the player wants, from the keyboard or the tour.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// E: talk to the NPC in reach, or use the altar.
+    Interact,
+    /// Enter in the text box: say this, or paint this.
+    Submit(String),
+    /// M: mint the picture on the altar.
+    Mint,
+    /// G: open or close the gallery.
+    ToggleGallery,
+    /// V: verify every token in the gallery again.
+    Reverify,
+    /// Esc: close the text box, the shop or the gallery.
+    Close,
+}
+
+/// Who the text box talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressee {
+    /// An NPC.
+    Npc(Entity),
+    /// The altar (a description to paint).
+    Altar,
+}
+
+/// What the screen shows besides the village.
+#[derive(Resource, Debug, Default, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Walking about.
+    #[default]
+    Walking,
+    /// Typing into the text box.
+    Typing(Addressee),
+    /// An NPC's shop panel.
+    Shop(Entity),
+    /// The gallery of minted art.
+    Gallery,
+}
+
+/// The text being typed.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct TypedText(pub String);
+
+/// The conversation on screen.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct Dialogue {
+    /// The NPC being talked to.
+    pub npc: Option<Entity>,
+    /// The reply as it streams in (cleared when it is complete).
+    pub streaming: String,
+    /// Waiting for a reply.
+    pub waiting: bool,
+}
+
+/// The altar's state.
+#[derive(Resource, Debug, Default, Clone)]
+pub enum AltarState {
+    /// Nothing painted yet.
+    #[default]
+    Idle,
+    /// Painting `prompt`, at `step` of `total`.
+    Painting {
+        /// The description.
+        prompt: String,
+        /// Steps done.
+        step: u32,
+        /// Steps in all.
+        total: u32,
+    },
+    /// A picture is on the altar.
+    Painted {
+        /// The description.
+        prompt: String,
+        /// The picture.
+        art: Arc<GeneratedArt>,
+        /// Its asset.
+        image: Handle<Image>,
+        /// Minting it is under way.
+        minting: bool,
+        /// Minted as this token.
+        token: Option<TokenId>,
+    },
+    /// Something went wrong (the reason); the game goes on.
+    Failed(String),
+}
+
+/// A short message at the top of the screen (what just happened).
+#[derive(Resource, Debug, Default, Clone)]
+pub struct Notice(pub String);
+
+/// The game's rules (after the village's systems; the UI shows their results after them).
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlaySet;
+
+/// The game's rules.
+pub struct PlayPlugin;
+
+impl Plugin for PlayPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<Intent>()
+            .init_resource::<Mode>()
+            .init_resource::<TypedText>()
+            .init_resource::<Dialogue>()
+            .init_resource::<AltarState>()
+            .init_resource::<Notice>()
+            .add_systems(
+                Update,
+                (
+                    handle_intents,
+                    npc_replied,
+                    remember,
+                    altar_progress,
+                    minted,
+                    verified,
+                )
+                    .chain()
+                    .in_set(PlaySet)
+                    .after(crate::village::VillageSet),
+            )
+            .add_observer(reply_delta);
+    }
+}
+
+fn handle_intents(
+    mut intents: MessageReader<Intent>,
+    mut mode: ResMut<Mode>,
+    mut typed: ResMut<TypedText>,
+    mut dialogue: ResMut<Dialogue>,
+    mut altar_state: ResMut<AltarState>,
+    mut notice: ResMut<Notice>,
+    mut save: ResMut<SaveGame>,
+    nearby: Res<Nearby>,
+    villagers: Query<&Villager>,
+    altar: Single<Entity, With<Altar>>,
+    mut said: MessageWriter<PlayerSaid>,
+    mut paint: MessageWriter<GenerateArt>,
+    mut mint: MessageWriter<MintArt>,
+    mut verify: MessageWriter<VerifyToken>,
+) {
+    for intent in intents.read() {
+        match (intent, mode.clone()) {
+            (Intent::Interact, Mode::Walking) => match *nearby {
+                Nearby::Npc(npc) => {
+                    typed.0.clear();
+                    dialogue.npc = Some(npc);
+                    *mode = Mode::Typing(Addressee::Npc(npc));
+                }
+                Nearby::Altar => {
+                    typed.0.clear();
+                    *mode = Mode::Typing(Addressee::Altar);
+                }
+                Nearby::Nothing => notice.0 = "Nobody in reach: walk up to someone first.".into(),
+            },
+            (Intent::Submit(text), Mode::Typing(to)) => {
+                let text = text.trim().to_string();
+                *mode = Mode::Walking;
+                typed.0.clear();
+                if text.is_empty() {
+                    continue;
+                }
+                match to {
+                    Addressee::Npc(npc) => {
+                        let Ok(villager) = villagers.get(npc) else {
+                            continue;
+                        };
+                        save.transcripts
+                            .entry(villager.name.clone())
+                            .or_default()
+                            .push(Line {
+                                who: "You".into(),
+                                text: text.clone(),
+                                emotion: String::new(),
+                                action: String::new(),
+                            });
+                        save.store();
+                        dialogue.npc = Some(npc);
+                        dialogue.streaming.clear();
+                        dialogue.waiting = true;
+                        said.write(PlayerSaid::new(npc, text));
+                    }
+                    Addressee::Altar => {
+                        if matches!(*altar_state, AltarState::Painting { .. }) {
+                            notice.0 = "The altar is still painting.".into();
+                            continue;
+                        }
+                        save.paintings += 1;
+                        let seed = seed_for(&text, save.paintings);
+                        save.store();
+                        *altar_state = AltarState::Painting {
+                            prompt: text.clone(),
+                            step: 0,
+                            total: 0,
+                        };
+                        paint.write(GenerateArt {
+                            prompt: text,
+                            kind: ArtKind::Item,
+                            seed,
+                            requester: *altar,
+                        });
+                    }
+                }
+            }
+            (Intent::Mint, _) => match &mut *altar_state {
+                AltarState::Painted {
+                    art,
+                    minting,
+                    token,
+                    ..
+                } if !*minting && token.is_none() => {
+                    *minting = true;
+                    notice.0 = "Minting on the local chain...".into();
+                    mint.write(MintArt {
+                        requester: *altar,
+                        art: art.clone(),
+                        to: None,
+                    });
+                }
+                AltarState::Painted { token: Some(_), .. } => {
+                    notice.0 = "This picture is already minted.".into();
+                }
+                _ => notice.0 = "Paint something at the altar first.".into(),
+            },
+            (Intent::ToggleGallery, Mode::Gallery) | (Intent::Close, _) => {
+                *mode = Mode::Walking;
+                typed.0.clear();
+            }
+            (Intent::ToggleGallery, _) => *mode = Mode::Gallery,
+            (Intent::Reverify, _) => {
+                for entry in &mut save.gallery {
+                    if let Ok(token_id) = entry.token_id.parse::<TokenId>() {
+                        entry.verdict = "verifying".into();
+                        verify.write(VerifyToken {
+                            requester: *altar,
+                            token_id,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A seed from the description and a counter: the same description painted again looks different.
+fn seed_for(prompt: &str, n: u64) -> u64 {
+    prompt
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+        .wrapping_add(n)
+        % 1_000_000
+}
+
+fn reply_delta(delta: On<NpcReplyDelta>, mut dialogue: ResMut<Dialogue>) {
+    if dialogue.npc == Some(delta.entity) {
+        dialogue.streaming.push_str(&delta.text);
+    }
+}
+
+fn npc_replied(
+    mut replies: MessageReader<NpcReplied>,
+    mut villagers: Query<(&mut Villager, &Transform)>,
+    mut dialogue: ResMut<Dialogue>,
+    mut save: ResMut<SaveGame>,
+    mut mode: ResMut<Mode>,
+    mut notice: ResMut<Notice>,
+    mut commands: Commands,
+) {
+    for r in replies.read() {
+        let Ok((mut villager, transform)) = villagers.get_mut(r.npc) else {
+            continue;
+        };
+        villager.emotion = r.reply.emotion.clone();
+        if dialogue.npc == Some(r.npc) {
+            dialogue.waiting = false;
+            dialogue.streaming.clear();
+        }
+        save.transcripts
+            .entry(villager.name.clone())
+            .or_default()
+            .push(Line {
+                who: villager.name.clone(),
+                text: r.reply.say.clone(),
+                emotion: r.reply.emotion.clone(),
+                action: r.reply.action.clone(),
+            });
+        match r.reply.action.as_str() {
+            "open_shop" => *mode = Mode::Shop(r.npc),
+            "give_item" => {
+                let given = save
+                    .inventory
+                    .iter()
+                    .filter(|i| villager.gifts.contains(&i.as_str()))
+                    .count();
+                let gift = villager.gifts[given % villager.gifts.len()];
+                save.inventory.push(gift.to_string());
+                notice.0 = format!("{} gave you a {gift}.", villager.name);
+            }
+            "flee" => {
+                let here = transform.translation.truncate();
+                let away = if here.x >= 0.0 {
+                    WALK_MAX.x
+                } else {
+                    WALK_MIN.x
+                };
+                commands.entity(r.npc).insert(Fleeing {
+                    to: Vec2::new(away, WALK_MAX.y),
+                    away: 8.0,
+                });
+                notice.0 = format!("{} hurries away.", villager.name);
+            }
+            _ => {}
+        }
+        save.store();
+    }
+}
+
+fn remember(
+    mut remembered: MessageReader<NpcRemembered>,
+    villagers: Query<&Villager>,
+    mut save: ResMut<SaveGame>,
+) {
+    let mut changed = false;
+    for r in remembered.read() {
+        if let Ok(villager) = villagers.get(r.npc) {
+            save.memories
+                .insert(villager.name.clone(), r.memory.clone());
+            changed = true;
+        }
+    }
+    if changed {
+        save.store();
+    }
+}
+
+fn altar_progress(
+    mut progress: MessageReader<ArtProgress>,
+    mut ready: MessageReader<ArtReady>,
+    mut failed: MessageReader<ArtFailed>,
+    altar: Single<Entity, With<Altar>>,
+    mut state: ResMut<AltarState>,
+) {
+    for p in progress.read().filter(|p| p.requester == *altar) {
+        if let AltarState::Painting { step, total, .. } = &mut *state {
+            (*step, *total) = (p.step, p.total);
+        }
+    }
+    for r in ready.read().filter(|r| r.requester == *altar) {
+        *state = AltarState::Painted {
+            prompt: r.record.prompt.clone(),
+            art: r.art.clone(),
+            image: r.image.clone(),
+            minting: false,
+            token: None,
+        };
+    }
+    for f in failed.read().filter(|f| f.requester == *altar) {
+        *state = AltarState::Failed(format!("The altar could not paint: {}", f.reason));
+    }
+}
+
+fn minted(
+    mut minted: MessageReader<ArtMinted>,
+    mut failed: MessageReader<MintFailed>,
+    mut state: ResMut<AltarState>,
+    mut save: ResMut<SaveGame>,
+    mut notice: ResMut<Notice>,
+    mut verify: MessageWriter<VerifyToken>,
+    config: Res<DemoConfig>,
+) {
+    for m in minted.read() {
+        let AltarState::Painted {
+            prompt,
+            art,
+            minting,
+            token,
+            ..
+        } = &mut *state
+        else {
+            continue;
+        };
+        *minting = false;
+        *token = Some(m.token_id);
+        let image = config
+            .data_dir
+            .join("gallery")
+            .join(format!("{}.png", m.token_id));
+        let written = std::fs::create_dir_all(config.data_dir.join("gallery"))
+            .map_err(|e| e.to_string())
+            .and_then(|()| kiln_nftgen::png_io::write(&image, art).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            warn!("cannot keep a copy of the minted picture: {e}");
+        }
+        save.gallery.push(GalleryEntry {
+            token_id: m.token_id.to_string(),
+            prompt: prompt.clone(),
+            image,
+            tx: m.tx.to_string(),
+            verdict: "verifying".into(),
+        });
+        save.store();
+        notice.0 = format!(
+            "Minted token {} in block {}.",
+            short(&m.token_id.to_string()),
+            m.block
+        );
+        verify.write(VerifyToken {
+            requester: m.requester,
+            token_id: m.token_id,
+        });
+    }
+    for f in failed.read() {
+        if let AltarState::Painted { minting, .. } = &mut *state {
+            *minting = false;
+        }
+        notice.0 = format!("Minting failed: {}", f.reason);
+    }
+}
+
+fn verified(
+    mut verified: MessageReader<TokenVerified>,
+    mut save: ResMut<SaveGame>,
+    mut notice: ResMut<Notice>,
+) {
+    let mut changed = false;
+    for v in verified.read() {
+        let id = v.token_id.to_string();
+        let verdict = match &v.verdict {
+            Ok(verdict) => verdict_name(verdict),
+            Err(e) => {
+                notice.0 = format!("Verification failed: {e}");
+                "unverified".into()
+            }
+        };
+        for entry in save.gallery.iter_mut().filter(|e| e.token_id == id) {
+            entry.verdict = verdict.clone();
+            changed = true;
+        }
+        if let Ok(v) = &v.verdict {
+            notice.0 = format!("Token {}: {}", short(&id), v.describe());
+        }
+    }
+    if changed {
+        save.store();
+    }
+}
+
+/// The verdict's short name, as in `nftgen verify --json`: `authentic`, `image_altered`, ….
+pub fn verdict_name(verdict: &kiln_nftgen::chain::Verdict) -> String {
+    serde_json::to_value(verdict)
+        .ok()
+        .and_then(|j| j["verdict"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `0x1234...abcd` (the default font has no ellipsis glyph).
+pub fn short(id: &str) -> String {
+    if id.len() > 14 {
+        format!("{}...{}", &id[..6], &id[id.len() - 4..])
+    } else {
+        id.to_string()
+    }
+}
+
+/// The keyboard: arrows/WASD walk, E interacts, typing fills the text box, Enter submits,
+/// M mints, G opens the gallery, V re-verifies, Esc closes.
+pub struct KeyboardPlugin;
+
+impl Plugin for KeyboardPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(Update, keyboard.before(handle_intents));
+    }
+}
+
+fn keyboard(
+    keys: Res<ButtonInput<KeyCode>>,
+    mut typing: MessageReader<KeyboardInput>,
+    mode: Res<Mode>,
+    mut typed: ResMut<TypedText>,
+    mut intents: MessageWriter<Intent>,
+    time: Res<Time>,
+    player: Single<&mut Transform, With<Player>>,
+) {
+    if let Mode::Typing(_) = *mode {
+        for key in typing.read().filter(|k| k.state.is_pressed()) {
+            match &key.logical_key {
+                Key::Enter => intents.write(Intent::Submit(typed.0.clone())),
+                Key::Escape => intents.write(Intent::Close),
+                Key::Backspace => {
+                    typed.0.pop();
+                    continue;
+                }
+                Key::Space => {
+                    typed.0.push(' ');
+                    continue;
+                }
+                Key::Character(c) if typed.0.chars().count() < 200 => {
+                    typed.0.push_str(c);
+                    continue;
+                }
+                _ => continue,
+            };
+        }
+        return;
+    }
+    typing.clear();
+    for (key, intent) in [
+        (KeyCode::KeyE, Intent::Interact),
+        (KeyCode::KeyM, Intent::Mint),
+        (KeyCode::KeyG, Intent::ToggleGallery),
+        (KeyCode::KeyV, Intent::Reverify),
+        (KeyCode::Escape, Intent::Close),
+    ] {
+        if keys.just_pressed(key) {
+            intents.write(intent);
+        }
+    }
+    let mut dir = Vec2::ZERO;
+    for (keys_for, d) in [
+        ([KeyCode::ArrowLeft, KeyCode::KeyA], Vec2::NEG_X),
+        ([KeyCode::ArrowRight, KeyCode::KeyD], Vec2::X),
+        ([KeyCode::ArrowUp, KeyCode::KeyW], Vec2::Y),
+        ([KeyCode::ArrowDown, KeyCode::KeyS], Vec2::NEG_Y),
+    ] {
+        if keys.any_pressed(keys_for) {
+            dir += d;
+        }
+    }
+    if dir != Vec2::ZERO {
+        let mut transform = player.into_inner();
+        let next = transform.translation.truncate()
+            + dir.normalize() * crate::village::SPEED * time.delta_secs();
+        transform.translation = next
+            .clamp(WALK_MIN, WALK_MAX)
+            .extend(transform.translation.z);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_vary_with_the_description_and_the_count() {
+        assert_eq!(seed_for("a red sword", 1), seed_for("a red sword", 1));
+        assert_ne!(seed_for("a red sword", 1), seed_for("a red sword", 2));
+        assert_ne!(seed_for("a red sword", 1), seed_for("a blue sword", 1));
+        assert!(seed_for("anything", 7) < 1_000_000);
+    }
+
+    #[test]
+    fn long_ids_are_shortened() {
+        assert_eq!(short("0x0123456789abcdef"), "0x0123...cdef");
+        assert_eq!(short("0x01"), "0x01");
+    }
+}

@@ -1,0 +1,193 @@
+//! The demo's scripted tour, rendered for real on Mesa's software Vulkan (lavapipe): first in a
+//! window under Xvfb, then — same village, a restart later — headless. Real SmolLM2, the
+//! shipped kiln-sprite and a real anvil.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Shot {
+    width: usize,
+    rgb: Vec<[u8; 3]>,
+}
+
+fn read_png(path: &Path) -> Shot {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let rgb = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    Shot {
+        width: info.width as usize,
+        rgb,
+    }
+}
+
+/// Distinct colours in the picture (a blank or single-colour frame has one or two).
+fn colours(shot: &Shot) -> usize {
+    let mut c: Vec<[u8; 3]> = shot.rgb.clone();
+    c.sort_unstable();
+    c.dedup();
+    c.len()
+}
+
+/// Share of pixels that differ between two pictures of the same size.
+fn difference(a: &Shot, b: &Shot) -> f64 {
+    assert_eq!(a.rgb.len(), b.rgb.len());
+    let differ = a.rgb.iter().zip(&b.rgb).filter(|(x, y)| x != y).count();
+    differ as f64 / a.rgb.len() as f64
+}
+
+fn run_tour(out: &Path, data: &Path, under_xvfb: bool, fresh: bool) -> String {
+    let bin = env!("CARGO_BIN_EXE_kiln-demo");
+    let mut cmd = if under_xvfb {
+        let mut c = Command::new("xvfb-run");
+        c.args(["-a", "-s", "-screen 0 1280x800x24", bin]);
+        c
+    } else {
+        let mut c = Command::new(bin);
+        c.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+        c
+    };
+    cmd.arg("--tour")
+        .arg("--out")
+        .arg(out)
+        .arg("--data-dir")
+        .arg(data);
+    if fresh {
+        cmd.arg("--fresh");
+    }
+    let output = cmd
+        .env_remove("KILN_RPC_URL")
+        .output()
+        .expect("kiln-demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the tour failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+fn transcript(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("transcript.json")).unwrap()).unwrap()
+}
+
+fn check_tour(out: &Path, t: &Value) -> Vec<PathBuf> {
+    assert_eq!(t["ok"], true, "{t:#}");
+    let conversations = t["conversations"].as_array().unwrap();
+    for name in ["Bram", "Mira", "Sela"] {
+        let c = conversations
+            .iter()
+            .find(|c| c["npc"] == name)
+            .unwrap_or_else(|| panic!("no reply from {name}: {t:#}"));
+        assert!(!c["say"].as_str().unwrap().trim().is_empty(), "{c}");
+        assert_eq!(c["fallback"], false, "{name} answered from the model: {c}");
+    }
+    let minted = t["minted"]["token_id"].as_str().expect("a minted token");
+    assert_eq!(t["verification"]["token_id"], minted);
+    assert_eq!(t["verification"]["verdict"], "authentic", "{t:#}");
+
+    let shots: Vec<PathBuf> = t["screenshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    assert_eq!(shots.len(), 6, "{shots:?}");
+    let pictures: Vec<Shot> = shots.iter().map(|p| read_png(p)).collect();
+    for (path, shot) in shots.iter().zip(&pictures) {
+        assert_eq!(shot.width, 960, "{}", path.display());
+        assert!(
+            colours(shot) > 200,
+            "{} is (nearly) blank: {} colours",
+            path.display(),
+            colours(shot)
+        );
+    }
+    for i in 0..pictures.len() {
+        for j in i + 1..pictures.len() {
+            let d = difference(&pictures[i], &pictures[j]);
+            assert!(
+                d > 0.002,
+                "{} and {} are the same scene ({:.4}% of pixels differ)",
+                shots[i].display(),
+                shots[j].display(),
+                d * 100.0
+            );
+        }
+    }
+    assert!(out.join("transcript.txt").is_file());
+    shots
+}
+
+#[test]
+fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("village");
+
+    // First start, in a window under Xvfb: the scenery is painted and cached.
+    let first_out = dir.path().join("first");
+    let stdout = run_tour(&first_out, &data, true, true);
+    assert!(stdout.contains("screenshots and transcript in"), "{stdout}");
+    let first = transcript(&first_out);
+    assert_eq!(first["headless"], false);
+    check_tour(&first_out, &first);
+    for name in ["village", "forest", "mountains", "sea"] {
+        assert!(data.join("scenery").join(format!("{name}.png")).is_file());
+    }
+    let save: Value =
+        serde_json::from_slice(&std::fs::read(data.join("save.json")).unwrap()).unwrap();
+    assert_eq!(save["gallery"].as_array().unwrap().len(), 1);
+    assert_eq!(save["gallery"][0]["verdict"], "authentic");
+    for name in ["Bram", "Mira", "Sela"] {
+        assert_eq!(save["memories"][name]["turns"].as_array().unwrap().len(), 1);
+        assert_eq!(save["transcripts"][name].as_array().unwrap().len(), 2);
+    }
+    let inventory = save["inventory"].as_array().unwrap().len();
+
+    // A restart, headless this time: conversations go on where they stopped, the gallery
+    // keeps the first token and gains a second, scenery comes from the cache.
+    let second_out = dir.path().join("second");
+    let scenery_before = std::fs::metadata(data.join("scenery/village.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    run_tour(&second_out, &data, false, false);
+    let second = transcript(&second_out);
+    assert_eq!(second["headless"], true);
+    check_tour(&second_out, &second);
+    assert_ne!(second["minted"]["token_id"], first["minted"]["token_id"]);
+    let save: Value =
+        serde_json::from_slice(&std::fs::read(data.join("save.json")).unwrap()).unwrap();
+    let gallery = save["gallery"].as_array().unwrap();
+    assert_eq!(gallery.len(), 2);
+    assert_eq!(gallery[0]["token_id"], first["minted"]["token_id"]);
+    assert!(gallery.iter().all(|g| g["verdict"] == "authentic"));
+    for name in ["Bram", "Mira", "Sela"] {
+        assert_eq!(
+            save["memories"][name]["turns"].as_array().unwrap().len(),
+            2,
+            "{name} remembers the first conversation"
+        );
+        assert_eq!(save["transcripts"][name].as_array().unwrap().len(), 4);
+    }
+    assert!(save["inventory"].as_array().unwrap().len() >= inventory);
+    assert_eq!(
+        std::fs::metadata(data.join("scenery/village.png"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        scenery_before,
+        "the cached backdrop was reused"
+    );
+}
