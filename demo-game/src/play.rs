@@ -559,6 +559,68 @@ fn keyboard(
 mod tests {
     use super::*;
 
+    /// The rules for NPC actions, on a reply the game received (the model's side is tested in
+    /// bevy_kiln and by the tour).
+    #[test]
+    fn actions_open_the_shop_give_items_and_send_npcs_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_message::<NpcReplied>()
+            .init_resource::<Mode>()
+            .init_resource::<Dialogue>()
+            .init_resource::<Notice>()
+            .insert_resource(SaveGame::load_or_default(dir.path()))
+            .add_systems(Update, npc_replied);
+        let npc = app
+            .world_mut()
+            .spawn((
+                Transform::from_xyz(-300.0, 70.0, 0.0),
+                Villager {
+                    name: "Bram".into(),
+                    home: Vec2::new(-300.0, 70.0),
+                    colour: Color::WHITE,
+                    gifts: &["iron nail", "whetstone"],
+                    wares: &["short sword"],
+                    emotion: String::new(),
+                },
+            ))
+            .id();
+        let reply = |action: &str, emotion: &str| NpcReplied {
+            npc,
+            reply: bevy_kiln::NpcReply {
+                say: format!("({action})"),
+                emotion: emotion.into(),
+                action: action.into(),
+            },
+            fallback: false,
+        };
+
+        app.world_mut().write_message(reply("open_shop", "happy"));
+        app.update();
+        assert_eq!(*app.world().resource::<Mode>(), Mode::Shop(npc));
+        assert_eq!(app.world().get::<Villager>(npc).unwrap().emotion, "happy");
+
+        for _ in 0..3 {
+            app.world_mut().write_message(reply("give_item", "proud"));
+            app.update();
+        }
+        let save = app.world().resource::<SaveGame>();
+        assert_eq!(save.inventory, ["iron nail", "whetstone", "iron nail"]);
+        assert_eq!(save.transcripts["Bram"].len(), 4);
+        assert_eq!(
+            SaveGame::load_or_default(dir.path()).inventory.len(),
+            3,
+            "saved"
+        );
+
+        app.world_mut().write_message(reply("flee", "angry"));
+        app.update();
+        let fleeing = app.world().get::<Fleeing>(npc).expect("Bram runs off");
+        assert_eq!(fleeing.to, Vec2::new(WALK_MIN.x, WALK_MAX.y));
+        assert!(app.world().resource::<Notice>().0.contains("hurries away"));
+    }
+
     #[test]
     fn seeds_vary_with_the_description_and_the_count() {
         assert_eq!(seed_for("a red sword", 1), seed_for("a red sword", 1));

@@ -18,7 +18,7 @@ use crate::village::{ALTAR_AT, Altar, Backdrop, HeadlessTarget, Player, Villager
 /// What each NPC is asked.
 pub const LINES: [(&str, &str); 3] = [
     ("Bram", "Can you mend my sword?"),
-    ("Mira", "Do you sell rope?"),
+    ("Mira", "Show me what you have for sale."),
     ("Sela", "What do the stars say about me?"),
 ];
 
@@ -216,6 +216,13 @@ fn play(
     if tour.finished.is_some() {
         return;
     }
+    // A screenshot shows the frame it was taken in: nothing moves on until it is saved.
+    if tour.saved < tour.shots.len() {
+        if tour.step_started.elapsed() > Duration::from_secs(30) {
+            tour.finished = Some(Err("a screenshot was not captured within 30 s".into()));
+        }
+        return;
+    }
     // A few steps can complete in one frame; waits end the frame.
     for _ in 0..4 {
         let Some(step) = tour.steps.get(tour.at).cloned() else {
@@ -288,7 +295,9 @@ fn play(
                         tour.saved += 1;
                     });
                 tour.shots.push(path);
-                true
+                tour.at += 1;
+                tour.step_started = Instant::now();
+                return;
             }
         };
         if !done {
