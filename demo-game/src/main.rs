@@ -81,6 +81,13 @@ fn main() -> anyhow::Result<()> {
         None if tour => cli.out.join("village"),
         None => kiln_nftgen::chain::default_data_dir(),
     };
+    if cli.fresh && cli.data_dir.is_none() && !tour {
+        // Kiln's shared data directory holds the player's minted art and chain journal.
+        anyhow::bail!(
+            "--fresh would clear Kiln's data directory {}; name the directory to clear with --data-dir",
+            data_dir.display()
+        );
+    }
     if cli.fresh {
         // Everything but the painted scenery, which only depends on the model.
         if let Ok(entries) = std::fs::read_dir(&data_dir) {
