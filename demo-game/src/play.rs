@@ -11,7 +11,6 @@ use bevy_kiln::{
 };
 use kiln_nftgen::{GeneratedArt, TokenId};
 
-use crate::DemoConfig;
 use crate::save::{GalleryEntry, Line, SaveGame};
 use crate::village::{Altar, Fleeing, Nearby, Player, Villager, WALK_MAX, WALK_MIN};
 
@@ -385,12 +384,10 @@ fn minted(
     mut save: ResMut<SaveGame>,
     mut notice: ResMut<Notice>,
     mut verify: MessageWriter<VerifyToken>,
-    config: Res<DemoConfig>,
 ) {
     for m in minted.read() {
         let AltarState::Painted {
             prompt,
-            art,
             minting,
             token,
             ..
@@ -400,20 +397,10 @@ fn minted(
         };
         *minting = false;
         *token = Some(m.token_id);
-        let image = config
-            .data_dir
-            .join("gallery")
-            .join(format!("{}.png", m.token_id));
-        let written = std::fs::create_dir_all(config.data_dir.join("gallery"))
-            .map_err(|e| e.to_string())
-            .and_then(|()| kiln_nftgen::png_io::write(&image, art).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            warn!("cannot keep a copy of the minted picture: {e}");
-        }
         save.gallery.push(GalleryEntry {
             token_id: m.token_id.to_string(),
             prompt: prompt.clone(),
-            image,
+            image: m.png.clone(),
             tx: m.tx.to_string(),
             verdict: "verifying".into(),
         });

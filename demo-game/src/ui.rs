@@ -296,7 +296,7 @@ fn status_line(
         (Mode::Walking, Nearby::Altar) => "E paint at the altar | M mint | G gallery",
         (Mode::Walking, Nearby::Nothing) => "arrows/WASD walk | G gallery",
     };
-    status.0 = format!("NPCs: {npc} | art: {art} | {chain} | {hint}");
+    status.set_if_neq(Text(format!("NPCs: {npc} | art: {art} | {chain} | {hint}")));
     if notice_text.0 != notice.0 {
         notice_text.0.clone_from(&notice.0);
     }
@@ -342,7 +342,7 @@ fn dialogue_box(
     mut text_box_text: Single<&mut Text, (With<TextBoxText>, Without<DialogueText>)>,
 ) {
     let typing = matches!(*mode, Mode::Typing(_));
-    **text_box = show(typing);
+    text_box.set_if_neq(show(typing));
     if let Mode::Typing(to) = *mode {
         let who = match to {
             Addressee::Altar => "To the altar".to_string(),
@@ -351,14 +351,16 @@ fn dialogue_box(
                 .map(|v| format!("To {}", v.name))
                 .unwrap_or_default(),
         };
-        text_box_text.0 = format!("{who}: {}_", typed.0);
+        text_box_text.set_if_neq(Text(format!("{who}: {}_", typed.0)));
     }
     let Some(villager) = dialogue.npc.and_then(|n| villagers.get(n).ok()) else {
-        **panel = Visibility::Hidden;
+        panel.set_if_neq(Visibility::Hidden);
         return;
     };
-    **panel = Visibility::Inherited;
-    portrait.0 = villager.colour.mix(&emotion_colour(&villager.emotion), 0.6);
+    panel.set_if_neq(Visibility::Inherited);
+    portrait.set_if_neq(BackgroundColor(
+        villager.colour.mix(&emotion_colour(&villager.emotion), 0.6),
+    ));
     let lines = save
         .transcripts
         .get(&villager.name)
@@ -384,7 +386,7 @@ fn dialogue_box(
             dialogue.streaming.trim()
         ));
     }
-    body.0 = shown.join("\n");
+    body.set_if_neq(Text(shown.join("\n")));
 }
 
 fn bubbles(
@@ -395,11 +397,14 @@ fn bubbles(
     mut badges: Query<&mut Text2d, (With<Badge>, Without<Bubble>)>,
 ) {
     for (entity, villager, mut sprite, children) in &mut villagers {
-        sprite.color = if villager.emotion.is_empty() {
+        let colour = if villager.emotion.is_empty() {
             villager.colour
         } else {
             villager.colour.mix(&emotion_colour(&villager.emotion), 0.6)
         };
+        if sprite.color != colour {
+            sprite.color = colour;
+        }
         let said = if dialogue.npc == Some(entity) {
             if dialogue.waiting {
                 dialogue.streaming.trim().to_string()
@@ -530,7 +535,7 @@ fn gallery(
             .0
             .entry(entry.token_id.clone())
             .or_insert_with(|| match kiln_nftgen::png_io::read(&entry.image) {
-                Ok(png) => images.add(crate::village::rgba_image(png.width, png.height, png.rgba)),
+                Ok(png) => images.add(bevy_kiln::pixel_image(png.width, png.height, png.rgba)),
                 Err(_) => Handle::default(),
             })
             .clone();

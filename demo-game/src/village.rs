@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use bevy::asset::RenderAssetUsages;
-use bevy::image::ImageSampler;
 use bevy::prelude::*;
-use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::sprite::Anchor;
 use bevy_kiln::{ArtKind, ArtReady, ArtStatus, GenerateArt, Npc};
 use kiln_nftgen::png_io;
@@ -195,7 +193,7 @@ fn spawn_camera(
             TextureFormat::Rgba8UnormSrgb,
             None,
         );
-        target.texture_descriptor.usage |= bevy::render::render_resource::TextureUsages::COPY_SRC;
+        target.texture_descriptor.usage |= TextureUsages::COPY_SRC;
         let handle = images.add(target);
         commands.insert_resource(HeadlessTarget(handle.clone()));
         commands.spawn((
@@ -331,24 +329,7 @@ fn load_cached(path: &std::path::Path, prompt: &str, seed: u64) -> Option<Image>
     if png.record.prompt != prompt || png.record.seed != seed {
         return None;
     }
-    Some(rgba_image(png.width, png.height, png.rgba))
-}
-
-/// An sRGB RGBA8 image with nearest-neighbour sampling.
-pub fn rgba_image(width: u32, height: u32, rgba: Vec<u8>) -> Image {
-    let mut image = Image::new(
-        Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-        TextureDimension::D2,
-        rgba,
-        TextureFormat::Rgba8UnormSrgb,
-        RenderAssetUsages::default(),
-    );
-    image.sampler = ImageSampler::nearest();
-    image
+    Some(bevy_kiln::pixel_image(png.width, png.height, png.rgba))
 }
 
 /// Asks Kiln for every backdrop not in the cache, once the art model is ready.
@@ -405,14 +386,13 @@ fn walk_to_target(time: Res<Time>, player: Single<(&mut Transform, &mut Player)>
     let Some(target) = player.target else {
         return;
     };
-    let here = transform.translation.truncate();
-    let step = SPEED * time.delta_secs();
-    let next = if here.distance(target) <= step {
+    let next = transform
+        .translation
+        .truncate()
+        .move_towards(target, SPEED * time.delta_secs());
+    if next == target {
         player.target = None;
-        target
-    } else {
-        here + (target - here).normalize() * step
-    };
+    }
     transform.translation = next
         .clamp(WALK_MIN, WALK_MAX)
         .extend(transform.translation.z);
@@ -435,12 +415,7 @@ fn flee(
             }
             None => (villager.home, 80.0),
         };
-        let step = speed * time.delta_secs();
-        let next = if here.distance(goal) <= step {
-            goal
-        } else {
-            here + (goal - here).normalize() * step
-        };
+        let next = here.move_towards(goal, speed * time.delta_secs());
         transform.translation = next.extend(transform.translation.z);
     }
 }

@@ -279,14 +279,21 @@ fn receive_art(
 
 /// The pixels as an sRGB RGBA8 image with nearest-neighbour sampling (crisp pixel art).
 pub(crate) fn to_image(art: &GeneratedArt) -> Image {
+    pixel_image(art.width, art.height, art.rgba.clone())
+}
+
+/// RGBA8 pixels (rows top to bottom, as Kiln paints and stores them) as an sRGB `Image` with
+/// nearest-neighbour sampling, like the images [`ArtReady`] hands out; for pictures a game
+/// reads back from disk (e.g. with `kiln_nftgen::png_io::read`).
+pub fn pixel_image(width: u32, height: u32, rgba: Vec<u8>) -> Image {
     let mut image = Image::new(
         Extent3d {
-            width: art.width,
-            height: art.height,
+            width,
+            height,
             depth_or_array_layers: 1,
         },
         TextureDimension::D2,
-        art.rgba.clone(),
+        rgba,
         TextureFormat::Rgba8UnormSrgb,
         RenderAssetUsages::default(),
     );

@@ -43,7 +43,7 @@ pub struct MintArt {
 }
 
 /// The art is minted.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct ArtMinted {
     /// Who asked.
     pub requester: Entity,
@@ -53,6 +53,8 @@ pub struct ArtMinted {
     pub tx: TxHash,
     /// Its block.
     pub block: u64,
+    /// The minted picture in Kiln's content store (PNG, its attributed record embedded).
+    pub png: PathBuf,
 }
 
 /// The mint failed (refused by the contract, a dead RPC, a timeout …); nothing was lost: a mint
@@ -210,6 +212,7 @@ fn worker(
                     token_id: r.token_id,
                     tx: r.tx,
                     block: r.block,
+                    png: c.store().png_path(m.art.content_hash),
                 })),
                 Err(e) => out.send(Out::MintFailed(MintFailed {
                     requester: m.requester,

@@ -69,7 +69,9 @@ mod npc;
 use bevy::app::{PluginGroup, PluginGroupBuilder};
 use bevy::prelude::*;
 
-pub use art::{ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt};
+pub use art::{
+    ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt, pixel_image,
+};
 #[cfg(feature = "chain")]
 pub use chain::{
     ArtMinted, ChainPlugin, ChainStatus, MintArt, MintFailed, TokenVerified, VerifyToken,

@@ -55,7 +55,7 @@ fn painted_art_is_minted_and_verified_from_the_game() {
         "{:?}",
         seen::<MintFailed>(&app)
     );
-    let minted = seen::<ArtMinted>(&app)[0];
+    let minted = seen::<ArtMinted>(&app)[0].clone();
     assert_eq!(minted.requester, altar);
     let ChainStatus::Ready { account, .. } = app.world().resource::<ChainStatus>().clone() else {
         panic!("chain not ready");
@@ -63,6 +63,10 @@ fn painted_art_is_minted_and_verified_from_the_game() {
     let mut bound = art.record.clone();
     bound.creator = Some(account);
     assert_eq!(minted.token_id.0, bound.recipe_hash().0);
+    // The picture in the content store: these pixels, with the attributed record.
+    let stored = kiln_nftgen::png_io::read(&minted.png).unwrap();
+    assert_eq!(stored.content_hash, art.content_hash);
+    assert_eq!(stored.record, bound);
 
     app.world_mut().write_message(VerifyToken {
         requester: altar,
