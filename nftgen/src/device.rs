@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 
-use crate::record::Backend;
+use crate::provenance::record::Backend;
 
 /// Where to run diffusion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

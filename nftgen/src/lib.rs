@@ -44,19 +44,19 @@
 
 #[cfg(feature = "chain")]
 pub mod chain;
-pub mod data;
 mod device;
 mod error;
-pub mod eval;
+pub mod model;
 mod pipeline;
-pub mod png_io;
-mod record;
-mod rng;
-mod schedule;
-pub mod sd;
-pub mod sprite;
-pub mod store;
-pub mod train;
+pub mod provenance;
+pub mod sampling;
+#[cfg(feature = "train")]
+pub mod training;
+
+pub use model::{sd, sprite};
+pub use provenance::{png as png_io, store};
+#[cfg(feature = "train")]
+pub use training::{data, eval, train};
 
 /// Environment variable naming the default art model (a file or a diffusers directory).
 pub const MODEL_ENV: &str = "KILN_ART_MODEL";
@@ -81,9 +81,9 @@ pub use pipeline::{
     ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES, MAX_STEPS,
     ModelFamily, Progress,
 };
-pub use record::{
+pub use provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
     PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind, TokenId, TxHash,
 };
-pub use rng::NoiseRng;
-pub use schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};
+pub use sampling::noise::NoiseRng;
+pub use sampling::schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};

@@ -7,14 +7,14 @@ use candle_nn::VarBuilder;
 
 use crate::device::{self, DevicePreference};
 use crate::error::{GenerateError, ModelError, RequestError};
-use crate::record::{
+use crate::model::sd::{self, SdModel};
+use crate::model::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+use crate::provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
     PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
 };
-use crate::rng::NoiseRng;
-use crate::schedule::{NoiseSchedule, Prediction, Stepper};
-use crate::sd::{self, SdModel};
-use crate::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+use crate::sampling::noise::NoiseRng;
+use crate::sampling::schedule::{NoiseSchedule, Prediction, Stepper};
 
 /// Longest prompt or negative prompt, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 1000;

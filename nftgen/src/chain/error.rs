@@ -130,7 +130,7 @@ pub enum ChainError {
     },
     /// Storing the art failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::provenance::store::StoreError),
 }
 
 impl ChainError {

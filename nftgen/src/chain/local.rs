@@ -135,7 +135,7 @@ impl LocalChain {
             if let Some(port) = port.filter(|p| answers(*p)) {
                 let pid = child.id() as i32;
                 let running = serde_json::to_vec(&Running { pid, port }).expect("serialises");
-                crate::store::write_atomic(&running_file, &running)?;
+                crate::provenance::store::write_atomic(&running_file, &running)?;
                 tracing::info!(port, pid, dir = %dir.display(), "local chain started");
                 return Ok(Self {
                     dir,

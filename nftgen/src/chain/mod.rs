@@ -53,7 +53,7 @@ pub use error::{ChainError, MintRejection};
 pub use local::{ANVIL_ENV, LOCAL_CHAIN_ID, LocalChain, find_anvil};
 pub use verify::{FileRecord, Verdict, Verification, verify, verify_file};
 
-use crate::store::{ContentStore, write_atomic};
+use crate::provenance::store::{ContentStore, write_atomic};
 use crate::{ContentHash, CreatorAddress, GeneratedArt, GenerationRecord, TokenId, TxHash};
 
 #[allow(missing_docs)]

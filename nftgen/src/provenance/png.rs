@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::PngError;
 use crate::pipeline::GeneratedArt;
-use crate::record::{ContentHash, GenerationRecord};
+use crate::provenance::record::{ContentHash, GenerationRecord};
 
 /// iTXt keyword holding the record.
 pub const RECORD_KEYWORD: &str = "kiln";

@@ -14,10 +14,10 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use crate::data;
-use crate::rng::NoiseRng;
-use crate::schedule::Prediction;
-use crate::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+use crate::model::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+use crate::sampling::noise::NoiseRng;
+use crate::sampling::schedule::Prediction;
+use crate::training::data;
 
 /// Training failed.
 #[derive(Debug, thiserror::Error)]

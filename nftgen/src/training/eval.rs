@@ -8,10 +8,10 @@
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 
-use crate::data::{
+use crate::sampling::noise::NoiseRng;
+use crate::training::data::{
     self, Colour, ItemKind, ItemSpec, SampleSpec, SceneSpec, Terrain, TimeOfDay, Weather,
 };
-use crate::rng::NoiseRng;
 
 /// Pooled RGB features of an RGBA8 image: 2×2 average pooling, values in [0, 1], channel-major.
 pub fn features(rgba: &[u8], width: u32, height: u32) -> Vec<f32> {

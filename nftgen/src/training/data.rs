@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::rng::NoiseRng;
+use crate::sampling::noise::NoiseRng;
 
 /// What an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

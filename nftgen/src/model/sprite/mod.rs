@@ -20,7 +20,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{NoiseSchedule, Prediction};
+use crate::sampling::schedule::{NoiseSchedule, Prediction};
 
 /// Metadata key of the JSON config inside a kiln-sprite safetensors file.
 pub const CONFIG_KEY: &str = "kiln.config";
@@ -199,7 +199,7 @@ impl SpriteConfig {
             },
             schedule: NoiseSchedule {
                 train_steps: 1000,
-                beta_schedule: crate::schedule::BetaSchedule::Cosine,
+                beta_schedule: crate::sampling::schedule::BetaSchedule::Cosine,
                 beta_start: 0.0001,
                 beta_end: 0.02,
             },
@@ -211,7 +211,7 @@ impl SpriteConfig {
     }
 
     /// The shipped size class with in-context conditioning (about 2.8 M parameters). The shipped
-    /// model is [`crate::train::training_config`]: this size with [`Conditioning::AdaLn`].
+    /// model is [`crate::training::train::training_config`]: this size with [`Conditioning::AdaLn`].
     pub fn base() -> Self {
         Self {
             name: "kiln-sprite-base".into(),
@@ -624,7 +624,7 @@ pub fn random_weights(
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    let mut rng = crate::rng::NoiseRng::new(seed);
+    let mut rng = crate::sampling::noise::NoiseRng::new(seed);
     let mut out = HashMap::new();
     for name in names {
         let var = &data[name];
@@ -672,7 +672,7 @@ mod tests {
         let mut w = random_weights(&cfg, 5).unwrap();
         let dev = Device::Cpu;
         let x = Tensor::from_vec(
-            crate::rng::NoiseRng::new(1).normals(3 * 32 * 32),
+            crate::sampling::noise::NoiseRng::new(1).normals(3 * 32 * 32),
             (1, 3, 32, 32),
             &dev,
         )

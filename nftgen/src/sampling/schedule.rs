@@ -7,8 +7,8 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::record::SchedulerKind;
-use crate::rng::NoiseRng;
+use crate::provenance::record::SchedulerKind;
+use crate::sampling::noise::NoiseRng;
 
 /// How the betas of the training noise schedule are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -141,7 +141,7 @@ pub fn metadata_json(art: &GeneratedArt, png_cid: Option<&str>) -> String {
         aigc_data: art.content_hash,
         proof_type: "fraud",
         kiln_record: r,
-        kiln_recipe: format!("0x{}", crate::record::hex(&r.canonical_bytes())),
+        kiln_recipe: format!("0x{}", crate::provenance::record::hex(&r.canonical_bytes())),
     };
     serde_json::to_string_pretty(&meta).expect("metadata serialises")
 }

@@ -18,8 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ModelError;
-use crate::record::ModelHash;
-use crate::schedule::{BetaSchedule, NoiseSchedule, Prediction};
+use crate::provenance::record::ModelHash;
+use crate::sampling::schedule::{BetaSchedule, NoiseSchedule, Prediction};
 
 /// Files that make up a checkpoint, in the order the model hash covers them.
 pub const COMPONENT_FILES: [&str; 9] = [

@@ -1,0 +1,5 @@
+//! The model families behind [`crate::ArtModel`]: Kiln's compact kiln-sprite transformer and
+//! Stable Diffusion checkpoints.
+
+pub mod sd;
+pub mod sprite;

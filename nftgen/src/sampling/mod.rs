@@ -1,0 +1,4 @@
+//! Noise schedules, samplers and Kiln's seeded noise streams.
+
+pub mod noise;
+pub mod schedule;
