@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
 use bevy_kiln::{
-    ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, MintArt, MintFailed,
-    NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified, VerifyToken,
+    ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, KilnWallet, MintArt,
+    MintFailed, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified, VerifyToken,
 };
 use kiln_nftgen::{GeneratedArt, TokenId};
 
@@ -153,6 +153,7 @@ fn handle_intents(
     mut paint: MessageWriter<GenerateArt>,
     mut mint: MessageWriter<MintArt>,
     mut verify: MessageWriter<VerifyToken>,
+    wallet: Res<KilnWallet>,
 ) {
     for intent in intents.read() {
         match (intent, mode.clone()) {
@@ -208,10 +209,12 @@ fn handle_intents(
                             step: 0,
                             total: 0,
                         };
+                        // Painted for the player's wallet: the creator is part of the picture.
                         paint.write(GenerateArt {
                             prompt: text,
                             kind: ArtKind::Item,
                             seed,
+                            creator: wallet.0,
                             requester: *altar,
                         });
                     }

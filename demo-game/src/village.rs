@@ -353,6 +353,8 @@ fn paint_missing_scenery(
                 prompt: b.prompt.into(),
                 kind: ArtKind::Scene,
                 seed: b.seed,
+                // Scenery belongs to the village, not to a player: painted for no creator.
+                creator: None,
                 requester: entity,
             });
         }

@@ -155,6 +155,7 @@ fn keep_busy(
             prompt: "a glowing blue sword".into(),
             kind: ArtKind::Item,
             seed: u64::from(busy.pictures + i),
+            creator: None,
             requester: *bram,
         });
     }

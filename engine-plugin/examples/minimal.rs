@@ -59,6 +59,7 @@ fn setup(
     assets: Res<AssetServer>,
     mut said: MessageWriter<PlayerSaid>,
     mut paint: MessageWriter<GenerateArt>,
+    wallet: Res<KilnWallet>,
 ) {
     let bram = commands
         .spawn(Npc::new(assets.load("npcs/blacksmith.toml")))
@@ -73,6 +74,7 @@ fn setup(
         prompt: "a glowing green potion".into(),
         kind: ArtKind::Item,
         seed: std::process::id().into(),
+        creator: wallet.0,
         requester: altar,
     });
 }

@@ -8,7 +8,8 @@ use bevy::image::{Image, ImageSampler};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use kiln_nftgen::{
-    ArtModel, ContentHash, Control, GeneratedArt, GenerationRecord, GenerationRequest,
+    ArtModel, ContentHash, Control, CreatorAddress, GeneratedArt, GenerationRecord,
+    GenerationRequest,
 };
 use wgpu_types::{Extent3d, TextureDimension, TextureFormat};
 
@@ -57,11 +58,22 @@ pub struct GenerateArt {
     pub prompt: String,
     /// Item or scene.
     pub kind: ArtKind,
-    /// Seed (same prompt, kind and seed → same pixels).
+    /// Seed (same prompt, kind, seed and creator → same pixels).
     pub seed: u64,
+    /// The wallet the art is painted for — the requester's, usually [`KilnWallet`]. With the
+    /// integer model (`kiln-pipeline/2`, the default) the creator is part of the picture: the
+    /// same prompt and seed paint another image for another creator, and only this creator can
+    /// mint it. `None` paints for nobody (the zero address); such art cannot be minted.
+    pub creator: Option<CreatorAddress>,
     /// Who asked.
     pub requester: Entity,
 }
+
+/// The player's wallet: the account [`crate::ChainPlugin`] signs with, read from the chain
+/// configuration when the app is built (no node is contacted). `None` without a chain plugin
+/// or when the configuration names no usable key. Put it in [`GenerateArt::creator`].
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KilnWallet(pub Option<CreatorAddress>);
 
 /// A denoising step finished.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +170,7 @@ impl Plugin for ArtPlugin {
             .add_message::<ArtReady>()
             .add_message::<ArtFailed>()
             .insert_resource(status)
+            .init_resource::<KilnWallet>()
             .insert_resource(ArtWorker { jobs, out })
             .add_systems(PreUpdate, receive_art.in_set(KilnSystems::Receive))
             .add_systems(PostUpdate, dispatch_art.in_set(KilnSystems::Dispatch));
@@ -201,11 +214,12 @@ fn paint(
     }
     if req.kind == ArtKind::Scene
         && let Some([w, h]) = model
-            .sprite_config()
-            .and_then(|c| c.sizes.iter().copied().find(|[w, h]| w > h))
+            .sizes()
+            .and_then(|sizes| sizes.iter().copied().find(|[w, h]| w > h))
     {
         request = request.size(w, h);
     }
+    request.creator = req.creator;
     let requester = req.requester;
     model
         .generate(&request, &mut |p| {

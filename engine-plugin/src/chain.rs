@@ -150,6 +150,15 @@ impl Plugin for ChainPlugin {
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
         let config = self.config.clone();
         let model = self.art_model.clone();
+        // The wallet is known from the configuration alone: games can paint for it at once.
+        let wallet = config
+            .clone()
+            .map_or_else(
+                || ChainConfig::load(kiln_nftgen::chain::default_data_dir()),
+                Ok,
+            )
+            .and_then(|c| c.signer_address())
+            .ok();
         let spawned = std::thread::Builder::new()
             .name("kiln-chain".into())
             .spawn(move || {
@@ -170,6 +179,7 @@ impl Plugin for ChainPlugin {
             .add_message::<VerifyToken>()
             .add_message::<TokenVerified>()
             .insert_resource(status)
+            .insert_resource(crate::KilnWallet(wallet))
             .insert_resource(ChainWorker {
                 jobs: Some(jobs),
                 out,

@@ -70,7 +70,8 @@ use bevy::app::{PluginGroup, PluginGroupBuilder};
 use bevy::prelude::*;
 
 pub use art::{
-    ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt, pixel_image,
+    ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt, KilnWallet,
+    pixel_image,
 };
 #[cfg(feature = "chain")]
 pub use chain::{
@@ -86,8 +87,8 @@ pub use npc::{
 pub mod prelude {
     pub use crate::{
         ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
-        KilnSystems, Npc, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
-        WorkerPriority,
+        KilnSystems, KilnWallet, Npc, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta,
+        PlayerSaid, Talking, WorkerPriority,
     };
     #[cfg(feature = "chain")]
     pub use crate::{ArtMinted, ChainPlugin, MintArt, MintFailed, TokenVerified, VerifyToken};

@@ -32,12 +32,14 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
         prompt: "a glowing green potion".into(),
         kind: ArtKind::Item,
         seed: 42,
+        creator: None,
         requester: altar,
     });
     app.world_mut().write_message(GenerateArt {
         prompt: "a forest at dusk".into(),
         kind: ArtKind::Scene,
         seed: 1,
+        creator: None,
         requester: altar,
     });
     run_until(&mut app, Duration::from_secs(60), "two pictures", |app| {
@@ -90,6 +92,7 @@ fn a_missing_art_model_fails_requests_with_a_reason() {
         prompt: "a red sword".into(),
         kind: ArtKind::Item,
         seed: 1,
+        creator: None,
         requester: altar,
     });
     run_until(&mut app, Duration::from_secs(20), "the failure", |app| {

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use bevy_kiln::{
-    ArtKind, ArtMinted, ArtPlugin, ArtReady, ChainPlugin, ChainStatus, GenerateArt, MintArt,
-    MintFailed, TokenVerified, VerifyToken,
+    ArtKind, ArtMinted, ArtPlugin, ArtReady, ChainPlugin, ChainStatus, GenerateArt, KilnWallet,
+    MintArt, MintFailed, TokenVerified, VerifyToken,
 };
 use common::{app, record, run_until, seen};
 use kiln_nftgen::chain::{ChainConfig, Verdict};
@@ -32,10 +32,13 @@ fn painted_art_is_minted_and_verified_from_the_game() {
     record::<MintFailed>(&mut app);
     record::<TokenVerified>(&mut app);
     let altar = app.world_mut().spawn_empty().id();
+    let wallet = app.world().resource::<KilnWallet>().0;
+    assert!(wallet.is_some(), "the chain config names a wallet");
     app.world_mut().write_message(GenerateArt {
         prompt: "a golden ring".into(),
         kind: ArtKind::Item,
         seed: 5,
+        creator: wallet,
         requester: altar,
     });
     run_until(&mut app, Duration::from_secs(60), "the art", |app| {

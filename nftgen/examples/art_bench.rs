@@ -1,9 +1,13 @@
 //! Measures the art pipeline; `cargo xtask bench art` runs it at 1 and 2 threads
 //! (`RAYON_NUM_THREADS`) and prints the table. One JSON line per measurement on stdout.
 //!
-//! - kiln-sprite (the shipped model, or random weights of its architecture when it is absent) at
-//!   each supported size and step count: seconds per image, and the same work timed as plain GEMMs of the model's shapes in
-//!   this process (the reference: how fast candle's matrix product alone would do it).
+//! - kiln-sprite v1 (the shipped f32 model of `kiln-pipeline/1`, or random weights of its
+//!   architecture when it is absent) at each supported size and step count: seconds per image,
+//!   and the same work timed as plain GEMMs of the model's shapes in this process (the
+//!   reference: how fast candle's matrix product alone would do it).
+//! - kiln-sprite-q (the shipped integer model of `kiln-pipeline/2`) at the same sizes and steps,
+//!   and its reference: the same int8 matrix products (every linear layer of both guidance
+//!   rows, the patch embedding once) as bare int8 GEMMs with the same dot-product kernel.
 //! - One Stable Diffusion UNet step on 32×32 latents (256×256 pixels through SD's 8× VAE), for
 //!   the guidance pair, on the tiny random checkpoint's UNet and on a full-size SD 2.1 /
 //!   SD-Turbo UNet with random weights.
@@ -62,6 +66,44 @@ fn gemm_reference(cfg: &SpriteConfig, w: u32, h: u32, reps: usize) -> Result<f64
     Ok(median(times))
 }
 
+/// Seconds for the int8 matrix products of one kiln-sprite-q step, run as bare GEMMs (the
+/// patch embedding once, every other token layer for both guidance rows).
+fn int_gemm_reference(
+    net: &kiln_nftgen::model::sprite_q::SpriteQNet,
+    w: u32,
+    h: u32,
+    reps: usize,
+) -> f64 {
+    use kiln_nftgen::model::sprite_q::gemm;
+    let kernel = gemm::Kernel::active();
+    let p = net.config().patch;
+    let tokens = (w as usize / p) * (h as usize / p);
+    let layers = net.token_layers();
+    let mut jobs = Vec::new();
+    for (row, (name, layer)) in [0, 1]
+        .iter()
+        .flat_map(|&r| layers.iter().map(move |l| (r, *l)))
+    {
+        if row == 1 && name == "patch_in" {
+            continue;
+        }
+        let a = gemm::Packed::new(&vec![1i8; tokens * layer.inp], tokens, layer.inp);
+        let w = gemm::Packed::new(&layer.weight, layer.out, layer.inp);
+        let acc = vec![0i32; tokens * layer.out];
+        jobs.push((a, w, acc));
+    }
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t = Instant::now();
+        for (a, w, acc) in jobs.iter_mut() {
+            gemm::gemm_packed(kernel, a, w, acc);
+            std::hint::black_box(&acc);
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    median(times)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let full_sd = !args.iter().any(|a| a == "--no-full-sd");
@@ -69,7 +111,7 @@ fn main() -> Result<()> {
     let threads = candle_core::utils::get_num_threads();
     let dir = tempfile::tempdir()?;
 
-    let shipped = kiln_nftgen::default_model_path();
+    let shipped = kiln_nftgen::v1_model_path();
     let (cfg, path) = if shipped.is_file() {
         let model = ArtModel::load(&shipped)?;
         let cfg = model.sprite_config().cloned().expect("a kiln-sprite file");
@@ -102,6 +144,36 @@ fn main() -> Result<()> {
                 "{}",
                 serde_json::json!({"what": "sprite", "model": cfg.name, "threads": threads, "params": params,
                     "size": format!("{w}x{h}"), "steps": steps, "secs": median(times), "gemm_secs": gemm})
+            );
+        }
+    }
+
+    // The integer model of pipeline/2, same sizes and steps.
+    let q_path = kiln_nftgen::default_model_path();
+    let q = ArtModel::load(&q_path)?;
+    let net = q
+        .sprite_q_net()
+        .expect("the default model is kiln-sprite-q");
+    let kernel = kiln_nftgen::model::sprite_q::gemm::Kernel::active();
+    let q_params: usize = net.token_layers().iter().map(|(_, l)| l.weight.len()).sum();
+    for &[w, h] in &net.config().sizes.clone() {
+        for steps in [10u32, 20, 50] {
+            let req = GenerationRequest::new("a glowing green potion", 1)
+                .steps(steps)
+                .size(w, h);
+            q.generate(&req.clone().steps(1), &mut |_| Control::Continue)?;
+            let mut times = vec![];
+            for _ in 0..reps {
+                let t = Instant::now();
+                q.generate(&req, &mut |_| Control::Continue)?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            let gemm = int_gemm_reference(net, w, h, reps) * steps as f64;
+            println!(
+                "{}",
+                serde_json::json!({"what": "sprite-q", "model": net.config().name, "threads": threads,
+                    "params": q_params, "kernel": kernel.name(), "size": format!("{w}x{h}"),
+                    "steps": steps, "secs": median(times), "gemm_secs": gemm})
             );
         }
     }

@@ -62,21 +62,36 @@ pub use training::{data, eval, train};
 pub const MODEL_ENV: &str = "KILN_ART_MODEL";
 
 /// The model `nftgen` and the plugin use when none is given: `$KILN_ART_MODEL`, else the
-/// kiln-sprite weights shipped in the repository's `assets/models/kiln-sprite.safetensors`
-/// (found from `CARGO_MANIFEST_DIR` at run time under Cargo, else where this crate was built).
+/// integer kiln-sprite-q weights shipped in the repository's
+/// `assets/models/kiln-sprite-q.safetensors` (`kiln-pipeline/2`: the same pixels on every
+/// machine).
 pub fn default_model_path() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os(MODEL_ENV).filter(|p| !p.is_empty()) {
         return p.into();
     }
+    shipped_models_dir().join("kiln-sprite-q.safetensors")
+}
+
+/// The shipped f32 kiln-sprite weights (`kiln-pipeline/1`,
+/// `assets/models/kiln-sprite.safetensors`): they verify the tokens minted with them and are
+/// the source of the integer model.
+pub fn v1_model_path() -> std::path::PathBuf {
+    shipped_models_dir().join("kiln-sprite.safetensors")
+}
+
+/// The repository's `assets/models/` (found from `CARGO_MANIFEST_DIR` at run time under Cargo,
+/// else where this crate was built).
+fn shipped_models_dir() -> std::path::PathBuf {
     let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .filter(|d| d.join("../assets").is_dir())
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    crate_dir.join("../assets/models/kiln-sprite.safetensors")
+    crate_dir.join("../assets/models")
 }
 
 pub use device::{DevicePreference, select as select_device};
 pub use error::{GenerateError, ModelError, PngError, RecordError, RequestError};
+pub use model::sprite_q::PIPELINE_2;
 pub use pipeline::{
     ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES, MAX_STEPS,
     ModelFamily, Progress,

@@ -9,11 +9,14 @@ use crate::device::{self, DevicePreference};
 use crate::error::{GenerateError, ModelError, RequestError};
 use crate::model::sd::{self, SdModel};
 use crate::model::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
+use crate::model::sprite_q::gemm::Kernel;
+use crate::model::sprite_q::{PIPELINE_2, SpriteQConfig, SpriteQNet};
 use crate::provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
     PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
 };
 use crate::sampling::noise::NoiseRng;
+use crate::sampling::schedule::timesteps;
 use crate::sampling::schedule::{NoiseSchedule, Prediction, Stepper};
 
 /// Longest prompt or negative prompt, in bytes.
@@ -27,8 +30,10 @@ pub const MAX_GUIDANCE: f32 = 50.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ModelFamily {
-    /// Kiln's compact pixel-space transformer (one safetensors file).
+    /// Kiln's compact pixel-space transformer (one safetensors file), f32 (`kiln-pipeline/1`).
     KilnSprite,
+    /// The integer-only kiln-sprite (`kiln-pipeline/2`): the same pixels on every machine.
+    KilnSpriteQ,
     /// A Stable Diffusion family checkpoint (diffusers directory).
     StableDiffusion,
 }
@@ -141,6 +146,7 @@ enum Inner {
         net: Box<SpriteNet>,
         encoder: PromptEncoder,
     },
+    SpriteQ(Box<SpriteQNet>),
     Sd(Box<SdModel>),
 }
 
@@ -222,6 +228,19 @@ impl ArtModel {
                 detail: e.to_string(),
             }
         })?;
+        if let Some(cfg) = meta.metadata().as_ref().and_then(SpriteQNet::config_of) {
+            let cfg = cfg.map_err(bad)?;
+            let net = SpriteQNet::from_bytes(path, bytes, cfg)?;
+            use sha2::Digest;
+            return Ok(Self {
+                id: net.config().name.clone(),
+                inner: Inner::SpriteQ(Box::new(net)),
+                hash: ModelHash(sha2::Sha256::digest(bytes).into()),
+                path: path.to_path_buf(),
+                device: Device::Cpu,
+                backend: Backend::Cpu,
+            });
+        }
         let json = meta
             .metadata()
             .as_ref()
@@ -270,6 +289,7 @@ impl ArtModel {
     pub fn family(&self) -> ModelFamily {
         match self.inner {
             Inner::Sprite { .. } => ModelFamily::KilnSprite,
+            Inner::SpriteQ(_) => ModelFamily::KilnSpriteQ,
             Inner::Sd(_) => ModelFamily::StableDiffusion,
         }
     }
@@ -281,10 +301,44 @@ impl ArtModel {
     pub fn backend(&self) -> Backend {
         self.backend
     }
-    /// The kiln-sprite config, for kiln-sprite models.
+    /// The kiln-sprite config, for f32 kiln-sprite models.
     pub fn sprite_config(&self) -> Option<&SpriteConfig> {
         match &self.inner {
             Inner::Sprite { net, .. } => Some(net.config()),
+            _ => None,
+        }
+    }
+
+    /// The kiln-sprite-q config, for integer kiln-sprite models.
+    pub fn sprite_q_config(&self) -> Option<&SpriteQConfig> {
+        match &self.inner {
+            Inner::SpriteQ(net) => Some(net.config()),
+            _ => None,
+        }
+    }
+
+    /// The integer network, for kiln-sprite-q models (kernel tests, benchmarks, other backends).
+    pub fn sprite_q_net(&self) -> Option<&SpriteQNet> {
+        match &self.inner {
+            Inner::SpriteQ(net) => Some(net),
+            _ => None,
+        }
+    }
+
+    /// The pipeline this model paints with ([`PIPELINE`] or [`PIPELINE_2`]).
+    pub fn pipeline(&self) -> &'static str {
+        match self.inner {
+            Inner::SpriteQ(_) => PIPELINE_2,
+            _ => PIPELINE,
+        }
+    }
+
+    /// The image sizes (width, height) this model paints; `None` for Stable Diffusion, which
+    /// paints any multiple of its latent unit.
+    pub fn sizes(&self) -> Option<&[[u32; 2]]> {
+        match &self.inner {
+            Inner::Sprite { net, .. } => Some(&net.config().sizes),
+            Inner::SpriteQ(net) => Some(&net.config().sizes),
             Inner::Sd(_) => None,
         }
     }
@@ -296,6 +350,10 @@ impl ArtModel {
                 let [w, h] = net.config().sizes[0];
                 (w, h)
             }
+            Inner::SpriteQ(net) => {
+                let [w, h] = net.config().sizes[0];
+                (w, h)
+            }
             Inner::Sd(m) => (m.default_size, m.default_size),
         }
     }
@@ -303,6 +361,7 @@ impl ArtModel {
     pub fn default_steps(&self) -> u32 {
         match &self.inner {
             Inner::Sprite { net, .. } => net.config().default_steps,
+            Inner::SpriteQ(net) => net.config().default_steps,
             Inner::Sd(_) => 25,
         }
     }
@@ -310,6 +369,7 @@ impl ArtModel {
     pub fn default_guidance(&self) -> f32 {
         match &self.inner {
             Inner::Sprite { net, .. } => net.config().default_guidance,
+            Inner::SpriteQ(net) => net.config().default_guidance,
             Inner::Sd(_) => 7.5,
         }
     }
@@ -318,6 +378,15 @@ impl ArtModel {
         match &self.inner {
             Inner::Sprite { net, .. } => (&net.config().schedule, net.config().prediction),
             Inner::Sd(m) => (&m.schedule, m.prediction),
+            Inner::SpriteQ(_) => unreachable!("kiln-sprite-q has its own integer sampler"),
+        }
+    }
+
+    /// Training timesteps T of the model's noise schedule.
+    fn train_steps(&self) -> usize {
+        match &self.inner {
+            Inner::SpriteQ(net) => net.config().train_steps,
+            _ => self.schedule().0.train_steps,
         }
     }
 
@@ -329,8 +398,8 @@ impl ArtModel {
             supported,
         };
         match &self.inner {
-            Inner::Sprite { net, .. } => {
-                let sizes = &net.config().sizes;
+            Inner::Sprite { .. } | Inner::SpriteQ(_) => {
+                let sizes = self.sizes().unwrap_or_default();
                 if sizes.contains(&[width, height]) {
                     Ok(())
                 } else {
@@ -370,7 +439,7 @@ impl ArtModel {
             guidance: req.guidance.unwrap_or_else(|| self.default_guidance()),
             width,
             height,
-            pipeline: PIPELINE.into(),
+            pipeline: self.pipeline().into(),
             engine: ENGINE_VERSION.into(),
             backend: self.backend,
             creator: req.creator,
@@ -395,7 +464,7 @@ impl ArtModel {
                 });
             }
         }
-        let max_steps = MAX_STEPS.min(self.schedule().0.train_steps as u32);
+        let max_steps = MAX_STEPS.min(self.train_steps() as u32);
         if r.steps == 0 || r.steps > max_steps {
             return Err(RequestError::Steps {
                 steps: r.steps,
@@ -406,6 +475,13 @@ impl ArtModel {
             return Err(RequestError::Guidance {
                 value: r.guidance,
                 max: MAX_GUIDANCE,
+            });
+        }
+        if matches!(self.inner, Inner::SpriteQ(_)) && r.scheduler == SchedulerKind::EulerAncestral {
+            return Err(RequestError::Unsupported {
+                detail: format!(
+                    "scheduler `euler_a` is not part of `{PIPELINE_2}`; use `ddim` or `euler`"
+                ),
             });
         }
         self.check_size(r.width, r.height)
@@ -436,11 +512,13 @@ impl ArtModel {
             }
             .into());
         }
-        if record.format != RECORD_FORMAT || record.pipeline != PIPELINE {
+        if record.format != RECORD_FORMAT || record.pipeline != self.pipeline() {
             return Err(RequestError::Unsupported {
                 detail: format!(
-                    "record format {} with pipeline `{}` (this engine runs format {RECORD_FORMAT}, `{PIPELINE}`)",
-                    record.format, record.pipeline
+                    "record format {} with pipeline `{}` (this model runs format {RECORD_FORMAT}, `{}`)",
+                    record.format,
+                    record.pipeline,
+                    self.pipeline()
                 ),
             }
             .into());
@@ -454,6 +532,9 @@ impl ArtModel {
         record: GenerationRecord,
         on_step: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<GeneratedArt, GenerateError> {
+        if let Inner::SpriteQ(net) = &self.inner {
+            return run_integer(net, record, on_step);
+        }
         let dev = &self.device;
         let (schedule, prediction) = self.schedule();
         let steps = record.steps as usize;
@@ -462,6 +543,7 @@ impl ArtModel {
         let shape = match &self.inner {
             Inner::Sprite { net, .. } => (1, net.config().channels, h, w),
             Inner::Sd(m) => (1, m.latent_channels, h / m.vae_factor, w / m.vae_factor),
+            Inner::SpriteQ(_) => unreachable!("handled above"),
         };
         let mut rng = NoiseRng::new(record.seed);
         let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -476,6 +558,7 @@ impl ArtModel {
                 Tensor::from_vec(ids, (2, len), dev)?
             }
             Inner::Sd(m) => m.encode_pair(&record.negative_prompt, &record.prompt, dev)?,
+            Inner::SpriteQ(_) => unreachable!("handled above"),
         };
         let g = record.guidance as f64;
         for (i, &t) in stepper.timesteps().iter().enumerate() {
@@ -484,6 +567,7 @@ impl ArtModel {
             let out = match &self.inner {
                 Inner::Sprite { net, .. } => net.forward(&batch, &[t as f64; 2], &cond)?,
                 Inner::Sd(m) => m.predict(&batch, t as f64, &cond)?,
+                Inner::SpriteQ(_) => unreachable!("handled above"),
             };
             let uncond = out.narrow(0, 0, 1)?;
             let positive = out.narrow(0, 1, 1)?;
@@ -498,20 +582,11 @@ impl ArtModel {
             {
                 return Err(GenerateError::NonFinite);
             }
-            let progress = Progress {
-                step: i as u32 + 1,
-                total: record.steps,
-            };
-            if on_step(progress) == Control::Cancel {
-                return Err(GenerateError::Cancelled {
-                    completed: progress.step,
-                    total: progress.total,
-                });
-            }
+            report_step(on_step, i, record.steps)?;
         }
         let image = match &self.inner {
-            Inner::Sprite { .. } => x,
             Inner::Sd(m) => m.decode(&x)?,
+            _ => x,
         };
         let rgba = to_rgba8(&image)?;
         let content_hash = ContentHash::of_rgba8(record.width, record.height, &rgba);
@@ -524,6 +599,76 @@ impl ArtModel {
             content_hash,
         })
     }
+}
+
+/// Tells the progress callback that step `i` (0-based) of `total` is done; a cancel ends the
+/// generation.
+fn report_step(
+    on_step: &mut dyn FnMut(Progress) -> Control,
+    i: usize,
+    total: u32,
+) -> Result<(), GenerateError> {
+    let progress = Progress {
+        step: i as u32 + 1,
+        total,
+    };
+    if on_step(progress) == Control::Cancel {
+        return Err(GenerateError::Cancelled {
+            completed: progress.step,
+            total,
+        });
+    }
+    Ok(())
+}
+
+/// Runs a `kiln-pipeline/2` record on the integer network (`RECIPE.md` §9.7).
+fn run_integer(
+    net: &SpriteQNet,
+    record: GenerationRecord,
+    on_step: &mut dyn FnMut(Progress) -> Control,
+) -> Result<GeneratedArt, GenerateError> {
+    use crate::model::sprite_q::ops::{SAMPLE_MAX, mul_shift};
+    use crate::sampling::noise_q;
+    let kernel = Kernel::active();
+    let (w, h) = (record.width as usize, record.height as usize);
+    let n = net.config().channels * w * h;
+    let key = noise_q::noise_key(record.seed, record.creator.as_ref());
+    let mut x = noise_q::initial_noise(&key, n);
+    let negative = net.prompt_features(&record.negative_prompt);
+    let positive = net.prompt_features(&record.prompt);
+    let g = noise_q::guidance_q16(record.guidance);
+    let ts = timesteps(net.config().train_steps, record.steps as usize);
+    let wide = |v: i32| v.clamp(-(1 << 29), 1 << 29);
+    for (i, &t) in ts.iter().enumerate() {
+        let [u, c] = net.forward(kernel, &x, w, h, t, [&negative, &positive]);
+        let next = ts
+            .get(i + 1)
+            .map(|&tn| net.schedule_at(tn))
+            .unwrap_or((1 << 30, 0));
+        let (a, b) = noise_q::step_coefficients(net.schedule_at(t), next);
+        for ((xv, &uv), &cv) in x.iter_mut().zip(&u).zip(&c) {
+            let o = (uv + wide(mul_shift(cv - uv, g, 16))).clamp(-SAMPLE_MAX, SAMPLE_MAX);
+            *xv = (wide(mul_shift(*xv, a, 30)) + wide(mul_shift(o, b, 30)))
+                .clamp(-SAMPLE_MAX, SAMPLE_MAX);
+        }
+        report_step(on_step, i, record.steps)?;
+    }
+    let plane = w * h;
+    let mut rgba = vec![255u8; plane * 4];
+    for (p, px) in rgba.chunks_exact_mut(4).enumerate() {
+        for ch in 0..3 {
+            px[ch] = noise_q::to_u8(x[ch * plane + p]);
+        }
+    }
+    let content_hash = ContentHash::of_rgba8(record.width, record.height, &rgba);
+    Ok(GeneratedArt {
+        recipe_hash: record.recipe_hash(),
+        width: record.width,
+        height: record.height,
+        record,
+        rgba,
+        content_hash,
+    })
 }
 
 /// [1, 3, H, W] in [-1, 1] → RGBA8: `round((clamp(v, -1, 1) + 1) · 127.5)` in binary32, alpha 255.

@@ -1,6 +1,6 @@
 //! Provenance on a real chain: every test starts its own anvil (installed by `cargo xtask
 //! setup`) in a temporary data directory, deploys the committed contract artifact and mints art
-//! painted by the shipped kiln-sprite weights.
+//! painted by the shipped integer kiln-sprite-q weights (the default model).
 
 mod common;
 
@@ -25,8 +25,11 @@ fn model() -> ArtModel {
     ArtModel::load(kiln_nftgen::default_model_path()).expect("shipped model")
 }
 
+/// Paints for the local chain's default wallet (anvil's account 0): with the integer model the
+/// creator is part of the picture, so art is painted for the wallet that will mint it.
 fn paint(model: &ArtModel, prompt: &str, seed: u64) -> GeneratedArt {
-    let req = GenerationRequest::new(prompt, seed).steps(8);
+    let me = ChainConfig::local(".").signer_address().unwrap();
+    let req = GenerationRequest::new(prompt, seed).steps(8).creator(me);
     model.generate(&req, &mut |_| Control::Continue).unwrap()
 }
 
@@ -120,6 +123,9 @@ fn mint_then_verify_is_authentic_and_costs_at_most_130k_gas() {
     )
     .unwrap();
     assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    assert_eq!(v.pipeline.as_deref(), Some("kiln-pipeline/2"));
+    assert_eq!(v.matched, ["image", "model", "recipe"]);
+    assert!(v.summary.contains("kiln-pipeline/2"), "{}", v.summary);
     let file = dir.path().join("potion.png");
     png_io::write(&file, &art).unwrap();
     let v = verify_file(&chain, &file, &kiln_nftgen::default_model_path()).unwrap();
@@ -229,11 +235,20 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
         "{err}"
     );
 
-    // Alice mints; Bob re-attributes the same pixels to himself: duplicate content.
+    // Alice mints; Bob re-attributes the same pixels to himself: an unattributed copy is
+    // refused before anything is sent (its pixels depend on the creator), one naming him is
+    // duplicate content.
     let token = alice.mint(&art, alice.account()).unwrap().token_id;
     let mut unattributed = art.clone();
     unattributed.record.creator = None;
-    match bob.mint(&unattributed, bob.account()) {
+    assert!(matches!(
+        bob.mint(&unattributed, bob.account()),
+        Err(ChainError::CreatorNotPainted { signer, .. }) if signer == bob.account()
+    ));
+    let mut reattributed = art.clone();
+    reattributed.record.creator = Some(bob.account());
+    reattributed.recipe_hash = reattributed.record.recipe_hash();
+    match bob.mint(&reattributed, bob.account()) {
         Err(ChainError::Rejected(MintRejection::DuplicateContent {
             content_hash,
             token_id,
@@ -665,4 +680,78 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
     let entry = &chain.journal().unwrap()[0];
     assert_eq!(entry.state, MintState::Confirmed);
     assert_eq!(chain.tokens_of(chain.account()).unwrap(), vec![token]);
+}
+
+/// A copier who rewrites the creator of someone's recipe to their own address and mints it
+/// first (with the victim's content hash) gets a token whose recipe paints another picture:
+/// verification says `not_reproducible`, while the real creator's recipe re-runs to the image.
+/// (Taking the content hash first is still possible on the contract today; the re-run exposes it.)
+#[test]
+fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = open(dir.path());
+    let bob =
+        ChainClient::open(&ChainConfig::local(dir.path()).with_local_key(DEV_KEYS[1])).unwrap();
+    let model = model();
+    let art = paint(&model, "a pink ring", 12);
+    let mut copied = art.record.clone();
+    copied.creator = Some(bob.account());
+    let call = KilnProvenance::mintCall {
+        to: Address::from(bob.account().0),
+        recipe: copied.canonical_bytes().into(),
+        contentHash: B256::from(art.content_hash.0),
+    };
+    let (rt, provider) = wallet(bob.url(), DEV_KEYS[1]);
+    let tx = TransactionRequest::default()
+        .with_to(Address::from(alice.contract().0))
+        .with_input(call.abi_encode());
+    let receipt = rt
+        .block_on(async {
+            provider
+                .send_transaction(tx)
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+        })
+        .unwrap();
+    assert!(receipt.status());
+    let stolen = kiln_nftgen::TokenId::from(copied.recipe_hash());
+    // The copy's image is Alice's pixels; its recipe paints Bob's picture.
+    let file = dir.path().join("ring.png");
+    png_io::write(&file, &art).unwrap();
+    let v = verify(
+        &bob,
+        stolen,
+        Some(&file),
+        &kiln_nftgen::default_model_path(),
+    )
+    .unwrap();
+    assert!(
+        matches!(v.verdict, Verdict::NotReproducible { actual: Some(a), .. } if a != art.content_hash),
+        "{}",
+        v.summary
+    );
+    assert_eq!(v.matched, ["image", "model"]);
+}
+
+/// Tokens of the frozen f32 pipeline keep verifying: the verifier finds the shipped
+/// pipeline/1 weights by the recorded hash when the default (integer) model is passed.
+#[test]
+fn pipeline_1_tokens_still_verify_authentic() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let v1 = ArtModel::load(kiln_nftgen::v1_model_path()).unwrap();
+    let art = v1
+        .generate(
+            &GenerationRequest::new("a green axe", 2).steps(6),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    assert_eq!(art.record.pipeline, "kiln-pipeline/1");
+    // Unattributed pipeline/1 art is bound to the minter, as before.
+    let token = chain.mint(&art, chain.account()).unwrap().token_id;
+    let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
+    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    assert_eq!(v.pipeline.as_deref(), Some("kiln-pipeline/1"));
 }

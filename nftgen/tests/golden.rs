@@ -12,6 +12,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The creator the golden recipes are painted for (anvil's second dev account).
+fn creator() -> CreatorAddress {
+    "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        .parse()
+        .unwrap()
+}
+
 fn repo_file(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -58,9 +65,7 @@ const PIPELINE_1_GOLDEN: &[(&str, [&str; 3])] = &[(
 #[test]
 fn pipeline_1_paints_its_golden_images() {
     let model = ArtModel::load(repo_file("assets/models/kiln-sprite.safetensors")).unwrap();
-    let creator: CreatorAddress = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
-        .parse()
-        .unwrap();
+    let creator = creator();
     let cases = [
         GenerationRequest::new("a glowing green potion", 7),
         GenerationRequest::new("a desert at dusk with two moons", 42)
@@ -90,4 +95,191 @@ fn pipeline_1_paints_its_golden_images() {
             eprintln!("no pipeline/1 golden values for kernel class {class}: pin {got:?}");
         }
     }
+}
+
+/// SHA-256 of the shipped kiln-pipeline/2 weights (`assets/models/kiln-sprite-q.safetensors`).
+const SPRITE_Q_SHA256: &str = "f78f586a3741705f5d0001d5cc989d8501e2ba7eb71567ae5be8221a129d0ef1";
+
+#[test]
+fn shipped_pipeline_2_weights_are_pinned_and_are_the_export_of_the_f32_weights() {
+    let path = repo_file("assets/models/kiln-sprite-q.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(hex(&Sha256::digest(&bytes)), SPRITE_Q_SHA256);
+    assert!(bytes.len() <= 5_000_000, "{} bytes", bytes.len());
+    // `nftgen quantize` of the shipped f32 weights writes exactly this file.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.safetensors");
+    kiln_nftgen::training::quantize::quantize_file(
+        &repo_file("assets/models/kiln-sprite.safetensors"),
+        &out,
+        "kiln-sprite-q-v1",
+    )
+    .unwrap();
+    assert_eq!(
+        hex(&Sha256::digest(std::fs::read(&out).unwrap())),
+        SPRITE_Q_SHA256
+    );
+}
+
+/// Three kiln-pipeline/2 recipes on the shipped integer weights and the content hashes they
+/// paint — the same on every machine, so every machine that runs the tests checks them.
+#[test]
+fn pipeline_2_paints_its_golden_images_on_every_machine() {
+    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    let creator = creator();
+    let cases = [
+        GenerationRequest::new("a glowing green potion", 7),
+        GenerationRequest::new("a desert at dusk with two moons", 42)
+            .size(64, 32)
+            .scheduler(SchedulerKind::Euler)
+            .steps(12),
+        GenerationRequest::new("a red sword", 3)
+            .steps(10)
+            .guidance(4.5)
+            .negative("blue")
+            .creator(creator),
+    ];
+    let got: Vec<String> = cases
+        .iter()
+        .map(|req| {
+            let art = model.generate(req, &mut |_| Control::Continue).unwrap();
+            assert_eq!(art.record.pipeline, "kiln-pipeline/2");
+            art.content_hash.to_string()
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "0xef42eb668cb8cd3cc5be8f37d6eff4edc5dec86bcd5b3317e1dd1dc3a6bf5a64",
+            "0x8157a884030478ed7d60c9c7e6c659537d1ee95f5a59f59b6b3d6e3357a24165",
+            "0x72016455e3a8eb4bbadda5c612a25bbb828d3ce96cb56eb465b73b6e01460a5e",
+        ]
+    );
+}
+
+/// The first values of the integer noise stream (RECIPE.md §9.2): test vectors for other
+/// implementations.
+#[test]
+fn integer_noise_test_vectors() {
+    use kiln_nftgen::sampling::noise_q::{initial_noise, noise_key, uniform};
+    let key = noise_key(42, None);
+    let creator = creator();
+    assert_eq!(
+        key,
+        [
+            3684918353, 2936771759, 1400648490, 3117870434, 1387544821, 3578899027, 3139792249,
+            1781687570
+        ]
+    );
+    assert_eq!(uniform(&key, 0, 0), 3463406912);
+    assert_eq!(
+        initial_noise(&key, 6),
+        [56672, -99264, -35120, -31888, -14080, -35408]
+    );
+    assert_eq!(
+        initial_noise(&noise_key(42, Some(&creator)), 6),
+        [12624, 102560, -38000, 9584, 9712, -13952]
+    );
+}
+
+/// Digest of i32 values (little endian) for pinning kernel outputs.
+fn digest(values: impl IntoIterator<Item = i32>) -> String {
+    let mut h = Sha256::new();
+    for v in values {
+        h.update(v.to_le_bytes());
+    }
+    hex(&h.finalize()[..8])
+}
+
+/// Every integer kernel on fixed inputs, with every dot-product kernel this CPU has (scalar,
+/// AVX2, AVX-512 VNNI): the golden vectors a GPU or another implementation must reproduce.
+#[test]
+fn integer_kernels_match_their_golden_vectors() {
+    use kiln_nftgen::model::sprite_q::{gemm, ops};
+    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    let net = model.sprite_q_net().unwrap();
+    let (exp, silu) = net.tables();
+    let mut state = 0x2545_f491u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let wide: Vec<i32> = (0..16384).map(|_| next() as i32 >> (next() % 24)).collect();
+    let mut out = Vec::new();
+    // mul_shift over products, shifts 0..=62.
+    out.push(digest((0..4096).map(|i| {
+        ops::mul_shift(wide[i], wide[(i * 7 + 3) % 4096], (i % 63) as u32)
+    })));
+    // Row quantization.
+    let mut q = vec![0i8; 160];
+    let mut rows = Vec::new();
+    for r in 0..16 {
+        let e = ops::quantize_row_i8(&wide[r * 160..][..160], &mut q);
+        rows.push(e);
+        rows.extend(q.iter().map(|&v| v as i32));
+    }
+    out.push(digest(rows));
+    // Layer norm with a modulation.
+    let acts: Vec<i32> = wide
+        .iter()
+        .map(|&v| v.clamp(-ops::ACT_MAX, ops::ACT_MAX) >> 4)
+        .collect();
+    let a: Vec<i32> = (0..160).map(|i| 4096 + acts[i] % 2000).collect();
+    let c: Vec<i32> = (0..160).map(|i| acts[160 + i] % 9000).collect();
+    let mut ln = vec![0i32; 160];
+    let mut lns = Vec::new();
+    for r in 0..16 {
+        ops::layer_norm(&acts[r * 160..][..160], &a, &c, &mut ln);
+        lns.extend_from_slice(&ln);
+    }
+    out.push(digest(lns));
+    // Softmax rows of 64 and 128 scores.
+    let mut probs = Vec::new();
+    for n in [64usize, 128] {
+        let z: Vec<i32> = (0..n).map(|i| acts[i * 3] % 3000).collect();
+        let mut p = vec![0u32; n];
+        ops::softmax_q15(&z, exp, &mut p);
+        probs.extend(p.iter().map(|&v| v as i32));
+    }
+    out.push(digest(probs));
+    out.push(digest(acts.iter().map(|&v| ops::silu(v >> 6, silu))));
+    // A linear layer of the shipped model, with each dot-product kernel.
+    let fc1 = net.block_fc1(0).unwrap();
+    let x: Vec<i32> = acts[..64 * 160].iter().map(|&v| v >> 4).collect();
+    let by_kernel: Vec<String> = gemm::Kernel::available()
+        .into_iter()
+        .map(|k| digest(fc1.forward(k, &x, 64, ops::ACT_MAX)))
+        .collect();
+    assert!(
+        by_kernel.iter().all(|d| *d == by_kernel[0]),
+        "SIMD and scalar differ: {by_kernel:?}"
+    );
+    out.push(by_kernel[0].clone());
+    // One whole denoiser evaluation (both rows) at t = 500.
+    let img: Vec<i32> = acts[..3 * 32 * 32].iter().map(|&v| v >> 3).collect();
+    let prompt = net.prompt_features("a glowing green potion");
+    let empty = net.prompt_features("");
+    for k in gemm::Kernel::available() {
+        let [u, c] = net.forward(k, &img, 32, 32, 500, [&empty, &prompt]);
+        let d = digest(u.into_iter().chain(c));
+        if out.len() == 6 {
+            out.push(d);
+        } else {
+            assert_eq!(out[6], d, "SIMD and scalar forward passes differ");
+        }
+    }
+    assert_eq!(
+        out,
+        [
+            "630a433844995834", // mul_shift
+            "b41bb5015b523848", // row quantization
+            "1768d1644e157647", // layer norm + modulation
+            "a4da34d7c26f6a41", // softmax
+            "16954202afd03573", // SiLU table
+            "f5bf8be907b58366", // linear layer (block 0 fc1)
+            "d6bde1c76724dce7", // one denoiser evaluation
+        ]
+    );
 }

@@ -1,4 +1,5 @@
-//! Quality gates of the shipped kiln-sprite weights (`assets/models/kiln-sprite.safetensors`):
+//! Quality gates of the default art model, the integer kiln-sprite-q
+//! (`assets/models/kiln-sprite-q.safetensors`):
 //! `nftgen eval`'s 200 held-out prompts, with the copy check against 600 training samples
 //! instead of 2000, must pass every gate (fewer prompts would make a gate hinge on one or two
 //! images: 20 scene prompts put the terrain figure at 16/20, right on the 80% line), and
@@ -48,7 +49,8 @@ fn generate_and_sheet_use_the_shipped_model_by_default() {
     );
     assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["record"]["model"]["id"], "kiln-sprite-v1", "{json}");
+    assert_eq!(json["record"]["model"]["id"], "kiln-sprite-q-v1", "{json}");
+    assert_eq!(json["record"]["pipeline"], "kiln-pipeline/2", "{json}");
 
     let sheet = dir.path().join("sheet.png");
     let out = nftgen(

@@ -53,6 +53,8 @@ fn tiny_checkpoint_generates_deterministically() {
                 "3",
                 "--size",
                 "32x32",
+                "--creator",
+                "none",
                 "--out",
                 path_str(&out),
             ],

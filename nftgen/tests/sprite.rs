@@ -87,6 +87,8 @@ fn png_bytes_identical_across_processes_and_thread_counts() {
                     size,
                     "--model",
                     path_str(&model),
+                    "--creator",
+                    "none",
                     "--out",
                     path_str(&out),
                     "--json",

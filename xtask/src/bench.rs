@@ -360,36 +360,69 @@ fn art(model: &Path) -> Result<()> {
                 && (steps.is_none() || r["steps"].as_u64() == steps)
         })
     };
-    let sprite = rows.iter().find(|r| r["what"] == "sprite");
-    let params = sprite.and_then(|r| r["params"].as_u64()).unwrap_or(0);
-    let model = sprite
-        .and_then(|r| r["model"].as_str())
-        .unwrap_or("kiln-sprite");
-    println!(
-        "\n{model} ({:.2} M parameters), seconds per image; GEMM = the same matrix products as bare candle GEMMs (reference)\n",
-        params as f64 / 1e6
-    );
-    println!("| size | steps | 1 thread | GEMM | ratio | 2 threads | GEMM | ratio |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for size in ["32x32", "64x32", "64x64"] {
-        if get("sprite", 1, size, None).is_none() && get("sprite", 2, size, None).is_none() {
-            continue;
-        }
-        for steps in [10, 20, 50] {
-            let mut line = format!("| {size} | {steps} |");
-            for threads in [1, 2] {
-                match get("sprite", threads, size, Some(steps)) {
-                    Some(r) => {
-                        let (s, g) = (
-                            r["secs"].as_f64().unwrap_or(f64::NAN),
-                            r["gemm_secs"].as_f64().unwrap_or(f64::NAN),
-                        );
-                        line += &format!(" {s:.3} | {g:.3} | {:.2} |", s / g);
+    for what in ["sprite", "sprite-q"] {
+        let first = rows.iter().find(|r| r["what"] == what);
+        let params = first.and_then(|r| r["params"].as_u64()).unwrap_or(0);
+        let model = first.and_then(|r| r["model"].as_str()).unwrap_or(what);
+        let (reference, kernel) = if what == "sprite" {
+            ("bare candle f32 GEMMs".to_string(), String::new())
+        } else {
+            let k = first.and_then(|r| r["kernel"].as_str()).unwrap_or("?");
+            (
+                format!("bare int8 GEMMs, {k} kernel"),
+                format!(", int8 dot products: {k}"),
+            )
+        };
+        println!(
+            "\n{model} ({:.2} M parameters{kernel}), seconds per image; GEMM = the same matrix products as {reference} (reference)\n",
+            params as f64 / 1e6
+        );
+        println!("| size | steps | 1 thread | GEMM | ratio | 2 threads | GEMM | ratio |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for size in ["32x32", "64x32", "64x64"] {
+            if get(what, 1, size, None).is_none() && get(what, 2, size, None).is_none() {
+                continue;
+            }
+            for steps in [10, 20, 50] {
+                let mut line = format!("| {size} | {steps} |");
+                for threads in [1, 2] {
+                    match get(what, threads, size, Some(steps)) {
+                        Some(r) => {
+                            let (s, g) = (
+                                r["secs"].as_f64().unwrap_or(f64::NAN),
+                                r["gemm_secs"].as_f64().unwrap_or(f64::NAN),
+                            );
+                            line += &format!(" {s:.3} | {g:.3} | {:.2} |", s / g);
+                        }
+                        None => line += " – | – | – |",
                     }
-                    None => line += " – | – | – |",
+                }
+                println!("{line}");
+            }
+        }
+    }
+    println!(
+        "\nkiln-pipeline/2 (integer) against kiln-pipeline/1 (f32 on candle), same run, seconds per image (targets for 32x32 at 20 steps on one thread: ≤ 0.55× v1, ≤ 1.3× its bare int8 GEMMs)\n"
+    );
+    println!("| size | steps | threads | v1 f32 | integer | integer / v1 | integer / its GEMMs |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in ["32x32", "64x32"] {
+        for steps in [10, 20, 50] {
+            for threads in [1, 2] {
+                if let (Some(v1), Some(q)) = (
+                    get("sprite", threads, size, Some(steps)),
+                    get("sprite-q", threads, size, Some(steps)),
+                ) {
+                    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                    println!(
+                        "| {size} | {steps} | {threads} | {:.3} | {:.3} | {:.2} | {:.2} |",
+                        f(v1, "secs"),
+                        f(q, "secs"),
+                        f(q, "secs") / f(v1, "secs"),
+                        f(q, "secs") / f(q, "gemm_secs")
+                    );
                 }
             }
-            println!("{line}");
         }
     }
     println!(

@@ -101,6 +101,17 @@ pub enum ChainError {
         /// The signing account.
         signer: CreatorAddress,
     },
+    /// A `kiln-pipeline/2` recipe painted without a creator: its pixels depend on the creator,
+    /// so attributing it now would name a recipe that paints another picture.
+    #[error(
+        "this {pipeline} recipe was painted without a creator, and its pixels depend on the creator: it cannot be attributed to {signer} afterwards; paint it again for this wallet (`nftgen generate --creator {signer}`, the default when a wallet is configured)"
+    )]
+    CreatorNotPainted {
+        /// The record's pipeline.
+        pipeline: String,
+        /// The signing account.
+        signer: CreatorAddress,
+    },
     /// No contract code at the configured address.
     #[error("no contract at {address} on chain {chain_id}")]
     NoContract {

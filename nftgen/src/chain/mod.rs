@@ -205,6 +205,24 @@ fn addr(a: CreatorAddress) -> Address {
     Address::from(a.0)
 }
 
+fn parse_signer(key: &str) -> Result<PrivateKeySigner, ChainError> {
+    key.trim()
+        .parse()
+        .map_err(|e| ChainError::Config(format!("the private key is not a 32-byte hex key: {e}")))
+}
+
+impl ChainConfig {
+    /// The account this configuration signs with (the creator of what it mints), without
+    /// starting or calling any node.
+    pub fn signer_address(&self) -> Result<CreatorAddress, ChainError> {
+        let key = match &self.remote {
+            Some(r) => &r.private_key,
+            None => &self.local_key,
+        };
+        Ok(creator(parse_signer(key)?.address()))
+    }
+}
+
 fn creator(a: Address) -> CreatorAddress {
     CreatorAddress(a.into_array())
 }
@@ -261,9 +279,7 @@ impl ChainClient {
                 (Some(local), url, config.local_key.clone(), None, 0)
             }
         };
-        let signer: PrivateKeySigner = key.trim().parse().map_err(|e| {
-            ChainError::Config(format!("the private key is not a 32-byte hex key: {e}"))
-        })?;
+        let signer = parse_signer(&key)?;
         let account = signer.address();
         let parsed = url
             .parse()
@@ -564,8 +580,9 @@ impl ChainClient {
         Ok(())
     }
 
-    /// Binds `art` to this wallet as creator: a record with no creator gets this account (the
-    /// pixels do not depend on it); one naming another creator is refused.
+    /// Binds `art` to this wallet as creator: one naming another creator is refused; a
+    /// `kiln-pipeline/1` record with no creator gets this account (its pixels do not depend on
+    /// it), a `kiln-pipeline/2` one is refused (its pixels do: the creator is in the noise).
     pub fn attribute(&self, art: &GeneratedArt) -> Result<GeneratedArt, ChainError> {
         match art.record.creator {
             Some(c) if c != self.account() => Err(ChainError::CreatorMismatch {
@@ -573,6 +590,10 @@ impl ChainClient {
                 signer: self.account(),
             }),
             Some(_) => Ok(art.clone()),
+            None if art.record.pipeline != crate::PIPELINE => Err(ChainError::CreatorNotPainted {
+                pipeline: art.record.pipeline.clone(),
+                signer: self.account(),
+            }),
             None => {
                 let mut art = art.clone();
                 art.record.creator = Some(self.account());

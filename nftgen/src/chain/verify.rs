@@ -122,6 +122,23 @@ pub struct Verification {
     /// The checked file's embedded record compared with the chain's.
     #[serde(flatten)]
     pub file_record: FileRecord,
+    /// The recipe's pipeline (absent for an unknown token).
+    pub pipeline: Option<String>,
+    /// What was checked and matched, in order: `image` (pixels hash to the committed content
+    /// hash), `model` (local weights are the recorded model), `recipe` (re-running it gave the
+    /// same pixels, bit for bit).
+    pub matched: Vec<&'static str>,
+}
+
+/// What bit-exactness a pipeline promises, for verdict lines.
+pub fn pipeline_note(pipeline: &str) -> &'static str {
+    if pipeline == crate::PIPELINE_2 {
+        "integer pipeline: the same pixels on every machine"
+    } else if pipeline == crate::PIPELINE {
+        "f32 pipeline: bit-exact among CPUs whose kernels round alike"
+    } else {
+        "pipeline unknown to this engine"
+    }
 }
 
 /// Verifies `token`: reads its record from the chain, checks the image (the file `image`, or
@@ -166,11 +183,7 @@ pub fn verify(
         return Ok(report(token, v, Some(record), image, file_record));
     }
     let recorded = &record.record.model;
-    let loaded = if model.exists() {
-        ArtModel::load(model).map_err(|e| e.to_string())
-    } else {
-        Err(format!("nothing at {}", model.display()))
-    };
+    let loaded = load_recorded_model(model, recorded.sha256);
     let model = match loaded {
         Ok(m) => m,
         Err(detail) => {
@@ -247,6 +260,34 @@ fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationReco
     }
 }
 
+/// Loads `model`. When it is the default model ([`crate::default_model_path`]) and its weights
+/// are not the recorded ones, the shipped model with the recorded hash (the f32 kiln-sprite of
+/// pipeline/1) is used instead, so tokens of either pipeline verify with no `--model`; weights
+/// the caller chose are never swapped.
+fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, String> {
+    let first = if model.exists() {
+        ArtModel::load(model).map_err(|e| e.to_string())
+    } else {
+        Err(format!("nothing at {}", model.display()))
+    };
+    if matches!(&first, Ok(m) if m.hash() == recorded) || model != crate::default_model_path() {
+        return first;
+    }
+    for shipped in [crate::default_model_path(), crate::v1_model_path()] {
+        if shipped == model || !shipped.is_file() {
+            continue;
+        }
+        let same = std::fs::read(&shipped).is_ok_and(|b| {
+            use sha2::Digest;
+            ModelHash(sha2::Sha256::digest(&b).into()) == recorded
+        });
+        if same && let Ok(m) = ArtModel::load(&shipped) {
+            return Ok(m);
+        }
+    }
+    first
+}
+
 fn report(
     token_id: TokenId,
     verdict: Verdict,
@@ -254,12 +295,25 @@ fn report(
     image: Option<&Path>,
     file_record: FileRecord,
 ) -> Verification {
+    let pipeline = chain.as_ref().map(|c| c.record.pipeline.clone());
+    let matched: Vec<&'static str> = match &verdict {
+        Verdict::Authentic => vec!["image", "model", "recipe"],
+        Verdict::ModelMissing { .. } | Verdict::ModelDifferent { .. } => vec!["image"],
+        Verdict::NotReproducible { .. } => vec!["image", "model"],
+        _ => vec![],
+    };
+    let summary = match &pipeline {
+        Some(p) => format!("{} [{p}: {}]", verdict.describe(), pipeline_note(p)),
+        None => verdict.describe(),
+    };
     Verification {
         token_id,
-        summary: verdict.describe(),
+        summary,
         verdict,
         chain,
         image: image.map(Path::to_path_buf),
         file_record,
+        pipeline,
+        matched,
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod sd;
 pub mod sprite;
+pub mod sprite_q;

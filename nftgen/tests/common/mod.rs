@@ -19,6 +19,11 @@ pub fn nftgen(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftgen"));
     cmd.args(args)
         .env_remove("KILN_ART_MODEL")
+        // A developer's own chain settings must never reach a test (nor pick its default
+        // creator); tests that need them pass them in `env`.
+        .env_remove("KILN_RPC_URL")
+        .env_remove("KILN_PRIVATE_KEY")
+        .env_remove("KILN_CONTRACT")
         .env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);

@@ -188,6 +188,19 @@ enum Command {
         #[command(flatten)]
         chain: chain::ChainArgs,
     },
+    /// Export an f32 kiln-sprite model as an integer kiln-sprite-q model (`kiln-pipeline/2`:
+    /// the same pixels on every machine).
+    Quantize {
+        /// The f32 kiln-sprite file [default: the shipped `kiln-sprite.safetensors`].
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Output `.safetensors` file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Model id written into records.
+        #[arg(long, default_value = "kiln-sprite-q-v1")]
+        name: String,
+    },
     /// Write a tiny random Stable Diffusion checkpoint in the diffusers layout (for testing).
     TinySd {
         /// Output directory.
@@ -254,9 +267,15 @@ struct GenerateArgs {
     /// Scheduler: ddim, euler or euler_a.
     #[arg(long, default_value = "ddim")]
     scheduler: String,
-    /// Creator address (0x…) to attribute the recipe to.
+    /// Creator address (0x…) the recipe is painted for, or `none`. With kiln-pipeline/2 the
+    /// creator is part of the picture: another creator paints another image [default: the
+    /// wallet `nftgen mint` signs with, from the data directory's chain config]
     #[arg(long)]
     creator: Option<String>,
+    /// Data directory whose chain config names the default creator [default: $KILN_DATA_DIR,
+    /// else ~/.local/share/kiln].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Use a GPU when built with `cuda`/`metal` and one is usable (CPU otherwise).
     #[arg(long)]
     gpu: bool,
@@ -290,6 +309,25 @@ fn load_model(model: Option<PathBuf>, pref: DevicePreference) -> anyhow::Result<
         .with_context(|| format!("cannot load the art model {}", path.display()))
 }
 
+/// The wallet `nftgen mint` would sign with (the data directory's chain config), if one is
+/// configured; a config that cannot be read leaves the recipe without a creator, with a note.
+#[cfg(feature = "chain")]
+fn default_creator(data_dir: Option<PathBuf>) -> Option<CreatorAddress> {
+    let dir = data_dir.unwrap_or_else(kiln_nftgen::chain::default_data_dir);
+    match kiln_nftgen::chain::ChainConfig::load(&dir).and_then(|c| c.signer_address()) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            eprintln!("nftgen: no creator (the chain config gives no wallet: {e}); pass --creator");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "chain"))]
+fn default_creator(_: Option<PathBuf>) -> Option<CreatorAddress> {
+    None
+}
+
 /// Refuses an output file whose directory does not exist, before any work is done.
 fn check_output_dir(out: &Path) -> anyhow::Result<()> {
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty())
@@ -303,7 +341,11 @@ fn check_output_dir(out: &Path) -> anyhow::Result<()> {
 fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     let scheduler: SchedulerKind = a.scheduler.parse().map_err(anyhow::Error::msg)?;
     let size = a.size.as_deref().map(parse_size).transpose()?;
-    let creator: Option<CreatorAddress> = a.creator.as_deref().map(str::parse).transpose()?;
+    let creator: Option<CreatorAddress> = match a.creator.as_deref().map(str::trim) {
+        Some("none") => None,
+        Some(c) => Some(c.parse().with_context(|| format!("--creator `{c}`"))?),
+        None => default_creator(a.data_dir.clone()),
+    };
     if a.prompt.trim().is_empty() {
         bail!("the prompt is empty");
     }
@@ -701,6 +743,18 @@ fn main() -> ExitCode {
             scale,
         } => sheet(&out, model, prompts, scenes, seeds, steps, scale).map(|_| true),
         Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
+        Command::Quantize { from, out, name } => (|| {
+            let from = from.unwrap_or_else(kiln_nftgen::v1_model_path);
+            let cfg = kiln_nftgen::training::quantize::quantize_file(&from, &out, &name)?;
+            println!(
+                "wrote {} ({}, {}) from {}",
+                out.display(),
+                cfg.name,
+                cfg.pipeline,
+                from.display()
+            );
+            Ok(true)
+        })(),
         Command::TinySd { out } => kiln_nftgen::sd::write_tiny_checkpoint(&out)
             .map(|_| {
                 println!(

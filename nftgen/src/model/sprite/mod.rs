@@ -263,22 +263,32 @@ impl SpriteConfig {
         if self.sizes.is_empty() {
             return Err("sizes is empty".into());
         }
-        for &[w, h] in &self.sizes {
-            let p = self.patch as u32;
-            if w == 0 || h == 0 || !w.is_multiple_of(p) || !h.is_multiple_of(p) {
-                return Err(format!(
-                    "size {w}x{h} is not a positive multiple of patch {p}"
-                ));
-            }
-            if (w / p) as usize > self.max_grid[0] || (h / p) as usize > self.max_grid[1] {
-                return Err(format!("size {w}x{h} exceeds max_grid {:?}", self.max_grid));
-            }
-        }
+        check_sizes(&self.sizes, self.patch, self.max_grid)?;
         if self.name.is_empty() {
             return Err("name is empty".into());
         }
         Ok(())
     }
+}
+
+/// Every size must be a positive multiple of the patch and fit the position table.
+pub(crate) fn check_sizes(
+    sizes: &[[u32; 2]],
+    patch: usize,
+    max_grid: [usize; 2],
+) -> Result<(), String> {
+    for &[w, h] in sizes {
+        let p = patch as u32;
+        if w == 0 || h == 0 || !w.is_multiple_of(p) || !h.is_multiple_of(p) {
+            return Err(format!(
+                "size {w}x{h} is not a positive multiple of patch {p}"
+            ));
+        }
+        if (w / p) as usize > max_grid[0] || (h / p) as usize > max_grid[1] {
+            return Err(format!("size {w}x{h} exceeds max_grid {max_grid:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// A linear layer. Inference multiplies by a contiguous copy of Wᵀ made at load (measured
