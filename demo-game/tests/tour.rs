@@ -1,6 +1,6 @@
 //! The demo's scripted tour, rendered for real on Mesa's software Vulkan (lavapipe): first in a
 //! window under Xvfb, then — same village, a restart later — headless. Real SmolLM2, the
-//! shipped kiln-sprite and a real anvil.
+//! shipped kiln-sprite-q and a real anvil.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

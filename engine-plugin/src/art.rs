@@ -19,8 +19,9 @@ use crate::{KilnSystems, WorkerPriority, configure_sets};
 /// each other there.
 #[derive(Debug, Clone)]
 pub struct ArtPlugin {
-    /// The art model: a kiln-sprite file or a Stable Diffusion directory [default:
-    /// `kiln_nftgen::default_model_path()`, the shipped kiln-sprite].
+    /// The art model: a kiln-sprite-q or kiln-sprite file or a Stable Diffusion directory
+    /// [default: `kiln_nftgen::default_model_path()`, the shipped integer kiln-sprite-q, whose
+    /// pixels are the same on every machine].
     pub model: PathBuf,
     /// Denoising steps [default: the model's].
     pub steps: Option<u32>,

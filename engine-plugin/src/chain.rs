@@ -18,7 +18,8 @@ pub struct ChainPlugin {
     /// Where the chain is and who signs [default: `ChainConfig::load` of Kiln's data directory,
     /// i.e. the local chain unless `KILN_RPC_URL` or `chain.toml` say otherwise].
     pub config: Option<ChainConfig>,
-    /// The art model verification re-runs recipes on [default: the shipped kiln-sprite].
+    /// The art model verification re-runs recipes on [default: the shipped kiln-sprite-q; tokens
+    /// of the f32 pipeline/1 find the shipped kiln-sprite weights by their hash].
     pub art_model: PathBuf,
 }
 

@@ -107,7 +107,7 @@ fn int_gemm_reference(
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let full_sd = !args.iter().any(|a| a == "--no-full-sd");
-    let reps: usize = 3;
+    let reps: usize = 5;
     let threads = candle_core::utils::get_num_threads();
     let dir = tempfile::tempdir()?;
 

@@ -72,12 +72,9 @@ pub fn shift_sat(v: i32, a: i32) -> i32 {
 pub fn mul_shift(a: i32, m: i32, s: u32) -> i32 {
     debug_assert!(s <= 62);
     let p = a as i64 * m as i64;
-    let r = if s == 0 {
-        p
-    } else {
-        (p + (1i64 << (s - 1))) >> s
-    };
-    r.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32
+    // 2^(s−1), or 0 when s = 0: branch-free, so loops of it vectorize.
+    let half = (1i64 << s) >> 1;
+    ((p + half) >> s).clamp(-(i32::MAX as i64), i32::MAX as i64) as i32
 }
 
 /// [`mul_shift`] with 32-bit operations only (16-bit limbs), as WGSL computes it. Same results
