@@ -337,24 +337,27 @@ pub fn gemm_packed(kernel: Kernel, a: &Packed, w: &Packed, acc: &mut [i32]) {
         rows_src
     };
     let row = |n: usize| &a_rows[n * kp..(n + 1) * kp];
+    let wrow = |o: usize| &w.data[o * kp..(o + 1) * kp];
+    // The VNNI kernel's offset correction per output: −128·Σw.
+    let correction: Vec<i32> = if kernel == Kernel::Avx512Vnni {
+        w.sums.iter().map(|&s| -128 * s).collect()
+    } else {
+        vec![0; outs]
+    };
     for n0 in (0..a.rows).step_by(4) {
         let nr = (a.rows - n0).min(4);
         let ar: [&[i8]; 4] = std::array::from_fn(|i| row(n0 + i.min(nr - 1)));
         for o0 in (0..outs).step_by(4) {
             let or = (outs - o0).min(4);
-            let wr: [&[i8]; 4] = std::array::from_fn(|j| w.row(o0 + j.min(or - 1)));
+            let wr: [&[i8]; 4] = std::array::from_fn(|j| wrow(o0 + j.min(or - 1)));
             let r: [[i32; 4]; 4] = match kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Avx512Vnni => {
                     #[allow(unsafe_code)]
                     // SAFETY: chosen only when the CPU reports AVX-512 VNNI/VL; padded rows.
-                    let mut r = unsafe { x86::block4x4_vnni(ar, wr) };
-                    for row in r.iter_mut() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v -= 128 * w.sums[o0 + j.min(or - 1)];
-                        }
+                    unsafe {
+                        x86::block4x4_vnni(ar, wr)
                     }
-                    r
                 }
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Avx2 => {
@@ -366,8 +369,12 @@ pub fn gemm_packed(kernel: Kernel, a: &Packed, w: &Packed, acc: &mut [i32]) {
                 }
                 _ => std::array::from_fn(|i| std::array::from_fn(|j| dot_scalar(ar[i], wr[j]))),
             };
+            let corr = &correction[o0..o0 + or];
             for (i, ri) in r.iter().enumerate().take(nr) {
-                acc[(n0 + i) * outs + o0..][..or].copy_from_slice(&ri[..or]);
+                let dst = &mut acc[(n0 + i) * outs + o0..][..or];
+                for ((d, &v), &c) in dst.iter_mut().zip(ri).zip(corr) {
+                    *d = v + c;
+                }
             }
         }
     }

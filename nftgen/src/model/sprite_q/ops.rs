@@ -70,7 +70,6 @@ pub fn shift_sat(v: i32, a: i32) -> i32 {
 /// `s = 0` gives `a·m`), saturated to `±(2^31 − 1)`.
 #[inline(always)]
 pub fn mul_shift(a: i32, m: i32, s: u32) -> i32 {
-    debug_assert!(s <= 62);
     let p = a as i64 * m as i64;
     // 2^(s−1), or 0 when s = 0: branch-free, so loops of it vectorize.
     let half = (1i64 << s) >> 1;
