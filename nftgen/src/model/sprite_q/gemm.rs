@@ -203,6 +203,7 @@ mod x86 {
     ///
     /// # Safety
     /// AVX2 must be available; all eight slices have one length, a multiple of 32.
+    #[inline]
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn block4x4_avx2(a: [&[i8]; 4], w: [&[i8]; 4]) -> [[i32; 4]; 4] {
         let ones = _mm256_set1_epi16(1);
@@ -231,6 +232,7 @@ mod x86 {
     ///
     /// # Safety
     /// AVX-512 VNNI and VL must be available; all eight slices have one length, a multiple of 32.
+    #[inline]
     #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
     pub(super) unsafe fn block4x4_vnni(a_u: [&[i8]; 4], w: [&[i8]; 4]) -> [[i32; 4]; 4] {
         let mut acc = [[_mm256_setzero_si256(); 4]; 4];
@@ -250,6 +252,26 @@ mod x86 {
             reduce4(acc[2]),
             reduce4(acc[3]),
         ]
+    }
+
+    /// [`super::run_blocks`] compiled for AVX2, the block kernel inlined.
+    ///
+    /// # Safety
+    /// AVX2 must be available; rows are padded to a multiple of 32.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn gemm_avx2(g: super::Blocks<'_>, acc: &mut [i32]) {
+        // SAFETY: the caller guarantees AVX2 and padded rows.
+        super::run_blocks(g, acc, |a, w| unsafe { block4x4_avx2(a, w) });
+    }
+
+    /// [`super::run_blocks`] compiled for AVX-512 VNNI, the block kernel inlined.
+    ///
+    /// # Safety
+    /// AVX-512 VNNI and VL must be available; rows are padded to a multiple of 32.
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    pub(super) unsafe fn gemm_vnni(g: super::Blocks<'_>, acc: &mut [i32]) {
+        // SAFETY: the caller guarantees AVX-512 VNNI/VL and padded rows.
+        super::run_blocks(g, acc, |a, w| unsafe { block4x4_vnni(a, w) });
     }
 
     /// `Σ (a + 128)·w` for four weight rows, AVX-512 VNNI (`vpdpbusd`); `a_u` holds the
@@ -336,40 +358,64 @@ pub fn gemm_packed(kernel: Kernel, a: &Packed, w: &Packed, acc: &mut [i32]) {
     } else {
         rows_src
     };
-    let row = |n: usize| &a_rows[n * kp..(n + 1) * kp];
-    let wrow = |o: usize| &w.data[o * kp..(o + 1) * kp];
     // The VNNI kernel's offset correction per output: −128·Σw.
     let correction: Vec<i32> = if kernel == Kernel::Avx512Vnni {
         w.sums.iter().map(|&s| -128 * s).collect()
     } else {
         vec![0; outs]
     };
-    for n0 in (0..a.rows).step_by(4) {
-        let nr = (a.rows - n0).min(4);
+    let g = Blocks {
+        a_rows,
+        rows: a.rows,
+        w,
+        kp,
+        correction: &correction,
+    };
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        // SAFETY: chosen only when the CPU reports AVX-512 VNNI/VL; rows are padded.
+        Kernel::Avx512Vnni => unsafe { x86::gemm_vnni(g, acc) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        // SAFETY: chosen only when the CPU reports AVX2; rows are padded.
+        Kernel::Avx2 => unsafe { x86::gemm_avx2(g, acc) },
+        _ => run_blocks(g, acc, |ar, wr| {
+            std::array::from_fn(|i| std::array::from_fn(|j| dot_scalar(ar[i], wr[j])))
+        }),
+    }
+}
+
+/// The operands of [`run_blocks`].
+#[derive(Clone, Copy)]
+struct Blocks<'a> {
+    /// Activation rows (offset by 128 for the VNNI kernel), each `kp` long.
+    a_rows: &'a [i8],
+    rows: usize,
+    w: &'a Packed,
+    kp: usize,
+    /// Added to every output of a column (the VNNI offset correction, else zeros).
+    correction: &'a [i32],
+}
+
+/// The 4×4 block loop over all rows and outputs, with `block` computing one block.
+#[inline(always)]
+fn run_blocks(
+    g: Blocks<'_>,
+    acc: &mut [i32],
+    block: impl Fn([&[i8]; 4], [&[i8]; 4]) -> [[i32; 4]; 4],
+) {
+    let (kp, outs) = (g.kp, g.w.rows);
+    let row = |n: usize| &g.a_rows[n * kp..(n + 1) * kp];
+    let wrow = |o: usize| &g.w.data[o * kp..(o + 1) * kp];
+    for n0 in (0..g.rows).step_by(4) {
+        let nr = (g.rows - n0).min(4);
         let ar: [&[i8]; 4] = std::array::from_fn(|i| row(n0 + i.min(nr - 1)));
         for o0 in (0..outs).step_by(4) {
             let or = (outs - o0).min(4);
             let wr: [&[i8]; 4] = std::array::from_fn(|j| wrow(o0 + j.min(or - 1)));
-            let r: [[i32; 4]; 4] = match kernel {
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512Vnni => {
-                    #[allow(unsafe_code)]
-                    // SAFETY: chosen only when the CPU reports AVX-512 VNNI/VL; padded rows.
-                    unsafe {
-                        x86::block4x4_vnni(ar, wr)
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2 => {
-                    #[allow(unsafe_code)]
-                    // SAFETY: chosen only when the CPU reports AVX2; padded rows.
-                    unsafe {
-                        x86::block4x4_avx2(ar, wr)
-                    }
-                }
-                _ => std::array::from_fn(|i| std::array::from_fn(|j| dot_scalar(ar[i], wr[j]))),
-            };
-            let corr = &correction[o0..o0 + or];
+            let r = block(ar, wr);
+            let corr = &g.correction[o0..o0 + or];
             for (i, ri) in r.iter().enumerate().take(nr) {
                 let dst = &mut acc[(n0 + i) * outs + o0..][..or];
                 for ((d, &v), &c) in dst.iter_mut().zip(ri).zip(corr) {
