@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
-use kiln_nftgen::chain::{ChainClient, ChainConfig, Verdict, Verification};
+use kiln_nftgen::chain::{ChainClient, ChainConfig, ChainError, Verdict, Verification};
 use kiln_nftgen::{CreatorAddress, GeneratedArt, TokenId, TxHash};
 
 use crate::{KilnSystems, configure_sets};
@@ -151,15 +151,13 @@ impl Plugin for ChainPlugin {
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
         let config = self.config.clone();
         let model = self.art_model.clone();
-        // The wallet is known from the configuration alone: games can paint for it at once.
-        let wallet = config
-            .clone()
-            .map_or_else(
-                || ChainConfig::load(kiln_nftgen::chain::default_data_dir()),
-                Ok,
-            )
-            .and_then(|c| c.signer_address())
-            .ok();
+        // Loaded once, here: the wallet is known from the configuration alone, so games can
+        // paint for it at once; the worker connects with the same configuration.
+        let config = config.map_or_else(
+            || ChainConfig::load(kiln_nftgen::chain::default_data_dir()),
+            Ok,
+        );
+        let wallet = config.as_ref().ok().and_then(|c| c.signer_address().ok());
         let spawned = std::thread::Builder::new()
             .name("kiln-chain".into())
             .spawn(move || {
@@ -192,16 +190,12 @@ impl Plugin for ChainPlugin {
 }
 
 fn worker(
-    config: Option<ChainConfig>,
+    config: Result<ChainConfig, ChainError>,
     model: &std::path::Path,
     jobs: &Receiver<Job>,
     out: &Sender<Out>,
 ) {
     let client = config
-        .map_or_else(
-            || ChainConfig::load(kiln_nftgen::chain::default_data_dir()),
-            Ok,
-        )
         .and_then(|c| ChainClient::open(&c))
         .map_err(|e| e.to_string());
     let status = client.as_ref().map(|c| ChainStatus::Ready {

@@ -26,6 +26,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Median seconds of `reps` generations of `req`, after one 1-step warm-up.
+fn time_generate(model: &ArtModel, req: &GenerationRequest, reps: usize) -> Result<f64> {
+    model.generate(&req.clone().steps(1), &mut |_| Control::Continue)?;
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t = Instant::now();
+        model.generate(req, &mut |_| Control::Continue)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
 /// Seconds for the dense matrix products of one sprite step, run as bare GEMMs.
 fn gemm_reference(cfg: &SpriteConfig, w: u32, h: u32, reps: usize) -> Result<f64> {
     let dev = Device::Cpu;
@@ -132,18 +144,12 @@ fn main() -> Result<()> {
             let req = GenerationRequest::new("a glowing green potion", 1)
                 .steps(steps)
                 .size(w, h);
-            model.generate(&req.clone().steps(1), &mut |_| Control::Continue)?;
-            let mut times = vec![];
-            for _ in 0..reps {
-                let t = Instant::now();
-                model.generate(&req, &mut |_| Control::Continue)?;
-                times.push(t.elapsed().as_secs_f64());
-            }
+            let secs = time_generate(&model, &req, reps)?;
             let gemm = gemm_reference(&cfg, w, h, reps)? * steps as f64;
             println!(
                 "{}",
                 serde_json::json!({"what": "sprite", "model": cfg.name, "threads": threads, "params": params,
-                    "size": format!("{w}x{h}"), "steps": steps, "secs": median(times), "gemm_secs": gemm})
+                    "size": format!("{w}x{h}"), "steps": steps, "secs": secs, "gemm_secs": gemm})
             );
         }
     }
@@ -161,19 +167,13 @@ fn main() -> Result<()> {
             let req = GenerationRequest::new("a glowing green potion", 1)
                 .steps(steps)
                 .size(w, h);
-            q.generate(&req.clone().steps(1), &mut |_| Control::Continue)?;
-            let mut times = vec![];
-            for _ in 0..reps {
-                let t = Instant::now();
-                q.generate(&req, &mut |_| Control::Continue)?;
-                times.push(t.elapsed().as_secs_f64());
-            }
+            let secs = time_generate(&q, &req, reps)?;
             let gemm = int_gemm_reference(net, w, h, reps) * steps as f64;
             println!(
                 "{}",
                 serde_json::json!({"what": "sprite-q", "model": net.config().name, "threads": threads,
                     "params": q_params, "kernel": kernel.name(), "size": format!("{w}x{h}"),
-                    "steps": steps, "secs": median(times), "gemm_secs": gemm})
+                    "steps": steps, "secs": secs, "gemm_secs": gemm})
             );
         }
     }

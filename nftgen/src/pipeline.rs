@@ -231,11 +231,10 @@ impl ArtModel {
         if let Some(cfg) = meta.metadata().as_ref().and_then(SpriteQNet::config_of) {
             let cfg = cfg.map_err(bad)?;
             let net = SpriteQNet::from_bytes(path, bytes, cfg)?;
-            use sha2::Digest;
             return Ok(Self {
                 id: net.config().name.clone(),
                 inner: Inner::SpriteQ(Box::new(net)),
-                hash: ModelHash(sha2::Sha256::digest(bytes).into()),
+                hash: ModelHash::of_file_bytes(bytes),
                 path: path.to_path_buf(),
                 device: Device::Cpu,
                 backend: Backend::Cpu,
@@ -262,8 +261,7 @@ impl ArtModel {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let encoder = PromptEncoder::new(&cfg.text);
         let net = SpriteNet::new(cfg, vb).map_err(|e| sd::build_error(path, e))?;
-        use sha2::Digest;
-        let hash = ModelHash(sha2::Sha256::digest(bytes).into());
+        let hash = ModelHash::of_file_bytes(bytes);
         Ok(Self {
             id: net.config().name.clone(),
             inner: Inner::Sprite {
@@ -345,16 +343,10 @@ impl ArtModel {
 
     /// Size used when a request sets none.
     pub fn default_size(&self) -> (u32, u32) {
-        match &self.inner {
-            Inner::Sprite { net, .. } => {
-                let [w, h] = net.config().sizes[0];
-                (w, h)
-            }
-            Inner::SpriteQ(net) => {
-                let [w, h] = net.config().sizes[0];
-                (w, h)
-            }
-            Inner::Sd(m) => (m.default_size, m.default_size),
+        match (&self.inner, self.sizes()) {
+            (Inner::Sd(m), _) => (m.default_size, m.default_size),
+            (_, Some([[w, h], ..])) => (*w, *h),
+            (_, _) => unreachable!("kiln-sprite configs validate at least one size"),
         }
     }
     /// Steps used when a request sets none.

@@ -261,9 +261,9 @@ fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationReco
 }
 
 /// Loads `model`. When it is the default model ([`crate::default_model_path`]) and its weights
-/// are not the recorded ones, the shipped model with the recorded hash (the f32 kiln-sprite of
-/// pipeline/1) is used instead, so tokens of either pipeline verify with no `--model`; weights
-/// the caller chose are never swapped.
+/// are not the recorded ones, the shipped f32 kiln-sprite of pipeline/1 is used instead if it is
+/// the recorded model, so tokens of either pipeline verify with no `--model`; weights the caller
+/// chose are never swapped.
 fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, String> {
     let first = if model.exists() {
         ArtModel::load(model).map_err(|e| e.to_string())
@@ -273,19 +273,10 @@ fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, St
     if matches!(&first, Ok(m) if m.hash() == recorded) || model != crate::default_model_path() {
         return first;
     }
-    for shipped in [crate::default_model_path(), crate::v1_model_path()] {
-        if shipped == model || !shipped.is_file() {
-            continue;
-        }
-        let same = std::fs::read(&shipped).is_ok_and(|b| {
-            use sha2::Digest;
-            ModelHash(sha2::Sha256::digest(&b).into()) == recorded
-        });
-        if same && let Ok(m) = ArtModel::load(&shipped) {
-            return Ok(m);
-        }
+    match ArtModel::load(crate::v1_model_path()) {
+        Ok(v1) if v1.hash() == recorded => Ok(v1),
+        _ => first,
     }
-    first
 }
 
 fn report(

@@ -134,6 +134,14 @@ impl From<RecipeHash> for TokenId {
     }
 }
 
+impl ModelHash {
+    /// SHA-256 of a model file's bytes (`RECIPE.md` §6).
+    pub fn of_file_bytes(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+}
+
 impl ContentHash {
     /// keccak256(width as u32 big-endian ‖ height as u32 big-endian ‖ RGBA8 pixels, rows top to
     /// bottom).

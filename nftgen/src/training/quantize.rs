@@ -389,11 +389,7 @@ pub fn quantize_file(from: &Path, out: &Path, name: &str) -> Result<SpriteQConfi
     cfg.validate().map_err(unsupported)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
         .map_err(|e| unsupported(e.to_string()))?;
-    use sha2::Digest;
-    let sha: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = crate::ModelHash::of_file_bytes(&bytes).to_string();
     let (qcfg, t) = quantize(&cfg, &tensors, name, Some(sha))?;
     save(out, &qcfg, &t)?;
     Ok(qcfg)

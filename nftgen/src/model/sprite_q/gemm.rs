@@ -122,17 +122,6 @@ impl Packed {
         self.rows = rows;
         self.k = k;
     }
-
-    /// Rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Row `r` (padded).
-    pub fn row(&self, r: usize) -> &[i8] {
-        let kp = padded(self.k);
-        &self.data[r * kp..(r + 1) * kp]
-    }
 }
 
 /// Dot product of two int8 vectors of equal length, scalar.
@@ -150,39 +139,6 @@ mod x86 {
     unsafe fn load(p: &[i8], i: usize) -> __m256i {
         // SAFETY: callers pass i with i + 32 <= p.len() (padded rows); unaligned load.
         unsafe { _mm256_loadu_si256(p.as_ptr().add(i) as *const __m256i) }
-    }
-
-    #[inline(always)]
-    fn hsum(v: __m256i) -> i32 {
-        // SAFETY-free: register-only intrinsics in an AVX2 context.
-        unsafe {
-            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-            _mm_cvtsi128_si32(s)
-        }
-    }
-
-    /// `acc[o] = a · w_o` for four weight rows, AVX2. Inputs are in [−127, 127], so
-    /// `|a|·(sign(a)·w)` pairs summed by `vpmaddubsw` stay within i16 (2·127·127 < 32767).
-    ///
-    /// # Safety
-    /// AVX2 must be available; all slices have the same length, a multiple of 32.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dot4_avx2(a: &[i8], w: [&[i8]; 4]) -> [i32; 4] {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for i in (0..a.len()).step_by(32) {
-            // SAFETY: i + 32 <= len of every slice.
-            let va = unsafe { load(a, i) };
-            let abs_a = _mm256_sign_epi8(va, va);
-            for (j, wj) in w.iter().enumerate() {
-                let vw = unsafe { load(wj, i) };
-                let pairs = _mm256_maddubs_epi16(abs_a, _mm256_sign_epi8(vw, va));
-                acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(pairs, ones));
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 
     /// Sums of each of four vectors, as four lanes.
@@ -273,71 +229,20 @@ mod x86 {
         // SAFETY: the caller guarantees AVX-512 VNNI/VL and padded rows.
         super::run_blocks(g, acc, |a, w| unsafe { block4x4_vnni(a, w) });
     }
-
-    /// `Σ (a + 128)·w` for four weight rows, AVX-512 VNNI (`vpdpbusd`); `a_u` holds the
-    /// activations offset by 128 (as u8). The caller subtracts `128·Σw`.
-    ///
-    /// # Safety
-    /// AVX-512 VNNI and VL must be available; all slices have the same length, a multiple of 32.
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    pub(super) unsafe fn dot4_vnni(a_u: &[i8], w: [&[i8]; 4]) -> [i32; 4] {
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for i in (0..a_u.len()).step_by(32) {
-            // SAFETY: i + 32 <= len of every slice.
-            let va = unsafe { load(a_u, i) };
-            for (j, wj) in w.iter().enumerate() {
-                let vw = unsafe { load(wj, i) };
-                acc[j] = _mm256_dpbusd_epi32(acc[j], va, vw);
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
-    }
 }
 
-/// Dot product with the given kernel (any length; SIMD kernels take 32-byte chunks and finish
-/// the tail in scalar code).
-#[inline]
+/// Dot product of two int8 vectors of equal length with the given kernel (one row by one row
+/// through [`gemm_packed`]).
 pub fn dot(kernel: Kernel, a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
-    let body = n / K_ALIGN * K_ALIGN;
-    let tail = dot_scalar(&a[body..n], &b[body..n]);
-    if body == 0 || kernel == Kernel::Scalar {
-        return dot_scalar(&a[..body], &b[..body]) + tail;
-    }
-    let mut out = [0i32; 4];
-    block4(kernel, &a[..body], [&b[..body]; 4], &mut out);
-    out[0] + tail
-}
-
-/// Four dot products of `a` against four rows, all of one length (a multiple of 32 for the SIMD
-/// kernels), with the signed result.
-#[inline]
-fn block4(kernel: Kernel, a: &[i8], w: [&[i8]; 4], out: &mut [i32; 4]) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
-            #[allow(unsafe_code)]
-            // SAFETY: `Kernel::Avx2` is only chosen when the CPU reports AVX2; lengths agree.
-            unsafe {
-                *out = x86::dot4_avx2(a, w);
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni => {
-            let a_u: Vec<i8> = a.iter().map(|&v| (v as u8 ^ 0x80) as i8).collect();
-            #[allow(unsafe_code)]
-            // SAFETY: `Kernel::Avx512Vnni` is only chosen when the CPU reports it; lengths agree.
-            let r = unsafe { x86::dot4_vnni(&a_u, w) };
-            for j in 0..4 {
-                out[j] = r[j] - 128 * w[j].iter().map(|&v| v as i32).sum::<i32>();
-            }
-        }
-        _ => {
-            for j in 0..4 {
-                out[j] = dot_scalar(a, w[j]);
-            }
-        }
-    }
+    let mut out = [0i32];
+    gemm_packed(
+        kernel,
+        &Packed::new(&a[..n], 1, n),
+        &Packed::new(&b[..n], 1, n),
+        &mut out,
+    );
+    out[0]
 }
 
 /// `acc[n·out + o] = a_n · w_o` for every row of `a` and `w` (both packed to the same `k`), in
