@@ -99,7 +99,7 @@ fn int_gemm_reference(
         if row == 1 && name == "patch_in" {
             continue;
         }
-        let a = gemm::Packed::new(&vec![1i8; tokens * layer.inp], tokens, layer.inp);
+        let a = gemm::Rows::from_slice(kernel, &vec![1i8; tokens * layer.inp], tokens, layer.inp);
         let w = gemm::Packed::new(&layer.weight, layer.out, layer.inp);
         let acc = vec![0i32; tokens * layer.out];
         jobs.push((a, w, acc));

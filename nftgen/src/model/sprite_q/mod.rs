@@ -148,10 +148,8 @@ impl QLinear {
     #[inline(always)]
     pub fn forward(&self, kernel: Kernel, x: &[i32], rows: usize, lim: i32) -> Vec<i32> {
         let mut exps = vec![0i32; rows];
-        let mut a = gemm::Packed::default();
-        a.fill(rows, self.inp, |n, q| {
-            exps[n] = ops::quantize_row_i8(&x[n * self.inp..(n + 1) * self.inp], q);
-        });
+        let mut a = gemm::Rows::new(kernel);
+        a.fill_quantized(x, self.inp, rows, self.inp, &mut exps);
         let mut out = vec![0i32; rows * self.out];
         gemm::gemm_packed(kernel, &a, &self.packed, &mut out);
         for (o_row, &e) in out.chunks_mut(self.out).zip(&exps) {
@@ -613,9 +611,7 @@ impl SpriteQNet {
                 ops::layer_norm(&xs[i * d..][..d], &a2, &c2, &mut h[i * d..][..d]);
             }
             let mut f = block.fc1.forward(kernel, &h, n, ACT_MAX);
-            for v in f.iter_mut() {
-                *v = ops::silu(*v, &self.silu_table);
-            }
+            ops::silu_in_place(kernel, &mut f, &self.silu_table);
             let f = block.fc2.forward(kernel, &f, n, ACT_MAX);
             gate_add(&mut xs, &f, chunk(5));
             if block.skip.is_none() {
@@ -638,57 +634,43 @@ impl SpriteQNet {
         let hd = d / heads;
         let qkv = block.qkv.forward(kernel, h, n, ACT_MAX);
         let mut y = vec![0i32; n * d];
-        let mut q8 = gemm::Packed::default();
+        let mut q8 = gemm::Rows::new(kernel);
         let mut eq = vec![0i32; n];
         let mut k8 = gemm::Packed::default();
         let mut scores = vec![0i32; n * n];
         let mut v16 = vec![0i32; n * hd];
+        let mut values = gemm::ValuePairs::default();
+        let mut words = Vec::with_capacity(n.div_ceil(2));
         let mut z = vec![0i32; n];
         let mut pr = vec![0u32; n];
         let mut col = vec![0i32; hd];
+        let row = 3 * d;
         for head in 0..heads {
-            let part = |i: usize, which: usize| &qkv[i * 3 * d + which * d + head * hd..][..hd];
-            q8.fill(n, hd, |i, q| eq[i] = ops::quantize_row_i8(part(i, 0), q));
+            // Offsets of this head's query, key and value within a token's qkv row.
+            let (oq, ok, ov) = (head * hd, d + head * hd, 2 * d + head * hd);
+            let part = |i: usize, at: usize| &qkv[i * row + at..][..hd];
+            q8.fill_quantized(&qkv[oq..], row, n, hd, &mut eq);
             // Keys and values: one exponent per head over all tokens.
-            let max_of = |which: usize| {
-                (0..n)
-                    .flat_map(|i| part(i, which).iter().map(|v| v.unsigned_abs()))
-                    .max()
-                    .unwrap_or(0)
-            };
-            let ek = match max_of(1) {
-                0 => 0,
-                m => ops::bit_len(m) - 7,
-            };
-            let ev = match max_of(2) {
-                0 => 0,
-                m => ops::bit_len(m) - 14,
-            };
-            k8.fill(n, hd, |i, k| {
-                for (o, &v) in k.iter_mut().zip(part(i, 1)) {
-                    *o = ops::shift_sat(v, -ek).clamp(-127, 127) as i8;
-                }
-            });
+            let (mut mk, mut mv) = (0, 0);
             for i in 0..n {
-                ops::quantize_with(part(i, 2), ev, (1 << 14) - 1, &mut v16[i * hd..][..hd]);
+                mk = mk.max(ops::max_abs(part(i, ok)));
+                mv = mv.max(ops::max_abs(part(i, ov)));
             }
+            let ek = if mk == 0 { 0 } else { ops::bit_len(mk) - 7 };
+            let ev = if mv == 0 { 0 } else { ops::bit_len(mv) - 14 };
+            k8.fill(n, hd, |i, k| ops::quantize_i8_with(part(i, ok), ek, 0, k));
+            for i in 0..n {
+                ops::quantize_with(part(i, ov), ev, (1 << 14) - 1, &mut v16[i * hd..][..hd]);
+            }
+            values.fill(&v16, n, hd);
             gemm::gemm_packed(kernel, &q8, &k8, &mut scores);
             for i in 0..n {
                 let amount = eq[i] + ek - 16;
-                for (zj, &s) in z.iter_mut().zip(&scores[i * n..(i + 1) * n]) {
-                    *zj = ops::shift_sat(s, amount).clamp(-(1 << 24), 1 << 24);
-                }
-                ops::softmax_q15(&z, &self.exp_table, &mut pr);
-                col.fill(0);
-                for (j, &pj) in pr.iter().enumerate() {
-                    let pj = pj as i32;
-                    for (acc, &v) in col.iter_mut().zip(&v16[j * hd..][..hd]) {
-                        *acc += pj * v;
-                    }
-                }
-                for (o, &acc) in y[i * d + head * hd..][..hd].iter_mut().zip(&col) {
-                    *o = sat_act(ops::shift_sat(acc, ev - 15));
-                }
+                ops::shift_clamp(&scores[i * n..(i + 1) * n], amount, 1 << 24, &mut z);
+                ops::softmax_q15_with(kernel, &z, &self.exp_table, &mut pr);
+                gemm::ValuePairs::pack_probabilities(&pr, &mut words);
+                values.weighted_sum(kernel, &words, &mut col);
+                ops::shift_clamp(&col, ev - 15, ACT_MAX, &mut y[i * d + head * hd..][..hd]);
             }
         }
         block.proj.forward(kernel, &y, n, ACT_MAX)

@@ -173,15 +173,63 @@ pub fn isqrt(n: u32) -> u32 {
 /// so that the row shifted by it fits in `[−127, 127]`.
 #[inline(always)]
 pub fn row_exponent(x: &[i32]) -> i32 {
-    let m = x.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+    let m = max_abs(x);
     if m == 0 { 0 } else { bit_len(m) - 7 }
 }
 
 /// Quantizes `x` with exponent `e` to `[−lim, lim]`: `clamp(shift(x, −e))`.
 #[inline(always)]
 pub fn quantize_with(x: &[i32], e: i32, lim: i32, out: &mut [i32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = shift_sat(v, -e).clamp(-lim, lim);
+    shift_clamp(x, -e, lim, out);
+}
+
+/// `out = clamp(shift_sat(x, a), ±lim)` for `0 ≤ lim`, value by value, written so that the loop
+/// vectorizes: a left shift is the exact product clamped (`shift_sat`'s saturation lies
+/// beyond `lim`), a right shift is [`rshift_round`]'s own expression.
+#[inline(always)]
+pub fn shift_clamp(x: &[i32], a: i32, lim: i32, out: &mut [i32]) {
+    if a >= 0 {
+        // |x| · 2^32 exceeds any lim, as shift_sat's saturation does for a ≥ 31.
+        let (a, lim) = (a.min(32) as u32, lim as i64);
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = ((v as i64) << a).clamp(-lim, lim) as i32;
+        }
+    } else if a > -31 {
+        let s = (-a) as u32;
+        let half = 1i32 << (s - 1);
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (v.wrapping_add(half) >> s).clamp(-lim, lim);
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = shift_sat(v, a).clamp(-lim, lim);
+        }
+    }
+}
+
+/// Largest magnitude of `x` (0 when empty).
+#[inline(always)]
+pub fn max_abs(x: &[i32]) -> u32 {
+    x.iter().map(|v| v.unsigned_abs()).fold(0, u32::max)
+}
+
+/// `out = clamp(shift(x, −e), ±127) as i8`, each byte xor `flip` (`i8::MIN` stores `q + 128` as
+/// an unsigned byte, for the VNNI kernel). The two branches are [`shift_sat`] for one sign of
+/// `e`, written so that each loop vectorizes.
+#[inline(always)]
+pub fn quantize_i8_with(x: &[i32], e: i32, flip: i8, out: &mut [i8]) {
+    if e > 0 {
+        // rshift_round (its precondition |x| < 2^30 is the callers').
+        let (half, s) = (1i32 << (e - 1), e as u32);
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = ((v + half) >> s).clamp(-127, 127) as i8 ^ flip;
+        }
+    } else {
+        // |x| < 2^(7 + e): the left shift stays within ±127.
+        let s = (-e) as u32;
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (v << s).clamp(-127, 127) as i8 ^ flip;
+        }
     }
 }
 
@@ -212,6 +260,118 @@ pub fn silu(v: i32, table: &[i32]) -> i32 {
         0
     } else {
         table[(i + 4096) as usize]
+    }
+}
+
+/// [`silu`] of every value of `xs`, in place; with the AVX-512 kernel the table is read with
+/// 16-lane gathers (same values).
+#[inline(always)]
+pub fn silu_in_place(kernel: super::gemm::Kernel, xs: &mut [i32], table: &[i32]) {
+    assert_eq!(table.len(), SILU_ENTRIES, "SiLU table size");
+    #[cfg(target_arch = "x86_64")]
+    if kernel == super::gemm::Kernel::Avx512Vnni {
+        #[allow(unsafe_code)]
+        // SAFETY: the AVX-512 kernel is only chosen on CPUs with AVX-512 F/BW/VL.
+        unsafe {
+            x86::silu_avx512(xs, table)
+        };
+        return;
+    }
+    let _ = kernel;
+    for v in xs.iter_mut() {
+        *v = silu(*v, table);
+    }
+}
+
+/// [`softmax_q15`] with the table read by 16-lane gathers under the AVX-512 kernel.
+#[inline(always)]
+pub fn softmax_q15_with(
+    kernel: super::gemm::Kernel,
+    z: &[i32],
+    exp_table: &[i32],
+    out: &mut [u32],
+) {
+    assert_eq!(exp_table.len(), EXP_ENTRIES, "exp table size");
+    #[cfg(target_arch = "x86_64")]
+    if kernel == super::gemm::Kernel::Avx512Vnni {
+        #[allow(unsafe_code)]
+        // SAFETY: the AVX-512 kernel is only chosen on CPUs with AVX-512 F/BW/VL.
+        unsafe {
+            x86::softmax_avx512(z, exp_table, out)
+        };
+        return;
+    }
+    let _ = kernel;
+    softmax_q15(z, exp_table, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use super::EXP_ENTRIES;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX-512 F must be available; `table` has `SILU_ENTRIES` values.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn silu_avx512(xs: &mut [i32], table: &[i32]) {
+        let mut chunks = xs.chunks_exact_mut(16);
+        let (eight, top, bottom) = (
+            _mm512_set1_epi32(8),
+            _mm512_set1_epi32(4096),
+            _mm512_set1_epi32(-4096),
+        );
+        for c in &mut chunks {
+            // SAFETY: `c` holds 16 i32; the gather indices are clamped to 0..=8191.
+            unsafe {
+                let v = _mm512_loadu_si512(c.as_ptr() as *const __m512i);
+                let i = _mm512_srai_epi32::<4>(_mm512_add_epi32(v, eight));
+                let idx = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(i, top), bottom), top);
+                let idx = _mm512_min_epi32(idx, _mm512_set1_epi32(8191));
+                let g = _mm512_i32gather_epi32::<4>(idx, table.as_ptr());
+                let high = _mm512_cmpge_epi32_mask(i, top);
+                let low = _mm512_cmplt_epi32_mask(i, bottom);
+                let r = _mm512_mask_blend_epi32(high, g, v);
+                let r = _mm512_mask_blend_epi32(low, r, _mm512_setzero_si512());
+                _mm512_storeu_si512(c.as_mut_ptr() as *mut __m512i, r);
+            }
+        }
+        for v in chunks.into_remainder() {
+            *v = super::silu(*v, table);
+        }
+    }
+
+    /// # Safety
+    /// AVX-512 F must be available; `exp_table` has `EXP_ENTRIES` values.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn softmax_avx512(z: &[i32], exp_table: &[i32], out: &mut [u32]) {
+        let zmax = z.iter().copied().max().unwrap_or(0);
+        let (vmax, cap) = (
+            _mm512_set1_epi32(zmax),
+            _mm512_set1_epi32(EXP_ENTRIES as i32 - 1),
+        );
+        let n = z.len() / 16 * 16;
+        let mut sums = _mm512_setzero_si512();
+        for (zc, oc) in z[..n].chunks_exact(16).zip(out[..n].chunks_exact_mut(16)) {
+            // SAFETY: 16 i32 each; zmax − z ≥ 0 as an unsigned value, capped at 4096.
+            unsafe {
+                let v = _mm512_loadu_si512(zc.as_ptr() as *const __m512i);
+                let d = _mm512_min_epu32(_mm512_sub_epi32(vmax, v), cap);
+                let e = _mm512_i32gather_epi32::<4>(d, exp_table.as_ptr());
+                sums = _mm512_add_epi32(sums, e);
+                _mm512_storeu_si512(oc.as_mut_ptr() as *mut __m512i, e);
+            }
+        }
+        let mut sum = _mm512_reduce_add_epi32(sums) as u32;
+        for (o, &v) in out[n..].iter_mut().zip(&z[n..]) {
+            let d = ((zmax - v) as u32).min(4096);
+            *o = exp_table[d as usize] as u32;
+            sum += *o;
+        }
+        let r = (1u32 << 31) / sum.max(1);
+        for o in out.iter_mut() {
+            *o = (*o * r + (1 << 15)) >> 16;
+        }
     }
 }
 
@@ -313,6 +473,66 @@ mod tests {
             let m = ((r >> 32) as u32 as i32) >> ((r >> 54) & 31);
             let s = ((r >> 40) % 63) as u32;
             assert_eq!(mul_shift_limbs(a, m, s), mul_shift(a, m, s), "{a} {m} {s}");
+        }
+    }
+
+    #[test]
+    fn shift_clamp_equals_shift_sat_then_clamp() {
+        let mut v = 0x1234_5678u32;
+        let mut next = || {
+            v ^= v << 13;
+            v ^= v >> 17;
+            v ^= v << 5;
+            v
+        };
+        let edges = [
+            0,
+            1,
+            -1,
+            7,
+            -8,
+            1 << 24,
+            -(1 << 24),
+            1 << 29,
+            -(1 << 30) + 1,
+        ];
+        for a in -40..=40 {
+            for lim in [0, 127, 16383, 1 << 24, ACT_MAX, i32::MAX] {
+                let mut x: Vec<i32> = (0..64).map(|_| (next() as i32) >> (next() % 32)).collect();
+                x.extend_from_slice(&edges);
+                // rshift_round's precondition: |x| < 2^30.
+                x.retain(|v| v.unsigned_abs() < 1 << 30);
+                let mut got = vec![0; x.len()];
+                shift_clamp(&x, a, lim, &mut got);
+                let want: Vec<i32> = x
+                    .iter()
+                    .map(|&v| shift_sat(v, a).clamp(-lim, lim))
+                    .collect();
+                assert_eq!(got, want, "a {a} lim {lim}");
+            }
+        }
+    }
+
+    #[test]
+    fn vectorizable_quantization_equals_the_rule() {
+        let mut v = 0x9E37_79B9u32;
+        let mut next = || {
+            v ^= v << 13;
+            v ^= v >> 17;
+            v ^= v << 5;
+            v
+        };
+        for round in 0..2000 {
+            let bits = 1 + round % 30;
+            let row: Vec<i32> = (0..37).map(|_| (next() as i32) >> (32 - bits)).collect();
+            let mut want = [0i8; 37];
+            let e = quantize_row_i8(&row, &mut want);
+            for flip in [0, i8::MIN] {
+                let mut got = [0i8; 37];
+                quantize_i8_with(&row, e, flip, &mut got);
+                let want: Vec<i8> = want.iter().map(|&q| q ^ flip).collect();
+                assert_eq!(&got[..], &want[..], "{row:?}");
+            }
         }
     }
 
