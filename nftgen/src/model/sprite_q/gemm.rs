@@ -22,6 +22,8 @@ pub enum Kernel {
     Avx2,
     /// x86-64 AVX-512 VNNI: `vpdpbusd` on 512-bit vectors, activations offset by 128.
     Avx512Vnni,
+    /// AArch64 NEON (every 64-bit ARM CPU): `smull` + `sadalp` on 128-bit vectors.
+    Neon,
 }
 
 impl Kernel {
@@ -58,6 +60,10 @@ impl Kernel {
                 return Kernel::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return Kernel::Neon;
+        }
         Kernel::Scalar
     }
 
@@ -73,6 +79,10 @@ impl Kernel {
                 v.push(Kernel::Avx512Vnni);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if Kernel::detect() == Kernel::Neon {
+            v.push(Kernel::Neon);
+        }
         v
     }
 
@@ -82,6 +92,7 @@ impl Kernel {
             Kernel::Scalar => "scalar",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512Vnni => "avx512-vnni",
+            Kernel::Neon => "neon",
         }
     }
 
@@ -260,6 +271,8 @@ struct Operands<'a> {
     a: &'a [i8],
     rows: usize,
     w: &'a [i8],
+    // The VNNI kernel's offset correction (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     correction: &'a [i32],
     outs: usize,
     kp: usize,
@@ -313,6 +326,10 @@ pub fn gemm_packed(kernel: Kernel, a: &Rows, w: &Packed, acc: &mut [i32]) {
         #[allow(unsafe_code)]
         // SAFETY: chosen only when the CPU reports AVX2.
         Kernel::Avx2 => unsafe { x86::gemm_avx2(ops, acc) },
+        #[cfg(target_arch = "aarch64")]
+        #[allow(unsafe_code)]
+        // SAFETY: chosen only when the CPU reports NEON.
+        Kernel::Neon => unsafe { arm::gemm_neon(ops, acc) },
         _ => tiles(
             ops,
             acc,
@@ -354,6 +371,13 @@ fn tiles(
             single(ops, n, full_panels, acc);
         }
     }
+}
+
+/// The four activation bytes at `4·g` of `row` as one i32 (to broadcast).
+#[inline(always)]
+fn four(row: &[i8], g: usize) -> i32 {
+    let b = &row[4 * g..4 * g + 4];
+    i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
 }
 
 /// Writes the 16 lanes of row `n` and panel `p` (only the real outputs).
@@ -402,15 +426,8 @@ fn scalar_tile<const R: usize, const P: usize>(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{Operands, PANEL, store, tiles};
+    use super::{Operands, PANEL, four, store, tiles};
     use std::arch::x86_64::*;
-
-    /// The four activation bytes at `4·g` of `row` as one i32 (to broadcast).
-    #[inline(always)]
-    fn four(row: &[i8], g: usize) -> i32 {
-        let b = &row[4 * g..4 * g + 4];
-        i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
-    }
 
     /// `R` rows × `P` panels with `vpdpbusd` (activations offset by 128; the correction added).
     // Index loops over the register tile read as the arithmetic they do.
@@ -585,6 +602,78 @@ mod x86 {
             |o, n, p, a| tile_avx2::<4, 1>(o, n, p, a),
             |o, n, p, a| tile_avx2::<1, 2>(o, n, p, a),
             |o, n, p, a| tile_avx2::<1, 1>(o, n, p, a),
+        );
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+mod arm {
+    use super::{Operands, PANEL, four, store, tiles};
+    use std::arch::aarch64::*;
+
+    /// `R` rows (at most two: 8 accumulators each) × one panel: `smull`/`smull2` of the
+    /// broadcast activation bytes with four outputs' bytes, `sadalp` into pairs of i32 lanes,
+    /// one `addp` per four outputs at the end. Products fit i16 (127 · 127), pair sums i32.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn tile_neon<const R: usize>(ops: Operands<'_>, n0: usize, p: usize, acc: &mut [i32]) {
+        let kp = ops.kp;
+        let (rows, panels) = ops.tile::<R, 1>(n0, p);
+        let panel = panels[0];
+        let mut sums = [[vdupq_n_s32(0); 8]; R];
+        for g in 0..kp / 4 {
+            let mut w = [vdupq_n_s8(0); 4];
+            for (i, v) in w.iter_mut().enumerate() {
+                // SAFETY: each panel group holds 64 bytes.
+                *v = unsafe { vld1q_s8(panel.as_ptr().add(64 * g + 16 * i)) };
+            }
+            for (row, s) in rows.iter().zip(sums.iter_mut()) {
+                let a = vreinterpretq_s8_s32(vdupq_n_s32(four(row, g)));
+                for (i, &wi) in w.iter().enumerate() {
+                    s[2 * i] = vpadalq_s16(s[2 * i], vmull_s8(vget_low_s8(wi), vget_low_s8(a)));
+                    s[2 * i + 1] = vpadalq_s16(s[2 * i + 1], vmull_high_s8(wi, a));
+                }
+            }
+        }
+        for (r, s) in sums.iter().enumerate() {
+            let mut lanes = [0i32; PANEL];
+            for i in 0..4 {
+                // SAFETY: `lanes` holds 16 i32.
+                unsafe {
+                    vst1q_s32(
+                        lanes.as_mut_ptr().add(4 * i),
+                        vpaddq_s32(s[2 * i], s[2 * i + 1]),
+                    )
+                };
+            }
+            store(ops, n0 + r, p, &lanes, acc);
+        }
+    }
+
+    /// Every tile with the NEON kernel.
+    ///
+    /// # Safety
+    /// NEON must be available.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn gemm_neon(ops: Operands<'_>, acc: &mut [i32]) {
+        let two = |o: Operands<'_>, n: usize, p: usize, a: &mut [i32]| {
+            tile_neon::<2>(o, n, p, a);
+            tile_neon::<2>(o, n + 2, p, a);
+        };
+        tiles(
+            ops,
+            acc,
+            |o, n, p, a| {
+                two(o, n, p, a);
+                two(o, n, p + 1, a);
+            },
+            two,
+            |o, n, p, a| {
+                tile_neon::<1>(o, n, p, a);
+                tile_neon::<1>(o, n, p + 1, a);
+            },
+            |o, n, p, a| tile_neon::<1>(o, n, p, a),
         );
     }
 }
