@@ -46,7 +46,7 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
         seen::<ArtReady>(app).len() == 2
     });
     assert!(
-        matches!(app.world().resource::<ArtStatus>(), ArtStatus::Ready(id) if id == "kiln-sprite-q-v1")
+        matches!(app.world().resource::<ArtStatus>(), ArtStatus::Ready(id) if id == "kiln-sprite-q-v1.1")
     );
     let steps: Vec<u32> = seen::<ArtProgress>(&app).iter().map(|p| p.step).collect();
     assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8]);

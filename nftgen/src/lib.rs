@@ -79,6 +79,22 @@ pub fn v1_model_path() -> std::path::PathBuf {
     shipped_models_dir().join("kiln-sprite.safetensors")
 }
 
+/// Every art model Kiln has shipped (`assets/models/*.safetensors`), in name order: the f32
+/// kiln-sprite of pipeline/1 and each integer kiln-sprite-q of pipeline/2, kept so that every
+/// token painted with any of them verifies.
+pub fn shipped_model_paths() -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(shipped_models_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
 /// The repository's `assets/models/` (found from `CARGO_MANIFEST_DIR` at run time under Cargo,
 /// else where this crate was built).
 fn shipped_models_dir() -> std::path::PathBuf {

@@ -735,23 +735,37 @@ fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
     assert_eq!(v.matched, ["image", "model"]);
 }
 
-/// Tokens of the frozen f32 pipeline keep verifying: the verifier finds the shipped
-/// pipeline/1 weights by the recorded hash when the default (integer) model is passed.
+/// Tokens of every model Kiln has shipped keep verifying — the frozen f32 pipeline/1 and each
+/// integer model of pipeline/2: the verifier finds the shipped weights by the recorded hash when
+/// the default model is passed.
 #[test]
-fn pipeline_1_tokens_still_verify_authentic() {
+fn tokens_of_every_shipped_model_still_verify_authentic() {
     let dir = tempfile::tempdir().unwrap();
     let chain = open(dir.path());
-    let v1 = ArtModel::load(kiln_nftgen::v1_model_path()).unwrap();
-    let art = v1
-        .generate(
-            &GenerationRequest::new("a green axe", 2).steps(6),
-            &mut |_| Control::Continue,
-        )
-        .unwrap();
-    assert_eq!(art.record.pipeline, "kiln-pipeline/1");
-    // Unattributed pipeline/1 art is bound to the minter, as before.
-    let token = chain.mint(&art, chain.account()).unwrap().token_id;
-    let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
-    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
-    assert_eq!(v.pipeline.as_deref(), Some("kiln-pipeline/1"));
+    let shipped = kiln_nftgen::shipped_model_paths();
+    assert!(shipped.len() >= 3, "{shipped:?}");
+    let mut pipelines = Vec::new();
+    for path in shipped {
+        let model = ArtModel::load(&path).unwrap();
+        let mut req = GenerationRequest::new("a green axe", 2).steps(6);
+        if model.sprite_q_net().is_some() {
+            // pipeline/2 paints for its creator.
+            req = req.creator(chain.account());
+        }
+        let art = model.generate(&req, &mut |_| Control::Continue).unwrap();
+        // Unattributed pipeline/1 art is bound to the minter, as before.
+        let token = chain.mint(&art, chain.account()).unwrap().token_id;
+        let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
+        assert_eq!(
+            v.verdict,
+            Verdict::Authentic,
+            "{}: {}",
+            path.display(),
+            v.summary
+        );
+        assert_eq!(v.pipeline.as_deref(), Some(art.record.pipeline.as_str()));
+        pipelines.push(art.record.pipeline);
+    }
+    assert!(pipelines.iter().any(|p| p == "kiln-pipeline/1"));
+    assert!(pipelines.iter().filter(|p| *p == "kiln-pipeline/2").count() >= 2);
 }

@@ -97,16 +97,31 @@ fn pipeline_1_paints_its_golden_images() {
     }
 }
 
-/// SHA-256 of the shipped kiln-pipeline/2 weights (`assets/models/kiln-sprite-q.safetensors`).
-const SPRITE_Q_SHA256: &str = "f78f586a3741705f5d0001d5cc989d8501e2ba7eb71567ae5be8221a129d0ef1";
+/// SHA-256 of the shipped kiln-pipeline/2 weights: the default, kiln-sprite-q-v1.1
+/// (`assets/models/kiln-sprite-q.safetensors`, quantization-aware), and kiln-sprite-q-v1
+/// (`kiln-sprite-q-v1.safetensors`, the post-training export of kiln-sprite v1), which stays
+/// so that its tokens verify.
+const SPRITE_Q_SHA256: &str = "f1e32637a851f78d128b416dd277b49693561fad157e9088931c9f614ecb95b8";
+const SPRITE_Q_V1_SHA256: &str = "f78f586a3741705f5d0001d5cc989d8501e2ba7eb71567ae5be8221a129d0ef1";
+/// SHA-256 of the f32 weights kiln-sprite-q-v1.1 was exported from (the quantization-aware
+/// fine-tune of kiln-sprite v1; not shipped, recorded in the file's config).
+const QAT_F32_SHA256: &str = "f350c4e9cbf25db85600286cd3fb9167d4957edce3cc83653e7d27ed161f9de2";
 
 #[test]
-fn shipped_pipeline_2_weights_are_pinned_and_are_the_export_of_the_f32_weights() {
-    let path = repo_file("assets/models/kiln-sprite-q.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(hex(&Sha256::digest(&bytes)), SPRITE_Q_SHA256);
-    assert!(bytes.len() <= 5_000_000, "{} bytes", bytes.len());
-    // `nftgen quantize` of the shipped f32 weights writes exactly this file.
+fn shipped_pipeline_2_weights_are_pinned_and_are_exports_of_f32_weights() {
+    let sha = |name: &str| {
+        let bytes = std::fs::read(repo_file(&format!("assets/models/{name}"))).unwrap();
+        assert!(bytes.len() <= 5_000_000, "{name}: {} bytes", bytes.len());
+        hex(&Sha256::digest(&bytes))
+    };
+    assert_eq!(sha("kiln-sprite-q.safetensors"), SPRITE_Q_SHA256);
+    assert_eq!(sha("kiln-sprite-q-v1.safetensors"), SPRITE_Q_V1_SHA256);
+    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    let cfg = model.sprite_q_net().unwrap().config();
+    assert_eq!(cfg.name, "kiln-sprite-q-v1.1");
+    assert_eq!(cfg.quantized_from.as_deref(), Some(QAT_F32_SHA256));
+    // `nftgen quantize` of the shipped f32 weights writes exactly kiln-sprite-q-v1: the exporter
+    // is pinned too.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q.safetensors");
     kiln_nftgen::training::quantize::quantize_file(
@@ -117,15 +132,14 @@ fn shipped_pipeline_2_weights_are_pinned_and_are_the_export_of_the_f32_weights()
     .unwrap();
     assert_eq!(
         hex(&Sha256::digest(std::fs::read(&out).unwrap())),
-        SPRITE_Q_SHA256
+        SPRITE_Q_V1_SHA256
     );
 }
 
-/// Three kiln-pipeline/2 recipes on the shipped integer weights and the content hashes they
+/// Three kiln-pipeline/2 recipes on each shipped integer model and the content hashes they
 /// paint — the same on every machine, so every machine that runs the tests checks them.
 #[test]
 fn pipeline_2_paints_its_golden_images_on_every_machine() {
-    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
     let creator = creator();
     let cases = [
         GenerationRequest::new("a glowing green potion", 7),
@@ -139,16 +153,27 @@ fn pipeline_2_paints_its_golden_images_on_every_machine() {
             .negative("blue")
             .creator(creator),
     ];
-    let got: Vec<String> = cases
-        .iter()
-        .map(|req| {
-            let art = model.generate(req, &mut |_| Control::Continue).unwrap();
-            assert_eq!(art.record.pipeline, "kiln-pipeline/2");
-            art.content_hash.to_string()
-        })
-        .collect();
+    let paint = |file: &str| -> Vec<String> {
+        let model = ArtModel::load(repo_file(&format!("assets/models/{file}"))).unwrap();
+        cases
+            .iter()
+            .map(|req| {
+                let art = model.generate(req, &mut |_| Control::Continue).unwrap();
+                assert_eq!(art.record.pipeline, "kiln-pipeline/2");
+                art.content_hash.to_string()
+            })
+            .collect()
+    };
     assert_eq!(
-        got,
+        paint("kiln-sprite-q.safetensors"),
+        [
+            "0xf75c4e95cfae75f296e45d72d79072dd40c6ef479e7ada0dede1c806aac29eca",
+            "0x7d99bad16ecbc0ff74df0da1458a90a033e6f003529437f69b1bc09b659a8bdd",
+            "0x9c978bf4758c70df289ba679443d73ae9d27b9b90e96efc565ac7a6383c0d7b0",
+        ]
+    );
+    assert_eq!(
+        paint("kiln-sprite-q-v1.safetensors"),
         [
             "0xef42eb668cb8cd3cc5be8f37d6eff4edc5dec86bcd5b3317e1dd1dc3a6bf5a64",
             "0x8157a884030478ed7d60c9c7e6c659537d1ee95f5a59f59b6b3d6e3357a24165",
@@ -196,7 +221,8 @@ fn digest(values: impl IntoIterator<Item = i32>) -> String {
 #[test]
 fn integer_kernels_match_their_golden_vectors() {
     use kiln_nftgen::model::sprite_q::{gemm, ops};
-    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    // kiln-sprite-q-v1: its vectors stay fixed whatever model becomes the default.
+    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q-v1.safetensors")).unwrap();
     let net = model.sprite_q_net().unwrap();
     let (exp, silu) = net.tables();
     let mut state = 0x2545_f491u32;
@@ -241,10 +267,21 @@ fn integer_kernels_match_their_golden_vectors() {
         let z: Vec<i32> = (0..n).map(|i| acts[i * 3] % 3000).collect();
         let mut p = vec![0u32; n];
         ops::softmax_q15(&z, exp, &mut p);
+        for k in gemm::Kernel::available() {
+            let mut pk = vec![0u32; n];
+            ops::softmax_q15_with(k, &z, exp, &mut pk);
+            assert_eq!(pk, p, "{k:?} softmax");
+        }
         probs.extend(p.iter().map(|&v| v as i32));
     }
     out.push(digest(probs));
-    out.push(digest(acts.iter().map(|&v| ops::silu(v >> 6, silu))));
+    let silu_in: Vec<i32> = acts.iter().map(|&v| v >> 6).collect();
+    out.push(digest(silu_in.iter().map(|&v| ops::silu(v, silu))));
+    for k in gemm::Kernel::available() {
+        let mut sk = silu_in.clone();
+        ops::silu_in_place(k, &mut sk, silu);
+        assert_eq!(digest(sk), out[4], "{k:?} SiLU");
+    }
     // A linear layer of the shipped model, with each dot-product kernel.
     let fc1 = net.block_fc1(0).unwrap();
     let x: Vec<i32> = acts[..64 * 160].iter().map(|&v| v >> 4).collect();

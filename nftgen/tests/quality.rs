@@ -49,7 +49,10 @@ fn generate_and_sheet_use_the_shipped_model_by_default() {
     );
     assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["record"]["model"]["id"], "kiln-sprite-q-v1", "{json}");
+    assert_eq!(
+        json["record"]["model"]["id"], "kiln-sprite-q-v1.1",
+        "{json}"
+    );
     assert_eq!(json["record"]["pipeline"], "kiln-pipeline/2", "{json}");
 
     let sheet = dir.path().join("sheet.png");

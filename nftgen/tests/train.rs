@@ -64,6 +64,71 @@ fn split_and_threaded_runs_give_the_same_weights() {
 }
 
 #[test]
+fn quantization_aware_fine_tuning_starts_from_a_model_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--out",
+            path_str(&out),
+            "--preset",
+            "tiny",
+            "--batch",
+            "4",
+            "--warmup",
+            "1",
+            "--ema-start",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let r = nftgen(&args, &[]);
+        assert_success(&r);
+        out.join("kiln-sprite.safetensors")
+    };
+    let base = train("base", &["--steps", "1"]);
+    let from = path_str(&base).to_string();
+    let whole = train("whole", &["--steps", "4", "--from", &from, "--qat"]);
+    train("split", &["--steps", "2", "--from", &from, "--qat"]);
+    // The second sitting resumes the checkpoint: quantization-aware training was stored there.
+    let split = train("split", &["--steps", "4"]);
+    let plain = train("plain", &["--steps", "4", "--from", &from]);
+    let bytes = std::fs::read(&whole).unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(&split).unwrap(),
+        "resumed QAT run differs"
+    );
+    assert_ne!(
+        bytes,
+        std::fs::read(&plain).unwrap(),
+        "fake quantization changed nothing"
+    );
+    assert_ne!(bytes, std::fs::read(&base).unwrap(), "nothing was trained");
+    // The fine-tuned file exports to the integer model like any kiln-sprite.
+    let q = dir.path().join("q.safetensors");
+    let r = nftgen(
+        &[
+            "quantize",
+            "--from",
+            path_str(&whole),
+            "--out",
+            path_str(&q),
+        ],
+        &[],
+    );
+    assert_success(&r);
+    let art = ArtModel::load(&q)
+        .unwrap()
+        .generate(
+            &GenerationRequest::new("a glowing green potion", 1).steps(2),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    assert_eq!(art.record.pipeline, "kiln-pipeline/2");
+}
+
+#[test]
 fn eval_prints_the_quality_figures() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_sprite(dir.path(), "m.safetensors", 1);

@@ -261,9 +261,10 @@ fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationReco
 }
 
 /// Loads `model`. When it is the default model ([`crate::default_model_path`]) and its weights
-/// are not the recorded ones, the shipped f32 kiln-sprite of pipeline/1 is used instead if it is
-/// the recorded model, so tokens of either pipeline verify with no `--model`; weights the caller
-/// chose are never swapped.
+/// are not the recorded ones, the model Kiln shipped with the recorded hash is used instead
+/// ([`crate::shipped_model_paths`]: the f32 kiln-sprite of pipeline/1 and every integer model
+/// of pipeline/2), so tokens painted with any shipped model verify with no `--model`; weights
+/// the caller chose are never swapped.
 fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, String> {
     let first = if model.exists() {
         ArtModel::load(model).map_err(|e| e.to_string())
@@ -273,8 +274,11 @@ fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, St
     if matches!(&first, Ok(m) if m.hash() == recorded) || model != crate::default_model_path() {
         return first;
     }
-    match ArtModel::load(crate::v1_model_path()) {
-        Ok(v1) if v1.hash() == recorded => Ok(v1),
+    let shipped = crate::shipped_model_paths()
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|bytes| ModelHash::of_file_bytes(&bytes) == recorded));
+    match shipped.map(ArtModel::load) {
+        Some(Ok(m)) => Ok(m),
         _ => first,
     }
 }

@@ -69,6 +69,10 @@ pub struct TrainOptions {
     /// Decay of that average per step.
     #[serde(default = "default_ema_decay")]
     pub ema_decay: f64,
+    /// Quantization-aware training ([`SpriteNet::set_quantization_aware`]): the network sees
+    /// its int8 layers as kiln-sprite-q will run them.
+    #[serde(default)]
+    pub qat: bool,
 }
 
 fn default_schedule_steps() -> u64 {
@@ -97,6 +101,7 @@ impl Default for TrainOptions {
             data_seed: 0,
             ema_start: default_ema_start(),
             ema_decay: default_ema_decay(),
+            qat: false,
         }
     }
 }
@@ -147,6 +152,18 @@ impl Trainer {
         Self::build(cfg, opts, &init, None, 0)
     }
 
+    /// A fine-tuning run that starts from a trained model file (its config and weights; the
+    /// optimiser starts fresh), e.g. quantization-aware fine-tuning of the shipped model.
+    pub fn from_model(path: &Path, opts: TrainOptions) -> Result<Self, TrainError> {
+        let (bytes, meta) = read_with_metadata(path)?;
+        let cfg: SpriteConfig = meta
+            .get(sprite::CONFIG_KEY)
+            .ok_or_else(|| checkpoint_error(path, "not a kiln-sprite model (no config)"))
+            .and_then(|json| serde_json::from_str(json).map_err(|e| checkpoint_error(path, e)))?;
+        let weights = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        Self::build(cfg, opts, &weights, None, 0)
+    }
+
     /// Whether step `s` trains on scenes (every third step) rather than items: items have more
     /// attributes to learn and cost less than half as much per sample.
     pub fn is_scene_step(s: u64) -> bool {
@@ -167,6 +184,7 @@ impl Trainer {
             VarBuilder::from_varmap(&varmap, DType::F32, &dev),
         )?;
         net.set_training(true);
+        net.set_quantization_aware(opts.qat);
         let mut slots = Vec::new();
         {
             let data = varmap.data().lock().expect("varmap lock");
@@ -216,17 +234,8 @@ impl Trainer {
     /// Resumes from a checkpoint written by [`save_checkpoint`](Self::save_checkpoint). The
     /// options stored in it win over `opts` except `steps` (so a run can be extended).
     pub fn resume(path: &Path, opts: TrainOptions) -> Result<Self, TrainError> {
-        let bad = |detail: String| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let (_, meta) =
-            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = meta
-            .metadata()
-            .clone()
-            .ok_or_else(|| bad("no metadata".into()))?;
+        let bad = |detail: String| checkpoint_error(path, detail);
+        let (bytes, meta) = read_with_metadata(path)?;
         let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("no `{k}`")));
         let cfg: SpriteConfig =
             serde_json::from_str(get(sprite::CONFIG_KEY)?).map_err(|e| bad(e.to_string()))?;
@@ -416,6 +425,25 @@ impl Trainer {
             sprite::save(tmp, &self.cfg, &self.export_weights()).map_err(|e| e.to_string())
         })
     }
+}
+
+fn checkpoint_error(path: &Path, detail: impl ToString) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+/// The bytes of a safetensors file and its metadata (which must be there).
+fn read_with_metadata(path: &Path) -> Result<(Vec<u8>, HashMap<String, String>), TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| checkpoint_error(path, e))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| checkpoint_error(path, e))?;
+    let meta = meta
+        .metadata()
+        .clone()
+        .ok_or_else(|| checkpoint_error(path, "no metadata"))?;
+    Ok((bytes, meta))
 }
 
 /// Writes through a temporary file beside `path`, then renames it over `path`: a reader never

@@ -87,6 +87,20 @@ enum Command {
         /// Stop (after a checkpoint) once this many minutes have passed; rerun to resume.
         #[arg(long)]
         minutes: Option<f64>,
+        /// Linear warm-up steps of the learning rate.
+        #[arg(long, default_value_t = 200)]
+        warmup: u64,
+        /// Decay per step of the weights' moving average.
+        #[arg(long, default_value_t = 0.998)]
+        ema_decay: f64,
+        /// Fine-tune this trained model file instead of starting from random weights.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Quantization-aware training: int8 layers see their weights and inputs as
+        /// kiln-sprite-q runs them (straight-through gradients). For fine-tuning with `--from`
+        /// before `nftgen quantize`.
+        #[arg(long)]
+        qat: bool,
     },
     /// Evaluate a kiln-sprite model on held-out prompts (class, colour, terrain, time; diversity).
     Eval {
@@ -161,7 +175,7 @@ enum Command {
         /// The image to check for a token id [default: the content store's copy].
         #[arg(long)]
         image: Option<PathBuf>,
-        /// Model weights to re-run on [default: the shipped model].
+        /// Model weights to re-run on [default: the shipped model whose hash the token records].
         #[arg(long)]
         model: Option<PathBuf>,
         #[command(flatten)]
@@ -506,6 +520,7 @@ fn train(
     out: &Path,
     opts: kiln_nftgen::train::TrainOptions,
     preset: &str,
+    from: Option<&Path>,
     checkpoint_every: u64,
     minutes: Option<f64>,
 ) -> anyhow::Result<()> {
@@ -520,6 +535,18 @@ fn train(
             t.options().steps
         );
         t
+    } else if let Some(from) = from {
+        eprintln!(
+            "fine-tuning {}{}",
+            from.display(),
+            if opts.qat {
+                " (quantization-aware)"
+            } else {
+                ""
+            }
+        );
+        Trainer::from_model(from, opts)
+            .with_context(|| format!("cannot start from {}", from.display()))?
     } else {
         let mut cfg = training_config();
         if preset == "tiny" {
@@ -694,6 +721,10 @@ fn main() -> ExitCode {
             ema_start,
             checkpoint_every,
             minutes,
+            warmup,
+            ema_decay,
+            from,
+            qat,
         } => {
             let opts = kiln_nftgen::train::TrainOptions {
                 steps,
@@ -702,9 +733,20 @@ fn main() -> ExitCode {
                 lr,
                 seed,
                 ema_start,
+                warmup,
+                ema_decay,
+                qat,
                 ..Default::default()
             };
-            train(&out, opts, &preset, checkpoint_every, minutes).map(|_| true)
+            train(
+                &out,
+                opts,
+                &preset,
+                from.as_deref(),
+                checkpoint_every,
+                minutes,
+            )
+            .map(|_| true)
         }
         Command::Eval {
             model,
