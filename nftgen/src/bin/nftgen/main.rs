@@ -262,8 +262,8 @@ struct GenerateArgs {
     /// Output PNG file (written only when the image is complete).
     #[arg(long)]
     out: PathBuf,
-    /// Model: a kiln-sprite `.safetensors` file or a diffusers directory
-    /// [default: $KILN_ART_MODEL, else assets/models/kiln-sprite.safetensors].
+    /// Model: a kiln-sprite-q or kiln-sprite `.safetensors` file, or a diffusers directory
+    /// [default: $KILN_ART_MODEL, else assets/models/kiln-sprite-q.safetensors].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Denoising steps [default: the model's].
