@@ -189,6 +189,19 @@ pub enum PngError {
     /// The PNG holds no `kiln` record.
     #[error("the PNG carries no `kiln` record (not made by Kiln, or its metadata was stripped)")]
     NoRecord,
+    /// The PNG holds more than one `kiln` record or content hash: which one is meant is
+    /// ambiguous, so none is believed.
+    #[error("the PNG carries {count} `{keyword}` chunks; a Kiln PNG has exactly one")]
+    Duplicate {
+        /// The chunk keyword.
+        keyword: &'static str,
+        /// How many there are.
+        count: usize,
+    },
+    /// The file or the image its header declares is larger than Kiln reads (checked before
+    /// anything is allocated for it).
+    #[error("{0}")]
+    TooLarge(String),
     /// The embedded record is not valid.
     #[error(transparent)]
     Record(#[from] RecordError),

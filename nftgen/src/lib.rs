@@ -114,7 +114,7 @@ pub use pipeline::{
 };
 pub use provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
-    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind, TokenId, TxHash,
+    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind, TokenId, TxHash, printable,
 };
 pub use sampling::noise::NoiseRng;
 pub use sampling::schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};

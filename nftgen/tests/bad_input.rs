@@ -235,3 +235,108 @@ fn broken_weights_are_typed_errors_naming_the_problem() {
         "{err}"
     );
 }
+
+/// A PNG chunk: length, type, data, CRC-32 (ISO 3309, as PNG uses it).
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in kind.iter().chain(data) {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&(!crc).to_be_bytes());
+    out
+}
+
+/// Files from strangers: a ~60-byte PNG whose header declares 4096 × 2147483647 pixels is
+/// refused before anything is allocated for it (the decoder used to allocate from the header and
+/// abort the process); a PNG with two `kiln` records is refused (the last used to win).
+#[test]
+fn crafted_pngs_are_refused_not_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ihdr = 4096u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&2_147_483_647u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+    bomb.extend(chunk(b"IHDR", &ihdr));
+    // A few bytes of zlib data: a stored block holding one filter byte.
+    bomb.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00],
+    ));
+    bomb.extend(chunk(b"IEND", &[]));
+    assert!(bomb.len() < 100);
+    let refused = kiln_nftgen::png_io::decode(&bomb);
+    assert!(
+        matches!(refused, Err(kiln_nftgen::PngError::TooLarge(_))),
+        "{refused:?}"
+    );
+    let path = dir.path().join("bomb.png");
+    std::fs::write(&path, &bomb).unwrap();
+    assert_one_line_error(
+        &nftgen(&["inspect", path_str(&path)], &[]),
+        "declares 4096×2147483647 pixels",
+    );
+
+    // Two records in one file: a genuine Kiln PNG with a second `kiln` chunk spliced in
+    // before its image data.
+    let model = ArtModel::load(tiny_sprite(dir.path(), "m.safetensors", 1)).unwrap();
+    let art = model
+        .generate(
+            &GenerationRequest::new("a red sword", 1).steps(2),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    let good = kiln_nftgen::png_io::encode(&art).unwrap();
+    assert!(kiln_nftgen::png_io::decode(&good).is_ok());
+    let idat = good.windows(4).position(|w| w == b"IDAT").unwrap() - 4;
+    let mut other = art.record.clone();
+    other.prompt = "a blue sword".into();
+    let mut itxt = b"kiln\0\0\0\0\0".to_vec();
+    itxt.extend_from_slice(other.canonical_json().as_bytes());
+    let mut twice = good[..idat].to_vec();
+    twice.extend(chunk(b"iTXt", &itxt));
+    twice.extend_from_slice(&good[idat..]);
+    assert!(matches!(
+        kiln_nftgen::png_io::decode(&twice),
+        Err(kiln_nftgen::PngError::Duplicate { count: 2, .. })
+    ));
+    let path = dir.path().join("twice.png");
+    std::fs::write(&path, &twice).unwrap();
+    assert_one_line_error(
+        &nftgen(&["inspect", path_str(&path)], &[]),
+        "2 `kiln` chunks",
+    );
+}
+
+/// A prompt is anyone's text: escape sequences in it are printed escaped, so a crafted recipe
+/// cannot rewrite the terminal (e.g. erase a line and print "authentic" over it).
+#[test]
+fn inspect_prints_strangers_text_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ArtModel::load(tiny_sprite(dir.path(), "m.safetensors", 1)).unwrap();
+    let art = model
+        .generate(
+            &GenerationRequest::new("a red sword\x1b[2K\r\x1b[32mauthentic\x07", 1).steps(2),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    let path = dir.path().join("art.png");
+    kiln_nftgen::png_io::write(&path, &art).unwrap();
+    let out = nftgen(&["inspect", path_str(&path)], &[]);
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b') && !text.contains('\r') && !text.contains('\x07'));
+    assert!(
+        text.contains(r"a red sword\u{1b}[2K\u{d}\u{1b}[32mauthentic\u{7}"),
+        "{text}"
+    );
+}

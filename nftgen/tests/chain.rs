@@ -257,6 +257,9 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
         }
         other => panic!("expected DuplicateContent, got {other:?}"),
     }
+    // The refused copy left the content store alone: the stored image is still Alice's.
+    let stored = kiln_nftgen::png_io::read(&alice.store().png_path(art.content_hash)).unwrap();
+    assert_eq!(stored.record, art.record);
     // Alice again: the same refusal, found in simulation, so nothing was sent…
     let nonce = || {
         rt.block_on(

@@ -610,8 +610,8 @@ impl ChainClient {
         self.confirm(&pending)
     }
 
-    /// Stores the art (PNG + metadata), simulates the mint, signs it, journals it as pending and
-    /// broadcasts it. A refusal in simulation sends nothing and journals nothing.
+    /// Simulates the mint, signs it, stores the art (PNG + metadata), journals the mint as
+    /// pending and broadcasts it. A refusal in simulation stores, journals and sends nothing.
     pub fn submit(
         &self,
         art: &GeneratedArt,
@@ -626,8 +626,11 @@ impl ChainClient {
             tracing::info!(%token_id, tx = %e.tx, "this mint is already pending; waiting for it");
             return Ok(PendingMint { token_id, tx: e.tx });
         }
-        self.store.put(&art)?;
+        // Simulated first: a refused mint (a duplicate of someone's content, say) writes
+        // nothing, so it cannot replace the stored image and metadata of the token that holds
+        // the content.
         let (entry, raw) = self.sign_mint(to, &art.record.canonical_bytes(), art.content_hash)?;
+        self.store.put(&art)?;
         self.write_journal(&entry)?;
         tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "mint signed and journaled; sending");
         self.send_raw(&raw)?;

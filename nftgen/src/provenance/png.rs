@@ -115,21 +115,57 @@ impl KilnPng {
     }
 }
 
-/// Reads a PNG file and its embedded record.
+/// Largest PNG file Kiln reads (bytes).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Largest image Kiln decodes (pixels): 4096 × 4096, well above anything it paints.
+pub const MAX_PIXELS: u64 = 4096 * 4096;
+
+/// Reads a PNG file and its embedded record. Files over [`MAX_FILE_BYTES`] are refused before
+/// they are read.
 pub fn read(path: &Path) -> Result<KilnPng, PngError> {
-    let bytes = std::fs::read(path).map_err(|source| PngError::Io {
+    let io = |source| PngError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(PngError::TooLarge(format!(
+            "{} is {len} bytes; Kiln reads PNG files of at most {MAX_FILE_BYTES} bytes",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     decode(&bytes)
 }
 
 /// Decodes PNG bytes and their embedded record; pixels of any colour type become RGBA8.
+///
+/// The size the header declares is checked against [`MAX_PIXELS`] before any pixel buffer is
+/// allocated, and the decoder's own allocations are capped: a small crafted file cannot make
+/// Kiln allocate gigabytes.
 pub fn decode(bytes: &[u8]) -> Result<KilnPng, PngError> {
     let dec = |e: png::DecodingError| PngError::Decode(e.to_string());
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(PngError::TooLarge(format!(
+            "{} bytes; Kiln reads PNG files of at most {MAX_FILE_BYTES} bytes",
+            bytes.len()
+        )));
+    }
+    let mut decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(bytes),
+        png::Limits {
+            // RGBA8 of the largest image, plus room for the decoder's rows and text chunks.
+            bytes: (MAX_PIXELS * 4 + MAX_FILE_BYTES) as usize,
+        },
+    );
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(dec)?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(PngError::TooLarge(format!(
+            "the PNG declares {w}×{h} pixels; Kiln decodes at most {MAX_PIXELS} pixels"
+        )));
+    }
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| PngError::Decode("image too large".into()))?;
@@ -154,11 +190,38 @@ pub fn decode(bytes: &[u8]) -> Result<KilnPng, PngError> {
     };
     let _ = reader.finish();
     let info = reader.info();
-    let mut record_json = None;
-    for chunk in &info.utf8_text {
-        if chunk.keyword == RECORD_KEYWORD {
-            record_json = Some(chunk.get_text().map_err(dec)?);
-        }
+    let records: Vec<_> = info
+        .utf8_text
+        .iter()
+        .filter(|c| c.keyword == RECORD_KEYWORD)
+        .collect();
+    // A `kiln` keyword in any other text chunk is a second, conflicting record too.
+    let elsewhere = info
+        .uncompressed_latin1_text
+        .iter()
+        .filter(|c| c.keyword == RECORD_KEYWORD)
+        .count()
+        + info
+            .compressed_latin1_text
+            .iter()
+            .filter(|c| c.keyword == RECORD_KEYWORD)
+            .count();
+    if records.len() + elsewhere > 1 {
+        return Err(PngError::Duplicate {
+            keyword: RECORD_KEYWORD,
+            count: records.len() + elsewhere,
+        });
+    }
+    let hashes = info
+        .uncompressed_latin1_text
+        .iter()
+        .filter(|c| c.keyword == CONTENT_HASH_KEYWORD)
+        .count();
+    if hashes > 1 {
+        return Err(PngError::Duplicate {
+            keyword: CONTENT_HASH_KEYWORD,
+            count: hashes,
+        });
     }
     let text = |key: &str| {
         info.uncompressed_latin1_text
@@ -166,7 +229,11 @@ pub fn decode(bytes: &[u8]) -> Result<KilnPng, PngError> {
             .find(|c| c.keyword == key)
             .map(|c| c.text.clone())
     };
-    let record_json = record_json.ok_or(PngError::NoRecord)?;
+    let record_json = records
+        .first()
+        .ok_or(PngError::NoRecord)?
+        .get_text()
+        .map_err(dec)?;
     let record = GenerationRecord::from_json(&record_json)?;
     let stored_content_hash = match text(CONTENT_HASH_KEYWORD) {
         Some(s) => Some(s.trim().parse()?),

@@ -34,12 +34,35 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Text from a stranger (a PNG's record, a chain record) made safe to print on a terminal:
+/// control characters (escape sequences, carriage returns, bells) and the bidirectional
+/// overrides that reorder a line are shown as `\u{…}` escapes; everything else is kept.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn parse_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], RecordError> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
     if digits.len() != N * 2 {
         return Err(RecordError::Hex {
             what,
             detail: format!("expected {} hex digits, got {}", N * 2, digits.len()),
+        });
+    }
+    // `u8::from_str_radix` alone would take a sign: `+a` parses as 10.
+    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(RecordError::Hex {
+            what,
+            detail: format!("{} is not a hex digit", bad.escape_default()),
         });
     }
     let mut out = [0u8; N];
@@ -475,6 +498,33 @@ impl<'a> ByteReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strangers_text_prints_without_control_characters() {
+        assert_eq!(printable("a red sword"), "a red sword");
+        assert_eq!(printable("épée 剣"), "épée 剣");
+        let nasty = "x\x1b[2K\rauthentic\u{7}\u{202e}gnp.exe\n";
+        let shown = printable(nasty);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert_eq!(
+            shown,
+            "x\\u{1b}[2K\\u{d}authentic\\u{7}\\u{202e}gnp.exe\\u{a}"
+        );
+    }
+
+    #[test]
+    fn hex_is_strict() {
+        let ok = format!("0x{}", "ab".repeat(32));
+        assert!(ok.parse::<ContentHash>().is_ok());
+        for bad in [
+            format!("0x+a{}", "ab".repeat(31)),
+            format!("0x{}-1", "ab".repeat(31)),
+            format!("0x{}é", "ab".repeat(31)),
+            format!("0x {}", "ab".repeat(31)),
+        ] {
+            assert!(bad.parse::<ContentHash>().is_err(), "{bad}");
+        }
+    }
 
     pub(crate) fn sample() -> GenerationRecord {
         GenerationRecord {

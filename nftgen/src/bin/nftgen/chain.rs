@@ -71,7 +71,7 @@ pub fn mint(
         if model.hash() != art.record.model.sha256 {
             bail!(
                 "the recipe names model {} ({}), but {} is {}: pass --model with its weights",
-                art.record.model.id,
+                kiln_nftgen::printable(&art.record.model.id),
                 art.record.model.sha256,
                 model.path().display(),
                 model.hash()
@@ -161,12 +161,14 @@ pub fn verify(
         v["ok"] = true.into();
         println!("{v}");
     } else {
+        // Records on the chain are anyone's text: printed escaped.
+        let shown = kiln_nftgen::printable;
         println!("token {}", report.token_id);
-        println!("  {}", report.summary);
+        println!("  {}", shown(&report.summary));
         if let Some(c) = &report.chain {
             println!(
                 "  recipe    \"{}\" seed {} · {} {} steps · guidance {} · {}x{}",
-                c.record.prompt,
+                shown(&c.record.prompt),
                 c.record.seed,
                 c.record.steps,
                 c.record.scheduler.as_str(),
@@ -176,7 +178,8 @@ pub fn verify(
             );
             println!(
                 "  model     {} ({})",
-                c.record.model.id, c.record.model.sha256
+                shown(&c.record.model.id),
+                c.record.model.sha256
             );
             println!("  creator   {}  owner {}", c.creator, c.owner);
             println!("  minted    {} in block {}", c.tx, c.block);
@@ -233,7 +236,11 @@ pub fn tokens(args: &ChainArgs, owner: Option<&str>) -> anyhow::Result<bool> {
         for r in &rows {
             println!(
                 "  {}  \"{}\" seed {} ({}, block {})",
-                r.token_id, r.record.prompt, r.record.seed, r.record.model.id, r.block
+                r.token_id,
+                kiln_nftgen::printable(&r.record.prompt),
+                r.record.seed,
+                kiln_nftgen::printable(&r.record.model.id),
+                r.block
             );
         }
     }

@@ -442,10 +442,16 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<bool> {
     } else {
         let r = &png.record;
         println!("file          {}", file.display());
-        println!("model         {} (sha256 {})", r.model.id, r.model.sha256);
-        println!("prompt        {}", r.prompt);
+        // The record comes from a file anyone can craft: its text is printed escaped.
+        let shown = kiln_nftgen::printable;
+        println!(
+            "model         {} (sha256 {})",
+            shown(&r.model.id),
+            r.model.sha256
+        );
+        println!("prompt        {}", shown(&r.prompt));
         if !r.negative_prompt.is_empty() {
-            println!("negative      {}", r.negative_prompt);
+            println!("negative      {}", shown(&r.negative_prompt));
         }
         println!("seed          {}", r.seed);
         println!(
@@ -453,7 +459,12 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<bool> {
             r.scheduler, r.steps, r.guidance
         );
         println!("size          {}x{}", r.width, r.height);
-        println!("engine        {} ({}, {})", r.engine, r.pipeline, r.backend);
+        println!(
+            "engine        {} ({}, {})",
+            shown(&r.engine),
+            shown(&r.pipeline),
+            r.backend
+        );
         if let Some(c) = r.creator {
             println!("creator       {c}");
         }
