@@ -64,8 +64,11 @@ fn run_tour(out: &Path, data: &Path, under_xvfb: bool, fresh: bool) -> String {
     if fresh {
         cmd.arg("--fresh");
     }
+    // A developer's own chain settings must never reach the tour (it would mint there).
     let output = cmd
         .env_remove("KILN_RPC_URL")
+        .env_remove("KILN_PRIVATE_KEY")
+        .env_remove("KILN_CONTRACT")
         .output()
         .expect("kiln-demo runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

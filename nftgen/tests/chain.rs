@@ -772,3 +772,56 @@ fn tokens_of_every_shipped_model_still_verify_authentic() {
     assert!(pipelines.iter().any(|p| p == "kiln-pipeline/1"));
     assert!(pipelines.iter().filter(|p| *p == "kiln-pipeline/2").count() >= 2);
 }
+
+/// Keys and credentials never reach the output: a typo in chain.toml is reported by file, line
+/// and field without echoing the line, and a dead endpoint whose URL carries a user, password
+/// and API key is reported by host only.
+#[test]
+fn secrets_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    let digits = &key[2..];
+    let all = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    std::fs::write(
+        dir.path().join("chain.toml"),
+        format!("# wallet\nprivate-key = \"{key}\"\n"),
+    )
+    .unwrap();
+    let out = nftgen(&["tokens", "--data-dir", d], &[]);
+    let text = all(&out);
+    assert!(!out.status.success());
+    assert!(!text.contains(digits), "{text}");
+    assert!(
+        text.contains("chain.toml, line 2") && text.contains("`private-key`"),
+        "{text}"
+    );
+
+    std::fs::remove_file(dir.path().join("chain.toml")).unwrap();
+    let out = nftgen(
+        &["tokens", "--data-dir", d],
+        &[
+            (
+                "KILN_RPC_URL",
+                "http://alice:hunter2@127.0.0.1:9/v3/APIKEY123?token=T0KEN",
+            ),
+            ("KILN_PRIVATE_KEY", key),
+            (
+                "KILN_CONTRACT",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ),
+        ],
+    );
+    let text = all(&out);
+    assert!(!out.status.success());
+    for leak in [digits, "hunter2", "APIKEY123", "T0KEN", "alice"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    assert!(text.contains("127.0.0.1:9"), "{text}");
+}

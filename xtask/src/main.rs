@@ -184,8 +184,13 @@ impl TestTotals {
 fn cargo_test(krate: &str, model: &Path) -> Result<TestTotals> {
     use std::io::BufRead;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The tests run on the local chain only: a developer's exported chain settings (a real
+    // RPC endpoint and key) never reach them.
     cmd.args(["test", "-p", krate])
         .env("KILN_NPC_MODEL", model)
+        .env_remove("KILN_RPC_URL")
+        .env_remove("KILN_PRIVATE_KEY")
+        .env_remove("KILN_CONTRACT")
         .stdout(std::process::Stdio::piped());
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");

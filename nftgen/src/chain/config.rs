@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ChainError;
+use super::local::LOCAL_CHAIN_ID;
 use crate::CreatorAddress;
 
 /// Environment variable: JSON-RPC URL of the chain to use instead of the local one.
@@ -37,8 +38,9 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".kiln-data"))
 }
 
-/// A remote chain: endpoint, signing key and contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A remote chain: endpoint, signing key and contract. `Debug` shows neither the key nor the
+/// URL's credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteChain {
     /// JSON-RPC URL (http or https).
     pub rpc_url: String,
@@ -50,8 +52,102 @@ pub struct RemoteChain {
     pub from_block: u64,
 }
 
-/// Chain configuration.
-#[derive(Debug, Clone, PartialEq)]
+impl std::fmt::Debug for RemoteChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteChain")
+            .field("rpc_url", &redact_url(&self.rpc_url))
+            .field("private_key", &"<redacted>")
+            .field("contract", &self.contract)
+            .field("from_block", &self.from_block)
+            .finish()
+    }
+}
+
+/// Refuses a public test key ([`DEV_KEYS`]) on any chain but the local one
+/// ([`LOCAL_CHAIN_ID`]): anyone can sign
+/// with those keys, so anything they own on a real chain is anyone's.
+pub fn check_signing_key(key: &str, chain_id: u64) -> Result<(), ChainError> {
+    let key = key.trim().trim_start_matches("0x").to_ascii_lowercase();
+    let public = DEV_KEYS
+        .iter()
+        .any(|k| k.trim_start_matches("0x") == key.as_str());
+    if public && chain_id != LOCAL_CHAIN_ID {
+        return Err(ChainError::Config(format!(
+            "the signing key is one of anvil's public test keys, which sign only on the local \
+             chain (id {LOCAL_CHAIN_ID}); this chain is id {chain_id}: set {PRIVATE_KEY_ENV} to your own key"
+        )));
+    }
+    Ok(())
+}
+
+/// An RPC URL as Kiln shows it: scheme, host and port, without the user, password, path or
+/// query that providers put API keys in (`https://mainnet.example/v3/<key>` →
+/// `https://mainnet.example/…`).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return "<RPC URL>".into(),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or("");
+    let tail = &rest[end..];
+    let hidden = if tail.is_empty() || tail == "/" {
+        tail
+    } else {
+        "/…"
+    };
+    format!("{scheme}://{host}{hidden}")
+}
+
+/// The parts of `url` that may hold credentials (user info, path, query), for scrubbing them
+/// out of error texts that quote the URL.
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = Vec::new();
+    if let Some((user, _)) = rest[..end].rsplit_once('@') {
+        out.push(user.to_string());
+    }
+    let tail = rest[end..].trim_start_matches('/');
+    if !tail.is_empty() {
+        out.push(tail.to_string());
+    }
+    out
+}
+
+/// A `toml` parse error of `file` as Kiln reports it: the line, column and what is wrong,
+/// without the source line toml quotes (it may hold a key) or any quoted value.
+fn config_parse_error(file: &Path, text: &str, e: &toml::de::Error) -> ChainError {
+    let place = e
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(", line {line}, column {col}")
+        })
+        .unwrap_or_default();
+    // serde's messages quote offending values ("invalid type: string \"…\""); keys and field
+    // names are in backticks and stay.
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in e.message().chars() {
+        if c == '"' {
+            if !quoted {
+                message.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            message.push(c);
+        }
+    }
+    ChainError::Config(format!("{}{place}: {}", file.display(), message.trim()))
+}
+
+/// Chain configuration. `Debug` shows no key.
+#[derive(Clone, PartialEq)]
 pub struct ChainConfig {
     /// Data directory: `local-chain/` (anvil state), `journal/`, `store/`.
     pub data_dir: PathBuf,
@@ -65,6 +161,19 @@ pub struct ChainConfig {
     pub receipt_timeout: Duration,
     /// Royalty (basis points) a newly deployed contract pays creators.
     pub royalty_bps: u16,
+}
+
+impl std::fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainConfig")
+            .field("data_dir", &self.data_dir)
+            .field("remote", &self.remote)
+            .field("local_key", &"<redacted>")
+            .field("request_timeout", &self.request_timeout)
+            .field("receipt_timeout", &self.receipt_timeout)
+            .field("royalty_bps", &self.royalty_bps)
+            .finish()
+    }
 }
 
 impl ChainConfig {
@@ -111,8 +220,7 @@ impl ChainConfig {
         let mut f = ConfigFile::default();
         if file.is_file() {
             let text = std::fs::read_to_string(&file).map_err(|e| ChainError::io(&file, e))?;
-            f = toml::from_str(&text)
-                .map_err(|e| ChainError::Config(format!("{}: {e}", file.display())))?;
+            f = toml::from_str(&text).map_err(|e| config_parse_error(&file, &text, &e))?;
         }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         f.rpc_url = env(RPC_URL_ENV).or(f.rpc_url);
@@ -193,4 +301,78 @@ struct ConfigFile {
     request_timeout_secs: Option<f64>,
     receipt_timeout_secs: Option<f64>,
     royalty_bps: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(
+            redact_url("https://alice:hunter2@rpc.example:443/v3/abcdef?key=k"),
+            "https://rpc.example:443/…"
+        );
+        assert_eq!(redact_url("https://rpc.example/"), "https://rpc.example/");
+        assert_eq!(redact_url("not a url with hunter2"), "<RPC URL>");
+        let secrets = url_secrets("https://alice:hunter2@rpc.example/v3/abcdef?key=k");
+        assert_eq!(secrets, ["alice:hunter2", "v3/abcdef?key=k"]);
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let mut cfg = ChainConfig::local("/tmp/x");
+        cfg.remote = Some(RemoteChain {
+            rpc_url: "https://u:p4ss@rpc.example/v3/apikey".into(),
+            private_key: SECRET.into(),
+            contract: None,
+            from_block: 0,
+        });
+        let shown = format!("{cfg:?}");
+        for leak in [
+            &SECRET[2..],
+            DEV_KEYS[0].trim_start_matches("0x"),
+            "p4ss",
+            "apikey",
+        ] {
+            assert!(!shown.contains(leak), "{shown}");
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_place_but_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, needle) in [
+            (
+                format!("private-key = \"{SECRET}\"\n"),
+                "line 1, column 1: unknown field `private-key`",
+            ),
+            (
+                format!("rpc_url = \"http://x\"\nfrom_block = \"{SECRET}\"\n"),
+                "line 2, column 14",
+            ),
+            (format!("private_key = {SECRET}\n"), "line 1"),
+        ] {
+            std::fs::write(dir.path().join("chain.toml"), &text).unwrap();
+            let err = ChainConfig::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("chain.toml") && err.contains(needle), "{err}");
+            assert!(!err.contains(&SECRET[2..12]), "{err}");
+        }
+    }
+
+    #[test]
+    fn public_test_keys_sign_only_on_the_local_chain() {
+        assert!(check_signing_key(DEV_KEYS[1], LOCAL_CHAIN_ID).is_ok());
+        assert!(check_signing_key(SECRET, 1).is_ok());
+        let err = check_signing_key(&DEV_KEYS[0].to_uppercase().replace("0X", "0x"), 11155111)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("public test keys") && err.contains("11155111"),
+            "{err}"
+        );
+    }
 }

@@ -116,6 +116,9 @@ impl LocalChain {
                 .arg("--state")
                 .arg(&state)
                 .args(["--state-interval", "1"])
+                // The node needs none of Kiln's settings, least of all a signing key.
+                .env_remove(super::config::PRIVATE_KEY_ENV)
+                .env_remove(super::config::RPC_URL_ENV)
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{
     CONTRACT_ENV, ChainConfig, DATA_DIR_ENV, DEV_KEYS, PRIVATE_KEY_ENV, RPC_URL_ENV, RemoteChain,
-    default_data_dir,
+    check_signing_key, default_data_dir, redact_url,
 };
 pub use error::{ChainError, MintRejection};
 pub use local::{ANVIL_ENV, LOCAL_CHAIN_ID, LocalChain, find_anvil};
@@ -181,7 +181,10 @@ pub struct ChainClient {
     contract: Address,
     chain_id: u64,
     from_block: u64,
+    /// The RPC URL as shown ([`config::redact_url`]): errors and logs never hold credentials.
     url: String,
+    /// Parts of the real URL that may hold credentials, scrubbed from error texts.
+    url_secrets: Vec<String>,
     request_timeout: Duration,
     receipt_timeout: Duration,
     journal_dir: PathBuf,
@@ -281,9 +284,11 @@ impl ChainClient {
         };
         let signer = parse_signer(&key)?;
         let account = signer.address();
-        let parsed = url
-            .parse()
-            .map_err(|e| ChainError::Config(format!("RPC URL `{url}`: {e}")))?;
+        let url_secrets = config::url_secrets(&url);
+        let parsed = url.parse().map_err(|e| {
+            ChainError::Config(format!("RPC URL `{}`: {e}", config::redact_url(&url)))
+        })?;
+        let url = config::redact_url(&url);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -300,6 +305,7 @@ impl ChainClient {
             chain_id: 0,
             from_block,
             url,
+            url_secrets,
             request_timeout: config.request_timeout,
             receipt_timeout: config.receipt_timeout,
             journal_dir: PathBuf::new(),
@@ -308,6 +314,7 @@ impl ChainClient {
             resolutions: Vec::new(),
         };
         client.chain_id = client.rpc("eth_chainId", client.provider.get_chain_id())?;
+        config::check_signing_key(&key, client.chain_id)?;
         client.journal_dir = config
             .data_dir
             .join("journal")
@@ -404,8 +411,17 @@ impl ChainClient {
     ) -> Result<T, ChainError> {
         self.timed(what, fut)?.map_err(|e| ChainError::Rpc {
             url: self.url.clone(),
-            detail: format!("{what}: {e}"),
+            detail: self.scrub(format!("{what}: {e}")),
         })
+    }
+
+    /// `text` without the parts of the RPC URL that may hold credentials (transport errors
+    /// quote the URL).
+    fn scrub(&self, mut text: String) -> String {
+        for secret in &self.url_secrets {
+            text = text.replace(secret.as_str(), "…");
+        }
+        text
     }
 
     /// Runs one request with the request timeout, leaving its own error to the caller.
@@ -535,7 +551,7 @@ impl ChainClient {
                 )),
                 _ => Err(ChainError::Rpc {
                     url: self.url.clone(),
-                    detail: format!("eth_call: {e}"),
+                    detail: self.scrub(format!("eth_call: {e}")),
                 }),
             },
         }
