@@ -825,3 +825,73 @@ fn secrets_never_reach_the_output() {
     }
     assert!(text.contains("127.0.0.1:9"), "{text}");
 }
+
+/// One stuck mint never bricks the chain commands. A mint signed by an unfunded key is refused
+/// by the node: it is journaled as failed, not left pending, and `tokens` still works. Planted
+/// back as pending, it cannot be settled (the node refuses it and this wallet cannot sign for
+/// that account): the next mint marks it unresolved, says why, and goes through; `tokens` and
+/// `verify` never touch the journal.
+#[test]
+fn a_stuck_journal_entry_never_bricks_the_chain_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_str(dir.path());
+    let unfunded = "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
+    let poor = [("KILN_PRIVATE_KEY", unfunded)];
+    let a = dir.path().join("a.png");
+    let gen_args = |out: &Path, prompt: &'static str| {
+        vec![
+            "generate".to_string(),
+            "--prompt".into(),
+            prompt.into(),
+            "--seed".into(),
+            "1".into(),
+            "--steps".into(),
+            "4".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--data-dir".into(),
+            d.to_string(),
+        ]
+    };
+    let run = |args: &[String], env: &[(&str, &str)]| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        nftgen(&refs, env)
+    };
+    // The funded wallet deploys the contract first.
+    assert_success(&nftgen(&["tokens", "--data-dir", d], &[]));
+    assert_success(&run(&gen_args(&a, "a red sword"), &poor));
+    let refused = nftgen(&["mint", path_str(&a), "--data-dir", d], &poor);
+    assert!(!refused.status.success());
+    let tokens = nftgen(&["tokens", "--data-dir", d, "--json"], &[]);
+    assert_success(&tokens);
+
+    // Plant the refused mint back as pending.
+    let chain = ChainClient::open_read_only(&ChainConfig::local(dir.path())).unwrap();
+    let journal = chain.journal().unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].state, MintState::Failed, "{:?}", journal[0]);
+    let path = dir
+        .path()
+        .join(format!("journal/31337/{}.json", journal[0].token_id));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"failed\"", "\"pending\"")).unwrap();
+    drop(chain);
+
+    assert_success(&nftgen(&["tokens", "--data-dir", d], &[]));
+    let b = dir.path().join("b.png");
+    assert_success(&run(&gen_args(&b, "a blue shield"), &[]));
+    let minted = nftgen(&["mint", path_str(&b), "--data-dir", d, "--json"], &[]);
+    assert_success(&minted);
+    let err = String::from_utf8_lossy(&minted.stderr);
+    assert!(err.contains("cannot be settled"), "{err}");
+    let token = serde_json::from_slice::<serde_json::Value>(&minted.stdout).unwrap()["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chain = ChainClient::open_read_only(&ChainConfig::local(dir.path())).unwrap();
+    let states: Vec<MintState> = chain.journal().unwrap().iter().map(|e| e.state).collect();
+    assert!(states.contains(&MintState::Unresolved) && states.contains(&MintState::Confirmed));
+    drop(chain);
+    let verified = nftgen(&["verify", &token, "--data-dir", d, "--json"], &[]);
+    assert_success(&verified);
+}

@@ -109,8 +109,12 @@ pub enum MintState {
     Pending,
     /// Mined and successful.
     Confirmed,
-    /// Mined and reverted, or refused when resent.
+    /// Mined and reverted, or refused by the node when sent.
     Failed,
+    /// Could not be settled (the node refused to resend it and it could not be signed again,
+    /// or the node failed): `reason` says why. It stops nothing else; the next client that
+    /// mints tries it again.
+    Unresolved,
 }
 
 /// One mint in the journal (`<data_dir>/journal/<chain id>/<token id>.json`).
@@ -252,7 +256,13 @@ impl ChainClient {
     /// configured and deploying the contract there on first use; then resolves the journal's
     /// pending mints ([`resolutions`](Self::resolutions) tells what was done).
     pub fn open(config: &ChainConfig) -> Result<Self, ChainError> {
-        Self::connect(config, true)
+        Self::connect(config, true, true)
+    }
+
+    /// Connects like [`open`](Self::open) but leaves the journal alone: for reading and
+    /// verifying, which must work whatever state an earlier mint was left in.
+    pub fn open_read_only(config: &ChainConfig) -> Result<Self, ChainError> {
+        Self::connect(config, true, false)
     }
 
     /// Connects to the configured remote chain without a contract, only to
@@ -263,10 +273,14 @@ impl ChainClient {
                 "no RPC configured: the local chain deploys its contract by itself".into(),
             ));
         }
-        Self::connect(config, false)
+        Self::connect(config, false, false)
     }
 
-    fn connect(config: &ChainConfig, need_contract: bool) -> Result<Self, ChainError> {
+    fn connect(
+        config: &ChainConfig,
+        need_contract: bool,
+        resolve: bool,
+    ) -> Result<Self, ChainError> {
         let store = ContentStore::open(config.data_dir.join("store"))?;
         let (local, url, key, contract, from_block) = match &config.remote {
             Some(r) => (
@@ -336,7 +350,9 @@ impl ChainClient {
             }
         }
         client.local = local;
-        client.resolutions = client.resolve_journal()?;
+        if resolve {
+            client.resolutions = client.resolve_journal()?;
+        }
         Ok(client)
     }
 
@@ -567,7 +583,15 @@ impl ChainClient {
 
     /// Polls for the receipt of `hash` until the receipt timeout.
     fn wait_receipt(&self, hash: B256) -> Result<TransactionReceipt, ChainError> {
-        let deadline = Instant::now() + self.receipt_timeout;
+        self.wait_receipt_until(hash, Instant::now() + self.receipt_timeout)
+    }
+
+    /// Polls for the receipt of `hash` until `deadline`.
+    fn wait_receipt_until(
+        &self,
+        hash: B256,
+        deadline: Instant,
+    ) -> Result<TransactionReceipt, ChainError> {
         loop {
             if let Some(r) = self.rpc(
                 "eth_getTransactionReceipt",
@@ -649,7 +673,23 @@ impl ChainClient {
         self.store.put(&art)?;
         self.write_journal(&entry)?;
         tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "mint signed and journaled; sending");
-        self.send_raw(&raw)?;
+        if let Err(e) = self.send_raw(&raw) {
+            // The node refused it (no funds, a fee or nonce it will not take): this transaction
+            // will never be mined, so it must not stay pending. A timeout is different — the
+            // node may have it — and stays pending for the journal to settle.
+            if let ChainError::Rpc { detail, .. } = &e {
+                let mut settled = entry.clone();
+                let minted = self.exists(token_id).unwrap_or(false);
+                settled.state = if minted {
+                    MintState::Confirmed
+                } else {
+                    MintState::Failed
+                };
+                settled.reason = Some(format!("the node refused the transaction: {detail}"));
+                self.write_journal(&settled)?;
+            }
+            return Err(e);
+        }
         Ok(PendingMint {
             token_id,
             tx: entry.tx,
@@ -733,89 +773,113 @@ impl ChainClient {
 
     /// Settles the journal against the chain: a pending mint whose receipt exists is confirmed
     /// (or failed); one the chain has forgotten (a crash before anvil saved it, a dropped
-    /// transaction) is sent again (same signed bytes, so it cannot mint twice); on the local
-    /// chain, a confirmed mint the chain lost is sent again too.
+    /// transaction) is sent again (same signed bytes, so it cannot mint twice), or signed again
+    /// when the node refuses the old bytes and this client holds the key; on the local chain, a
+    /// confirmed mint the chain lost is sent again too. An entry that cannot be settled is
+    /// marked [`MintState::Unresolved`] with the reason and never stops the others, nor the
+    /// client. All of it takes at most the receipt timeout; what is left waits for the next run.
     fn resolve_journal(&self) -> Result<Vec<Resolution>, ChainError> {
         let mut out = Vec::new();
         let mut entries = self.journal()?;
         // Replays must go in nonce order per account, or later ones wait behind a gap.
         entries.sort_by_key(|e| (e.from, e.nonce));
+        let deadline = Instant::now() + self.receipt_timeout;
         for entry in entries {
             if entry.contract != creator(self.contract) {
                 continue;
             }
             let check_confirmed = self.local.is_some() && entry.state == MintState::Confirmed;
-            if entry.state != MintState::Pending && !check_confirmed {
+            let open = matches!(entry.state, MintState::Pending | MintState::Unresolved);
+            if !open && !check_confirmed {
                 continue;
             }
-            let hash = B256::from(entry.tx.0);
-            let receipt = self.rpc(
-                "eth_getTransactionReceipt",
-                self.provider.get_transaction_receipt(hash),
-            )?;
-            if let Some(r) = receipt {
-                if entry.state == MintState::Pending {
-                    let state = self.settled_state(entry.token_id, &r)?;
+            if Instant::now() >= deadline {
+                tracing::warn!(token = %entry.token_id, "journal: out of time; left for the next run");
+                continue;
+            }
+            match self.resolve_entry(&entry, deadline) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(token = %entry.token_id, %reason, "journal: this mint cannot be settled now");
+                    let mut marked = entry.clone();
+                    marked.state = MintState::Unresolved;
+                    marked.reason = Some(reason);
+                    self.write_journal(&marked)?;
                     out.push(Resolution {
                         token_id: entry.token_id,
-                        state,
-                        action: "receipt found",
+                        state: MintState::Unresolved,
+                        action: "could not be settled",
                     });
                 }
-                continue;
             }
-            if self.exists(entry.token_id)? {
-                // Minted by another transaction (a replacement): the token is there.
-                let mut e = entry.clone();
-                e.state = MintState::Confirmed;
-                self.write_journal(&e)?;
-                out.push(Resolution {
-                    token_id: entry.token_id,
-                    state: MintState::Confirmed,
-                    action: "token found on chain",
-                });
-                continue;
-            }
-            let raw = alloy::hex::decode(&entry.raw_tx)
-                .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
-            tracing::warn!(token = %entry.token_id, tx = %entry.tx, "the chain does not know this mint; sending it again");
-            match self.send_raw(&raw) {
-                Ok(()) => {}
-                // Still in the node's mempool: wait for it below.
-                Err(ChainError::Rpc { detail, .. })
-                    if detail.contains("already known") || detail.contains("already imported") => {}
-                Err(ChainError::Rpc { detail, .. })
-                    if detail.contains("nonce") && entry.from == self.account() =>
-                {
-                    // The nonce went to another transaction of this wallet: sign the mint again.
-                    tracing::warn!(token = %entry.token_id, "its nonce was used elsewhere; signing the mint again");
-                    let recipe = alloy::hex::decode(&entry.recipe)
-                        .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
-                    let (fresh, raw) = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
-                    self.write_journal(&fresh)?;
-                    self.send_raw(&raw)?;
-                    let r = self.wait_receipt(B256::from(fresh.tx.0))?;
-                    out.push(Resolution {
-                        token_id: entry.token_id,
-                        state: self.settled_state(entry.token_id, &r)?,
-                        action: "signed again",
-                    });
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            let r = self.wait_receipt(hash)?;
-            let state = self.settled_state(entry.token_id, &r)?;
-            out.push(Resolution {
-                token_id: entry.token_id,
-                state,
-                action: "sent again",
-            });
         }
         for r in &out {
             tracing::info!(token = %r.token_id, state = ?r.state, action = r.action, "journal resolved");
         }
         Ok(out)
+    }
+
+    /// Settles one journal entry (see [`resolve_journal`](Self::resolve_journal)).
+    fn resolve_entry(
+        &self,
+        entry: &JournalEntry,
+        deadline: Instant,
+    ) -> Result<Option<Resolution>, ChainError> {
+        let resolution = |state, action| {
+            Some(Resolution {
+                token_id: entry.token_id,
+                state,
+                action,
+            })
+        };
+        let hash = B256::from(entry.tx.0);
+        let receipt = self.rpc(
+            "eth_getTransactionReceipt",
+            self.provider.get_transaction_receipt(hash),
+        )?;
+        if let Some(r) = receipt {
+            if entry.state == MintState::Confirmed {
+                return Ok(None);
+            }
+            let state = self.settled_state(entry.token_id, &r)?;
+            return Ok(resolution(state, "receipt found"));
+        }
+        if self.exists(entry.token_id)? {
+            // Minted by another transaction (a replacement): the token is there.
+            let mut e = entry.clone();
+            e.state = MintState::Confirmed;
+            e.reason = None;
+            self.write_journal(&e)?;
+            return Ok(resolution(MintState::Confirmed, "token found on chain"));
+        }
+        let raw = alloy::hex::decode(&entry.raw_tx)
+            .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
+        tracing::warn!(token = %entry.token_id, tx = %entry.tx, "the chain does not know this mint; sending it again");
+        match self.send_raw(&raw) {
+            Ok(()) => {}
+            // Still in the node's mempool: wait for it below.
+            Err(ChainError::Rpc { detail, .. })
+                if detail.contains("already known") || detail.contains("already imported") => {}
+            // Refused (its nonce went elsewhere, its fee is below the base fee now, …): this
+            // wallet signs the mint again with a fresh nonce and fees.
+            Err(ChainError::Rpc { detail, .. }) if entry.from == self.account() => {
+                tracing::warn!(token = %entry.token_id, %detail, "the node refused the old transaction; signing the mint again");
+                let recipe = alloy::hex::decode(&entry.recipe)
+                    .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
+                let (fresh, raw) = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
+                self.write_journal(&fresh)?;
+                self.send_raw(&raw)?;
+                let r = self.wait_receipt_until(B256::from(fresh.tx.0), deadline)?;
+                let state = self.settled_state(entry.token_id, &r)?;
+                return Ok(resolution(state, "signed again"));
+            }
+            Err(e) => return Err(e),
+        }
+        let r = self.wait_receipt_until(hash, deadline)?;
+        let state = self.settled_state(entry.token_id, &r)?;
+        Ok(resolution(state, "sent again"))
     }
 
     /// [`settle`](Self::settle), with a revert as a state rather than an error.

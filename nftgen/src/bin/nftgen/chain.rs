@@ -20,17 +20,39 @@ pub struct ChainArgs {
 }
 
 impl ChainArgs {
+    /// Opens the chain to mint: mints left pending by an earlier run are settled first, and
+    /// the ones that cannot be are reported (they stop nothing).
     fn open(&self) -> anyhow::Result<ChainClient> {
-        let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
-        let config = ChainConfig::load(&dir)?;
-        let client = ChainClient::open(&config)?;
+        let client = ChainClient::open(&self.config()?)?;
         for r in client.resolutions() {
             eprintln!(
                 "nftgen: an earlier mint of {} was left pending: {} ({:?})",
                 r.token_id, r.action, r.state
             );
         }
+        let unresolved = client
+            .journal()?
+            .into_iter()
+            .filter(|e| e.state == kiln_nftgen::chain::MintState::Unresolved);
+        for e in unresolved {
+            eprintln!(
+                "nftgen: the mint of {} by {} cannot be settled: {}",
+                e.token_id,
+                e.from,
+                kiln_nftgen::printable(e.reason.as_deref().unwrap_or("no reason recorded"))
+            );
+        }
         Ok(client)
+    }
+
+    /// Opens the chain to read and verify, leaving the journal alone.
+    fn open_read_only(&self) -> anyhow::Result<ChainClient> {
+        Ok(ChainClient::open_read_only(&self.config()?)?)
+    }
+
+    fn config(&self) -> anyhow::Result<ChainConfig> {
+        let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+        Ok(ChainConfig::load(&dir)?)
     }
 }
 
@@ -143,7 +165,7 @@ pub fn verify(
     model: Option<PathBuf>,
 ) -> anyhow::Result<bool> {
     let model = model.unwrap_or_else(kiln_nftgen::default_model_path);
-    let chain = args.open()?;
+    let chain = args.open_read_only()?;
     let as_file = Path::new(target);
     let report: Verification = if as_file.is_file() {
         if image.is_some() {
@@ -202,7 +224,7 @@ pub fn tokens(args: &ChainArgs, owner: Option<&str>) -> anyhow::Result<bool> {
     let owner: Option<CreatorAddress> = owner
         .map(|t| t.parse().with_context(|| format!("--owner `{t}`")))
         .transpose()?;
-    let chain = args.open()?;
+    let chain = args.open_read_only()?;
     let owner = owner.unwrap_or_else(|| chain.account());
     let mut rows = Vec::new();
     for token in chain.tokens_of(owner)? {
