@@ -121,9 +121,7 @@ impl SaveGame {
 
     fn try_store(&self) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, &self.path)
+        kiln_nftgen::store::write_atomic(&self.path, &json)
     }
 }
 

@@ -138,7 +138,8 @@ impl LocalChain {
             if let Some(port) = port.filter(|p| answers(*p)) {
                 let pid = child.id() as i32;
                 let running = serde_json::to_vec(&Running { pid, port }).expect("serialises");
-                crate::provenance::store::write_atomic(&running_file, &running)?;
+                crate::provenance::store::write_atomic(&running_file, &running)
+                    .map_err(|e| ChainError::io(&running_file, e))?;
                 tracing::info!(port, pid, dir = %dir.display(), "local chain started");
                 return Ok(Self {
                     dir,

@@ -495,7 +495,8 @@ impl ChainClient {
             contract: creator(contract),
             block: self.from_block,
         };
-        write_atomic(&file, &serde_json::to_vec_pretty(&d).expect("serialises"))?;
+        write_atomic(&file, &serde_json::to_vec_pretty(&d).expect("serialises"))
+            .map_err(|e| ChainError::io(&file, e))?;
         tracing::info!(%contract, block = self.from_block, "provenance contract deployed");
         Ok(())
     }
@@ -616,7 +617,8 @@ impl ChainClient {
 
     fn write_journal(&self, entry: &JournalEntry) -> Result<(), ChainError> {
         let bytes = serde_json::to_vec_pretty(entry).expect("serialises");
-        write_atomic(&self.journal_path(entry.token_id), &bytes)?;
+        let path = self.journal_path(entry.token_id);
+        write_atomic(&path, &bytes).map_err(|e| ChainError::io(&path, e))?;
         Ok(())
     }
 

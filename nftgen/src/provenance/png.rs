@@ -5,8 +5,7 @@
 //! the AUTOMATIC1111-style summary other tools show). No time or software chunks: the same
 //! image and record always give the same file bytes.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::PngError;
 use crate::pipeline::GeneratedArt;
@@ -61,30 +60,11 @@ pub fn write(path: &Path, art: &GeneratedArt) -> Result<(), PngError> {
     write_atomic(path, &bytes)
 }
 
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PngError> {
-    let io = |source| PngError::Io {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PngError> {
+    crate::provenance::store::write_atomic(path, bytes).map_err(|source| PngError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 /// A Kiln PNG read back.

@@ -208,12 +208,12 @@ impl ContentStore {
         let png = png_io::encode(art)?;
         let png_cid = cid_v1(&png);
         let png_path = self.png_path(art.content_hash);
-        write_atomic(&png_path, &png)?;
+        store_file(&png_path, &png)?;
         let metadata = metadata_json(art, png_cid.as_deref());
         let metadata_cid = cid_v1(metadata.as_bytes());
         let meta_path = self.dir.join(format!("{}.json", art.content_hash));
-        write_atomic(&meta_path, metadata.as_bytes())?;
-        write_atomic(
+        store_file(&meta_path, metadata.as_bytes())?;
+        store_file(
             &self.token_metadata_path(TokenId::from(art.recipe_hash)),
             metadata.as_bytes(),
         )?;
@@ -226,27 +226,75 @@ impl ContentStore {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let io = |source| StoreError::Io {
+/// The one durable write of Kiln's files (journal, content store, PNGs, models, checkpoints):
+/// `bytes` go to a temporary file beside `path`, which is flushed to the disk, renamed over
+/// `path`, and the directory flushed too — after a crash or a power cut the file is either the
+/// old one or the new one, whole. On an error the temporary file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_with(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// [`write_atomic`] for writers that need a path: `write(tmp)` fills a temporary file beside
+/// `path`, which is then flushed, renamed over `path`, and its directory flushed.
+pub fn replace_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        write(&tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// [`write_atomic`] with the store's error.
+fn store_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic(path, bytes).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        // A writer that fails leaves the old file and no temporary behind.
+        let failed = replace_with(&path, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["entry.json"]);
+        assert!(write_atomic(&dir.path().join("missing/x.json"), b"x").is_err());
+    }
 
     #[test]
     fn base32_matches_rfc4648_vectors() {

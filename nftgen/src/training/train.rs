@@ -446,17 +446,19 @@ fn read_with_metadata(path: &Path) -> Result<(Vec<u8>, HashMap<String, String>),
     Ok((bytes, meta))
 }
 
-/// Writes through a temporary file beside `path`, then renames it over `path`: a reader never
-/// sees a half-written checkpoint or model.
+/// Writes through a temporary file beside `path`, flushed and renamed over `path`
+/// ([`crate::provenance::store::replace_with`]): a reader never sees a half-written checkpoint
+/// or model, not even after a power cut.
 fn replace_file(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), TrainError> {
-    let fail = |detail: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let tmp = path.with_extension("tmp");
-    write(&tmp).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+    let mut failure = None;
+    crate::provenance::store::replace_with(path, |tmp| {
+        write(tmp).map_err(|detail| {
+            failure = Some(detail);
+            std::io::Error::other("write failed")
+        })
+    })
+    .map_err(|e| checkpoint_error(path, failure.take().unwrap_or_else(|| e.to_string())))
 }

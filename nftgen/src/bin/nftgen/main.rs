@@ -674,9 +674,10 @@ fn random_model(out: &Path, seed: u64, preset: &str) -> anyhow::Result<()> {
         other => bail!("unknown preset `{other}` (tiny or base)"),
     };
     let weights = sprite::random_weights(&cfg, seed)?;
-    let tmp = out.with_extension("safetensors.tmp");
-    sprite::save(&tmp, &cfg, &weights)?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    kiln_nftgen::store::replace_with(out, |tmp| {
+        sprite::save(tmp, &cfg, &weights).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "wrote {} ({} random weights, seed {seed})",
         out.display(),
