@@ -338,6 +338,7 @@ pub struct SpriteNet {
     norm_out: LayerNorm,
     patch_out: Dense,
     training: bool,
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     quantization_aware: bool,
 }
 
@@ -418,6 +419,7 @@ impl SpriteNet {
     /// per-row int8 inputs with a power-of-two step, int8 attention queries and keys), with
     /// straight-through gradients. The time MLP and the prompt projection, which kiln-sprite-q
     /// stores as tables, stay as they are.
+    #[cfg(feature = "train")]
     pub fn set_quantization_aware(&mut self, on: bool) {
         self.quantization_aware = on;
     }
@@ -458,15 +460,17 @@ impl SpriteNet {
     /// [`apply`](Self::apply) for a layer kiln-sprite-q runs as an int8 product: under
     /// quantization-aware training its weights and input are fake-quantized first.
     fn apply_q(&self, layer: &Dense, x: &Tensor) -> candle_core::Result<Tensor> {
-        if !self.quantization_aware {
-            return self.apply(layer, x);
+        #[cfg(feature = "train")]
+        if self.quantization_aware {
+            use crate::training::qat;
+            let fake = Dense {
+                weight: qat::fake_quant_channels(&layer.weight)?,
+                weight_t: layer.weight_t.clone(),
+                bias: layer.bias.clone(),
+            };
+            return self.apply(&fake, &qat::fake_quant_rows(x)?);
         }
-        let fake = Dense {
-            weight: fake_quant_channels(&layer.weight)?,
-            weight_t: layer.weight_t.clone(),
-            bias: layer.bias.clone(),
-        };
-        self.apply(&fake, &fake_quant_rows(x)?)
+        self.apply(layer, x)
     }
 
     fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -602,8 +606,10 @@ impl SpriteNet {
         // The 1/√hd scale goes on q (L·hd values) rather than on the L·L scores.
         let q = (split(0)? * (1.0 / (hd as f64).sqrt()))?;
         let (k, v) = (split(1)?, split(2)?);
+        #[cfg(feature = "train")]
         let (q, k) = if self.quantization_aware {
             // kiln-sprite-q: queries int8 per token and head, keys int8 with one step per head.
+            use crate::training::qat::fake_quant_rows;
             let per_head = fake_quant_rows(&k.reshape((b, heads, l * hd))?)?;
             (fake_quant_rows(&q)?, per_head.reshape((b, heads, l, hd))?)
         } else {
@@ -614,38 +620,6 @@ impl SpriteNet {
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
         self.apply_q(&block.proj, &y)
     }
-}
-
-/// Fake int8 quantization of each row (last dimension) as kiln-sprite-q quantizes a layer's
-/// input (`nftgen/RECIPE.md` §9.4): with `m` the row's largest magnitude in Q12 units, the step is
-/// `2^max(bit_len(m) − 7, 0)` Q12 units and the values round to −127..=127 steps. The gradient
-/// passes straight through.
-fn fake_quant_rows(x: &Tensor) -> candle_core::Result<Tensor> {
-    let xd = x.detach();
-    let m = (xd.abs()?.max_keepdim(D::Minus1)? * 4096.0)?
-        .round()?
-        .maximum(1.0)?;
-    let bit_len = (m.log()? / std::f64::consts::LN_2)?.floor()? + 1.0;
-    // Below 64 Q12 units the integer row is exact (q = x << −e): the step is one Q12 unit.
-    let e = (bit_len? - 7.0)?.maximum(0.0)?;
-    let step = ((e * std::f64::consts::LN_2)?.exp()? / 4096.0)?;
-    x + (int8_steps(&xd, &step)? - xd)?.detach()
-}
-
-/// Fake symmetric int8 quantization of each output channel (row) of a weight matrix, step
-/// `max|w| / 127`, with a straight-through gradient.
-fn fake_quant_channels(w: &Tensor) -> candle_core::Result<Tensor> {
-    let wd = w.detach();
-    let step = (wd.abs()?.max_keepdim(D::Minus1)? / 127.0)?.maximum(1e-12)?;
-    w + (int8_steps(&wd, &step)? - wd)?.detach()
-}
-
-/// `x` rounded to whole multiples of `step` (broadcast over the last dimension) within ±127.
-fn int8_steps(x: &Tensor, step: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_div(step)?
-        .round()?
-        .clamp(-127f32, 127f32)?
-        .broadcast_mul(step)
 }
 
 /// `x · (1 + scale) + shift`, with `shift` and `scale` broadcast over the tokens.
@@ -738,59 +712,6 @@ pub fn random_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fake_quantization_rounds_as_the_integer_model_does() {
-        use crate::model::sprite_q::ops;
-        let dev = Device::Cpu;
-        let mut state = 5u32;
-        // Rows of Q12 activations (what the integer model holds) of growing magnitudes.
-        let mut q12 = Vec::new();
-        for r in 0..64u32 {
-            let span = 40 << (r / 4);
-            for _ in 0..40 {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                q12.push((state % (2 * span + 1)) as i32 - span as i32);
-            }
-        }
-        let rows: Vec<f32> = q12.iter().map(|&k| k as f32 / 4096.0).collect();
-        let x = Tensor::from_vec(rows, (64, 40), &dev).unwrap();
-        let fq = fake_quant_rows(&x).unwrap().to_vec2::<f32>().unwrap();
-        for (r, got) in fq.iter().enumerate() {
-            let row = &q12[r * 40..][..40];
-            let mut q = [0i8; 40];
-            let e = ops::quantize_row_i8(row, &mut q);
-            for ((g, &qi), &k) in got.iter().zip(&q).zip(row) {
-                // In Q12 units the integer row is q · 2^e. The two roundings differ only on a
-                // tie (half up against half away from zero), and then by one step.
-                let (got, want) = (g * 4096.0, qi as f32 * 2f32.powi(e));
-                let tie = e > 0 && k.rem_euclid(1 << e) == 1 << (e - 1);
-                let off = (got - want).abs() / 2f32.powi(e.max(0));
-                assert!(
-                    off < 1e-3 || (tie && (off - 1.0).abs() < 1e-3),
-                    "row {r}: {k} → {got} vs {want}"
-                );
-            }
-        }
-        // Weights: per output channel, the largest magnitude maps to ±127.
-        let w = Tensor::new(&[[0.5f32, -0.25, 0.1], [2.0, 1.0, -0.02]], &dev).unwrap();
-        let fw = fake_quant_channels(&w).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(fw[0][0], 0.5);
-        assert!((fw[0][2] - (25.4f32).round() * 0.5 / 127.0).abs() < 1e-7);
-        assert!((fw[1][2] - (-1.27f32).round() * 2.0 / 127.0).abs() < 1e-7);
-        // Straight-through: the gradient of the sum is 1 everywhere.
-        let var = candle_core::Var::from_tensor(&x).unwrap();
-        let grads = fake_quant_rows(var.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap();
-        assert!(g.to_vec1::<f32>().unwrap().iter().all(|&v| v == 1.0));
-    }
 
     #[test]
     fn ada_ln_starts_as_the_zero_function_and_depends_on_the_prompt_once_trained() {
