@@ -895,3 +895,63 @@ fn a_stuck_journal_entry_never_bricks_the_chain_commands() {
     let verified = nftgen(&["verify", &token, "--data-dir", d, "--json"], &[]);
     assert_success(&verified);
 }
+
+/// A token whose on-chain record is junk (the contract checks only the creator prefix today, so
+/// anyone can mint one to themselves or to anyone): `verify` gives a `record_invalid` verdict
+/// and `tokens` lists it as unreadable, instead of both aborting.
+#[test]
+fn junk_records_are_verdicts_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let art = chain
+        .attribute(&paint(&model(), "a silver ring", 4))
+        .unwrap();
+    let mut junk = art.record.canonical_bytes()[..25].to_vec();
+    junk.extend_from_slice(b"\x1b[2K not a recipe");
+    let call = KilnProvenance::mintCall {
+        to: Address::from(chain.account().0),
+        recipe: junk.clone().into(),
+        contentHash: B256::repeat_byte(0x42),
+    };
+    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
+    let tx = TransactionRequest::default()
+        .with_to(Address::from(chain.contract().0))
+        .with_input(call.abi_encode());
+    let receipt = rt
+        .block_on(async {
+            provider
+                .send_transaction(tx)
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+        })
+        .unwrap();
+    assert!(receipt.status());
+    let token = kiln_nftgen::TokenId(alloy::primitives::keccak256(&junk).0);
+    assert!(chain.exists(token).unwrap());
+    let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
+    assert!(
+        matches!(v.verdict, Verdict::RecordInvalid { .. }),
+        "{}",
+        v.summary
+    );
+    // A real token beside it still lists.
+    chain.mint(&art, chain.account()).unwrap();
+    drop(chain);
+    let d = path_str(dir.path());
+    let out = nftgen(&["tokens", "--data-dir", d], &[]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 token(s)") && text.contains("unreadable record"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a silver ring") && !text.contains('\x1b'),
+        "{text}"
+    );
+    let out = nftgen(&["verify", &token.to_string(), "--data-dir", d], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("record invalid"));
+}

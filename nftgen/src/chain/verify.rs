@@ -53,6 +53,13 @@ pub enum Verdict {
         /// Why, when the re-run failed.
         detail: Option<String>,
     },
+    /// The token exists, but its record on chain is not a Kiln recipe this engine can read
+    /// (junk bytes, a missing event, a content hash not committed to it): nothing can be
+    /// checked, and the token proves nothing.
+    RecordInvalid {
+        /// What is wrong with it.
+        detail: String,
+    },
     /// No such token on this chain's contract.
     TokenUnknown,
 }
@@ -88,6 +95,9 @@ impl Verdict {
                 (None, Some(d)) => format!("recipe not reproducible here: {d}"),
                 (None, None) => "recipe not reproducible here".into(),
             },
+            Self::RecordInvalid { detail } => {
+                format!("record invalid: the token exists but its on-chain record is not a readable Kiln recipe: {detail}")
+            }
             Self::TokenUnknown => "token unknown: no such token on this contract".into(),
         }
     }
@@ -150,7 +160,14 @@ pub fn verify(
     image: Option<&Path>,
     model: &Path,
 ) -> Result<Verification, ChainError> {
-    let record = chain.record(token)?;
+    let record = match chain.record(token) {
+        // A record anyone could have minted is a verdict, not a failure of the verifier.
+        Err(ChainError::BadRecord { detail, .. }) => {
+            let v = Verdict::RecordInvalid { detail };
+            return Ok(report(token, v, None, image, FileRecord::NotChecked));
+        }
+        other => other?,
+    };
     let Some(record) = record else {
         return Ok(report(
             token,

@@ -226,12 +226,19 @@ pub fn tokens(args: &ChainArgs, owner: Option<&str>) -> anyhow::Result<bool> {
         .transpose()?;
     let chain = args.open_read_only()?;
     let owner = owner.unwrap_or_else(|| chain.account());
+    // A token whose record cannot be read (anyone can mint junk to anyone) is a row saying
+    // so, never the end of the listing.
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for token in chain.tokens_of(owner)? {
-        let r = chain
-            .record(token)?
-            .with_context(|| format!("token {token} vanished while listing"))?;
-        rows.push(r);
+        match chain.record(token) {
+            Ok(Some(r)) => rows.push(r),
+            Ok(None) => unreadable.push((token, "vanished while listing".to_string())),
+            Err(kiln_nftgen::chain::ChainError::BadRecord { detail, .. }) => {
+                unreadable.push((token, detail))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if args.json {
         let tokens: Vec<_> = rows
@@ -249,12 +256,26 @@ pub fn tokens(args: &ChainArgs, owner: Option<&str>) -> anyhow::Result<bool> {
                 })
             })
             .collect();
+        let unreadable: Vec<_> = unreadable
+            .iter()
+            .map(|(token, detail)| json!({"token_id": token, "unreadable": detail}))
+            .collect();
         println!(
             "{}",
-            json!({"ok": true, "owner": owner, "contract": chain.contract(), "tokens": tokens})
+            json!({"ok": true, "owner": owner, "contract": chain.contract(), "tokens": tokens,
+                "unreadable": unreadable})
         );
     } else {
-        println!("{} token(s) owned by {owner}", rows.len());
+        println!(
+            "{} token(s) owned by {owner}",
+            rows.len() + unreadable.len()
+        );
+        for (token, detail) in &unreadable {
+            println!(
+                "  {token}  unreadable record: {}",
+                kiln_nftgen::printable(detail)
+            );
+        }
         for r in &rows {
             println!(
                 "  {}  \"{}\" seed {} ({}, block {})",
