@@ -48,6 +48,35 @@ fn wallet(url: &str, key: &str) -> (tokio::runtime::Runtime, DynProvider) {
     (rt, provider)
 }
 
+/// Sends `mint(to, recipe, content)` to `chain`'s contract signed by `key`, past Kiln's client
+/// (as anyone can), and returns the receipt.
+fn mint_directly(
+    chain: &ChainClient,
+    key: &str,
+    to: CreatorAddress,
+    recipe: Vec<u8>,
+    content: B256,
+) -> alloy::rpc::types::TransactionReceipt {
+    let call = KilnProvenance::mintCall {
+        to: Address::from(to.0),
+        recipe: recipe.into(),
+        contentHash: content,
+    };
+    let (rt, provider) = wallet(chain.url(), key);
+    let tx = TransactionRequest::default()
+        .with_to(Address::from(chain.contract().0))
+        .with_input(call.abi_encode());
+    rt.block_on(async {
+        provider
+            .send_transaction(tx)
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+    })
+    .unwrap()
+}
+
 fn open(dir: &Path) -> ChainClient {
     ChainClient::open(&ChainConfig::local(dir)).expect("local chain opens")
 }
@@ -692,32 +721,21 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
 #[test]
 fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = open(dir.path());
+    // Alice's client starts the chain and deploys the contract; Bob joins it.
+    let _alice = open(dir.path());
     let bob =
         ChainClient::open(&ChainConfig::local(dir.path()).with_local_key(DEV_KEYS[1])).unwrap();
     let model = model();
     let art = paint(&model, "a pink ring", 12);
     let mut copied = art.record.clone();
     copied.creator = Some(bob.account());
-    let call = KilnProvenance::mintCall {
-        to: Address::from(bob.account().0),
-        recipe: copied.canonical_bytes().into(),
-        contentHash: B256::from(art.content_hash.0),
-    };
-    let (rt, provider) = wallet(bob.url(), DEV_KEYS[1]);
-    let tx = TransactionRequest::default()
-        .with_to(Address::from(alice.contract().0))
-        .with_input(call.abi_encode());
-    let receipt = rt
-        .block_on(async {
-            provider
-                .send_transaction(tx)
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-        })
-        .unwrap();
+    let receipt = mint_directly(
+        &bob,
+        DEV_KEYS[1],
+        bob.account(),
+        copied.canonical_bytes(),
+        B256::from(art.content_hash.0),
+    );
     assert!(receipt.status());
     let stolen = kiln_nftgen::TokenId::from(copied.recipe_hash());
     // The copy's image is Alice's pixels; its recipe paints Bob's picture.
@@ -908,25 +926,13 @@ fn junk_records_are_verdicts_not_aborts() {
         .unwrap();
     let mut junk = art.record.canonical_bytes()[..25].to_vec();
     junk.extend_from_slice(b"\x1b[2K not a recipe");
-    let call = KilnProvenance::mintCall {
-        to: Address::from(chain.account().0),
-        recipe: junk.clone().into(),
-        contentHash: B256::repeat_byte(0x42),
-    };
-    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
-    let tx = TransactionRequest::default()
-        .with_to(Address::from(chain.contract().0))
-        .with_input(call.abi_encode());
-    let receipt = rt
-        .block_on(async {
-            provider
-                .send_transaction(tx)
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-        })
-        .unwrap();
+    let receipt = mint_directly(
+        &chain,
+        DEV_KEYS[0],
+        chain.account(),
+        junk.clone(),
+        B256::repeat_byte(0x42),
+    );
     assert!(receipt.status());
     let token = kiln_nftgen::TokenId(alloy::primitives::keccak256(&junk).0);
     assert!(chain.exists(token).unwrap());
