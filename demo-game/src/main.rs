@@ -47,8 +47,9 @@ struct Cli {
     /// [default: `<out>/village` for the tour, else `$KILN_DATA_DIR` or Kiln's data directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Start from a clean village: delete the save, minted art and local chain in the data
-    /// directory first (painted scenery is kept).
+    /// Start from a clean village: stop the data directory's local node, then delete the save,
+    /// minted art, journal and local chain there (painted scenery, chain.toml and other files
+    /// are kept).
     #[arg(long)]
     fresh: bool,
     /// The repository's `assets/` directory (personas).
@@ -89,15 +90,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if cli.fresh {
-        // Everything but the painted scenery, which only depends on the model.
-        if let Ok(entries) = std::fs::read_dir(&data_dir) {
-            for entry in entries.flatten() {
-                if entry.file_name() != village::SCENERY_DIR {
-                    let path = entry.path();
-                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-                }
-            }
-        }
+        // The local node first (another process may run it), then Kiln's own files and the
+        // save; the painted scenery (it only depends on the model), `chain.toml` and anything
+        // else stay.
+        kiln_nftgen::chain::clear_data_dir(&data_dir, &[save::SAVE_FILE])
+            .with_context(|| format!("cannot clear {}", data_dir.display()))?;
     }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;

@@ -961,3 +961,50 @@ fn junk_records_are_verdicts_not_aborts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("record invalid"));
 }
+
+/// Starting a data directory afresh stops the node running for it first (here started by
+/// another client, as another process would) and removes only Kiln's own entries: the user's
+/// `chain.toml` and other files stay.
+#[test]
+fn clearing_a_data_dir_stops_its_node_and_keeps_what_is_not_kilns() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    chain
+        .mint(
+            &chain
+                .attribute(&paint(&model(), "a gray helmet", 3))
+                .unwrap(),
+            chain.account(),
+        )
+        .unwrap();
+    let pid = chain.local_chain().unwrap().pid();
+    std::fs::write(dir.path().join("chain.toml"), "# my settings\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let removed = kiln_nftgen::chain::clear_data_dir(dir.path(), &["notes-not-there"]).unwrap();
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    // The node is gone (at most a zombie until its parent, this process, reaps it).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.trim_start().chars().next());
+    assert!(matches!(state, None | Some('Z' | 'X')), "{stat}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["chain.toml", "notes.txt"]);
+    drop(chain);
+    // A fresh start on the same directory works.
+    assert!(
+        open(dir.path())
+            .tokens_of(creator_of_dev_key())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn creator_of_dev_key() -> CreatorAddress {
+    ChainConfig::local("/nonexistent").signer_address().unwrap()
+}

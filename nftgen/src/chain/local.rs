@@ -193,6 +193,43 @@ impl LocalChain {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Stops the node running for `dir`, whichever process started it (SIGTERM, then SIGKILL
+    /// after 10 s), so that its files can be removed under no live node. Returns whether one was
+    /// running. A process id is only signalled while its port still answers as a node and, on
+    /// Linux, while the process is anvil, so a recycled id is never hit.
+    pub fn stop_running(dir: impl AsRef<Path>) -> Result<bool, ChainError> {
+        let running_file = dir.as_ref().join("anvil.json");
+        let Some(r) = std::fs::read(&running_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Running>(&b).ok())
+        else {
+            return Ok(false);
+        };
+        let pid = Pid::from_raw(r.pid);
+        let is_anvil = std::fs::read(format!("/proc/{}/cmdline", r.pid))
+            .map(|c| String::from_utf8_lossy(&c).contains("anvil"))
+            .unwrap_or(true);
+        if kill(pid, None).is_err() || !is_anvil || !answers(r.port) {
+            let _ = std::fs::remove_file(&running_file);
+            return Ok(false);
+        }
+        tracing::info!(pid = r.pid, "stopping the local chain");
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // A child of this process stays a zombie until its owner waits: gone from the port
+        // and no longer running is what counts.
+        while Instant::now() < deadline && alive(r.pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(r.pid) {
+            tracing::warn!(pid = r.pid, "anvil did not stop within 10 s; killing it");
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(&running_file);
+        Ok(true)
+    }
+
     /// The directory holding the state file.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -261,6 +298,23 @@ impl LocalChain {
 impl Drop for LocalChain {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // /proc/<pid>/stat: "pid (comm) state …"; Z is a zombie, X dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => true,
     }
 }
 

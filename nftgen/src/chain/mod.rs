@@ -251,6 +251,30 @@ pub fn local_chain_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("local-chain")
 }
 
+/// The entries Kiln's chain client keeps in a data directory: the local node, the mint journal
+/// and the content store. Everything else there (`chain.toml`, what a game or a person put
+/// there) is not Kiln's to delete.
+pub const DATA_ENTRIES: [&str; 3] = ["local-chain", "journal", "store"];
+
+/// Starts a data directory afresh: stops the local node running for it (whichever process
+/// started it), then removes [`DATA_ENTRIES`] and the caller's own `extra` entries — nothing
+/// else. Returns what was removed.
+pub fn clear_data_dir(data_dir: &Path, extra: &[&str]) -> Result<Vec<PathBuf>, ChainError> {
+    LocalChain::stop_running(local_chain_dir(data_dir))?;
+    let mut removed = Vec::new();
+    for name in DATA_ENTRIES.iter().chain(extra) {
+        let path = data_dir.join(name);
+        let result = match std::fs::symlink_metadata(&path) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+        };
+        result.map_err(|e| ChainError::io(&path, e))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
 impl ChainClient {
     /// Connects as `config` says, starting (or joining) the local chain when no RPC is
     /// configured and deploying the contract there on first use; then resolves the journal's
