@@ -62,10 +62,15 @@ fn mint_directly(
         recipe: recipe.into(),
         contentHash: content,
     };
-    let (rt, provider) = wallet(chain.url(), key);
     let tx = TransactionRequest::default()
         .with_to(Address::from(chain.contract().0))
         .with_input(call.abi_encode());
+    send(chain.url(), key, tx)
+}
+
+/// Signs `tx` with `key`, sends it to the node at `url` and waits for its receipt.
+fn send(url: &str, key: &str, tx: TransactionRequest) -> alloy::rpc::types::TransactionReceipt {
+    let (rt, provider) = wallet(url, key);
     rt.block_on(async {
         provider
             .send_transaction(tx)
@@ -687,19 +692,10 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
     // Meanwhile the same wallet spends that nonce on another transaction.
     {
         let node = kiln_nftgen::chain::LocalChain::start(dir.path().join("local-chain")).unwrap();
-        let (rt, provider) = wallet(&node.url(), DEV_KEYS[0]);
         let tx = TransactionRequest::default()
             .with_to(Address::from([0x11; 20]))
             .with_value(U256::from(1u64));
-        rt.block_on(async {
-            provider
-                .send_transaction(tx)
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-                .unwrap()
-        });
+        send(&node.url(), DEV_KEYS[0], tx);
         // Dropping the node stops it gracefully: anvil writes its state.
     }
     let chain = open(dir.path());

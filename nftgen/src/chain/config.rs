@@ -80,41 +80,47 @@ pub fn check_signing_key(key: &str, chain_id: u64) -> Result<(), ChainError> {
     Ok(())
 }
 
+/// An RPC URL split as [`redact_url`] and [`url_secrets`] need it: scheme, user info, host (with
+/// port) and the rest (path, query, fragment). `None` without a `scheme://`.
+fn url_parts(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, authority),
+    };
+    Some((scheme, user, host, tail))
+}
+
 /// An RPC URL as Kiln shows it: scheme, host and port, without the user, password, path or
 /// query that providers put API keys in (`https://mainnet.example/v3/<key>` →
 /// `https://mainnet.example/…`).
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (s, r),
-        None => return "<RPC URL>".into(),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = rest[..end].rsplit('@').next().unwrap_or("");
-    let tail = &rest[end..];
-    let hidden = if tail.is_empty() || tail == "/" {
-        tail
-    } else {
-        "/…"
-    };
-    format!("{scheme}://{host}{hidden}")
+    match url_parts(url) {
+        Some((scheme, _, host, tail)) => {
+            let hidden = if tail.is_empty() || tail == "/" {
+                tail
+            } else {
+                "/…"
+            };
+            format!("{scheme}://{host}{hidden}")
+        }
+        None => "<RPC URL>".into(),
+    }
 }
 
 /// The parts of `url` that may hold credentials (user info, path, query), for scrubbing them
 /// out of error texts that quote the URL.
 pub(crate) fn url_secrets(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
+    let Some((_, user, _, tail)) = url_parts(url) else {
         return vec![url.to_string()];
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut out = Vec::new();
-    if let Some((user, _)) = rest[..end].rsplit_once('@') {
-        out.push(user.to_string());
-    }
-    let tail = rest[end..].trim_start_matches('/');
-    if !tail.is_empty() {
-        out.push(tail.to_string());
-    }
-    out
+    let tail = tail.trim_start_matches('/');
+    user.into_iter()
+        .chain((!tail.is_empty()).then_some(tail))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A `toml` parse error of `file` as Kiln reports it: the line, column and what is wrong,

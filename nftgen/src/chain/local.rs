@@ -84,12 +84,7 @@ impl LocalChain {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| ChainError::io(&dir, e))?;
         let running_file = dir.join("anvil.json");
-        if let Some(r) = std::fs::read(&running_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Running>(&b).ok())
-            && kill(Pid::from_raw(r.pid), None).is_ok()
-            && answers(r.port)
-        {
+        if let Some(r) = live_node(&running_file) {
             tracing::info!(
                 port = r.port,
                 pid = r.pid,
@@ -199,32 +194,16 @@ impl LocalChain {
     /// Linux, while the process is anvil, so a recycled id is never hit.
     pub fn stop_running(dir: impl AsRef<Path>) -> Result<bool, ChainError> {
         let running_file = dir.as_ref().join("anvil.json");
-        let Some(r) = std::fs::read(&running_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Running>(&b).ok())
-        else {
-            return Ok(false);
-        };
-        let pid = Pid::from_raw(r.pid);
-        let is_anvil = std::fs::read(format!("/proc/{}/cmdline", r.pid))
-            .map(|c| String::from_utf8_lossy(&c).contains("anvil"))
-            .unwrap_or(true);
-        if kill(pid, None).is_err() || !is_anvil || !answers(r.port) {
+        let Some(r) = live_node(&running_file) else {
             let _ = std::fs::remove_file(&running_file);
             return Ok(false);
-        }
+        };
         tracing::info!(pid = r.pid, "stopping the local chain");
-        let _ = kill(pid, Signal::SIGCONT);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // A child of this process stays a zombie until its owner waits: gone from the port
-        // and no longer running is what counts.
-        while Instant::now() < deadline && alive(r.pid) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if alive(r.pid) {
+        // A child of this process stays a zombie until its owner waits: no longer running is
+        // what counts.
+        if !terminate(r.pid, || !alive(r.pid)) {
             tracing::warn!(pid = r.pid, "anvil did not stop within 10 s; killing it");
-            let _ = kill(pid, Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(r.pid), Signal::SIGKILL);
         }
         let _ = std::fs::remove_file(&running_file);
         Ok(true)
@@ -276,21 +255,13 @@ impl LocalChain {
         let Some(mut child) = guard.take() else {
             return;
         };
-        let pid = Pid::from_raw(self.pid);
-        let _ = kill(pid, Signal::SIGCONT);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                let _ = std::fs::remove_file(self.dir.join("anvil.json"));
-                tracing::info!(pid = self.pid, "local chain stopped");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if terminate(self.pid, || matches!(child.try_wait(), Ok(Some(_)))) {
+            tracing::info!(pid = self.pid, "local chain stopped");
+        } else {
+            tracing::warn!(pid = self.pid, "anvil did not stop within 10 s; killing it");
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        tracing::warn!(pid = self.pid, "anvil did not stop within 10 s; killing it");
-        let _ = child.kill();
-        let _ = child.wait();
         let _ = std::fs::remove_file(self.dir.join("anvil.json"));
     }
 }
@@ -299,6 +270,32 @@ impl Drop for LocalChain {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The node a running file names, if it is still that node: its process runs, is anvil (checked
+/// where /proc tells), and its port answers — so a recycled process id is never taken for it.
+fn live_node(running_file: &Path) -> Option<Running> {
+    let r: Running = serde_json::from_slice(&std::fs::read(running_file).ok()?).ok()?;
+    let is_anvil = std::fs::read(format!("/proc/{}/cmdline", r.pid))
+        .map(|c| String::from_utf8_lossy(&c).contains("anvil"))
+        .unwrap_or(true);
+    (alive(r.pid) && is_anvil && answers(r.port)).then_some(r)
+}
+
+/// Asks anvil to stop (SIGCONT in case it is frozen, then SIGTERM; it writes its state) and
+/// waits up to 10 s for `exited()`. Returns whether it did.
+fn terminate(pid: i32, mut exited: impl FnMut() -> bool) -> bool {
+    let target = Pid::from_raw(pid);
+    let _ = kill(target, Signal::SIGCONT);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if exited() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    exited()
 }
 
 /// Whether process `pid` runs (exists and is not a zombie).

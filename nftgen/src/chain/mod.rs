@@ -166,6 +166,8 @@ pub struct Resolution {
     pub state: MintState,
     /// What was done.
     pub action: &'static str,
+    /// Why it could not be settled, for [`MintState::Unresolved`].
+    pub reason: Option<String>,
 }
 
 /// What the client remembers about a deployment (`<data_dir>/local-chain/deployment.json`).
@@ -837,6 +839,7 @@ impl ChainClient {
                         token_id: entry.token_id,
                         state: MintState::Unresolved,
                         action: "could not be settled",
+                        reason: marked.reason,
                     });
                 }
             }
@@ -858,6 +861,7 @@ impl ChainClient {
                 token_id: entry.token_id,
                 state,
                 action,
+                reason: None,
             })
         };
         let hash = B256::from(entry.tx.0);

@@ -45,16 +45,13 @@ mod tests {
     fn fake_quantization_rounds_as_the_integer_model_does() {
         use crate::model::sprite_q::ops;
         let dev = Device::Cpu;
-        let mut state = 5u32;
+        let mut next = crate::model::sprite_q::ops::xorshift32(5);
         // Rows of Q12 activations (what the integer model holds) of growing magnitudes.
         let mut q12 = Vec::new();
         for r in 0..64u32 {
             let span = 40 << (r / 4);
             for _ in 0..40 {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                q12.push((state % (2 * span + 1)) as i32 - span as i32);
+                q12.push((next() % (2 * span + 1)) as i32 - span as i32);
             }
         }
         let rows: Vec<f32> = q12.iter().map(|&k| k as f32 / 4096.0).collect();

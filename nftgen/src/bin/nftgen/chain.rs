@@ -25,22 +25,17 @@ impl ChainArgs {
     fn open(&self) -> anyhow::Result<ChainClient> {
         let client = ChainClient::open(&self.config()?)?;
         for r in client.resolutions() {
-            eprintln!(
-                "nftgen: an earlier mint of {} was left pending: {} ({:?})",
-                r.token_id, r.action, r.state
-            );
-        }
-        let unresolved = client
-            .journal()?
-            .into_iter()
-            .filter(|e| e.state == kiln_nftgen::chain::MintState::Unresolved);
-        for e in unresolved {
-            eprintln!(
-                "nftgen: the mint of {} by {} cannot be settled: {}",
-                e.token_id,
-                e.from,
-                kiln_nftgen::printable(e.reason.as_deref().unwrap_or("no reason recorded"))
-            );
+            match &r.reason {
+                Some(reason) => eprintln!(
+                    "nftgen: an earlier mint of {} cannot be settled: {}",
+                    r.token_id,
+                    kiln_nftgen::printable(reason)
+                ),
+                None => eprintln!(
+                    "nftgen: an earlier mint of {} was left pending: {} ({:?})",
+                    r.token_id, r.action, r.state
+                ),
+            }
         }
         Ok(client)
     }

@@ -155,11 +155,6 @@ impl Packed {
         self.rows = rows;
         self.k = k;
     }
-
-    /// Rows (outputs).
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
 }
 
 /// int8 activation rows `[rows, k]`, each padded with zeros to [`padded`]`(k)`, stored as the
@@ -195,25 +190,28 @@ impl Rows {
     /// Refills in place: `row(r, out)` writes row `r`'s `k` values (the padding stays zero).
     #[inline(always)]
     pub fn fill(&mut self, rows: usize, k: usize, mut row: impl FnMut(usize, &mut [i8])) {
-        let kp = padded(k);
-        let zero = if self.kernel.offset() { i8::MIN } else { 0 };
-        self.data.clear();
-        self.data.resize(rows * kp, zero);
+        let (flip, kp) = (self.reset(rows, k), padded(k));
         for r in 0..rows {
             let dst = &mut self.data[r * kp..r * kp + k];
             row(r, dst);
-            if self.kernel.offset() {
-                for v in dst.iter_mut() {
-                    *v ^= i8::MIN;
-                }
+            for v in dst.iter_mut() {
+                *v ^= flip;
             }
         }
+    }
+
+    /// Sizes the rows as zeros (stored as this kernel reads them) and returns the byte every
+    /// stored value is xored with (`i8::MIN` for the VNNI kernel's offset of 128, else 0).
+    #[inline(always)]
+    fn reset(&mut self, rows: usize, k: usize) -> i8 {
+        let flip = if self.kernel.offset() { i8::MIN } else { 0 };
+        self.data.clear();
+        self.data.resize(rows * padded(k), flip);
         self.rows = rows;
         self.k = k;
+        flip
     }
-}
 
-impl Rows {
     /// Refills with `rows` rows of `k` values quantized to int8 per row
     /// ([`super::ops::quantize_row_i8`]), row `r` being `x[r·stride..][..k]`; writes each row's
     /// exponent to `exps`.
@@ -226,22 +224,12 @@ impl Rows {
         k: usize,
         exps: &mut [i32],
     ) {
-        let kp = padded(k);
-        let flip = if self.kernel.offset() { i8::MIN } else { 0 };
-        self.data.clear();
-        self.data.resize(rows * kp, flip);
-        for (r, (dst, e)) in self
-            .data
-            .chunks_exact_mut(kp)
-            .zip(exps.iter_mut())
-            .enumerate()
-        {
+        let (flip, kp) = (self.reset(rows, k), padded(k));
+        for (r, e) in exps[..rows].iter_mut().enumerate() {
             let src = &x[r * stride..][..k];
             *e = super::ops::row_exponent(src);
-            super::ops::quantize_i8_with(src, *e, flip, &mut dst[..k]);
+            super::ops::quantize_i8_with(src, *e, flip, &mut self.data[r * kp..r * kp + k]);
         }
-        self.rows = rows;
-        self.k = k;
     }
 }
 
@@ -403,11 +391,9 @@ fn scalar_tile<const R: usize, const P: usize>(
     p0: usize,
     acc: &mut [i32],
 ) {
-    let kp = ops.kp;
-    for p in p0..p0 + P {
-        let panel = &ops.w[p * kp * PANEL..(p + 1) * kp * PANEL];
-        for r in 0..R {
-            let row = &ops.a[(n0 + r) * kp..(n0 + r + 1) * kp];
+    let (rows, panels) = ops.tile::<R, P>(n0, p0);
+    for (p, panel) in panels.iter().enumerate() {
+        for (r, row) in rows.iter().enumerate() {
             let mut lanes = [0i32; PANEL];
             for (four, group) in row.chunks_exact(4).zip(panel.chunks_exact(4 * PANEL)) {
                 for (lane, w) in lanes.iter_mut().zip(group.chunks_exact(4)) {
@@ -418,7 +404,7 @@ fn scalar_tile<const R: usize, const P: usize>(
                         .sum::<i32>();
                 }
             }
-            store(ops, n0 + r, p, &lanes, acc);
+            store(ops, n0 + r, p0 + p, &lanes, acc);
         }
     }
 }
@@ -784,13 +770,8 @@ mod tests {
 
     #[test]
     fn simd_and_scalar_dots_agree_on_every_length_and_extreme() {
-        let mut v = 1u32;
-        let mut next = || {
-            v ^= v << 13;
-            v ^= v >> 17;
-            v ^= v << 5;
-            ((v % 255) as i32 - 127) as i8
-        };
+        let mut rng = super::super::ops::xorshift32(1);
+        let mut next = || ((rng() % 255) as i32 - 127) as i8;
         for len in [0, 1, 31, 32, 33, 48, 160, 320, 640, 641] {
             let a: Vec<i8> = (0..len).map(|_| next()).collect();
             let b: Vec<i8> = (0..len).map(|_| next()).collect();
@@ -818,13 +799,8 @@ mod tests {
 
     #[test]
     fn every_tile_shape_matches_the_scalar_product() {
-        let mut v = 7u32;
-        let mut next = || {
-            v ^= v << 13;
-            v ^= v >> 17;
-            v ^= v << 5;
-            ((v % 255) as i32 - 127) as i8
-        };
+        let mut rng = super::super::ops::xorshift32(7);
+        let mut next = || ((rng() % 255) as i32 - 127) as i8;
         // Full and partial blocks of four rows and of two 16-output panels.
         for (rows, outs, k) in [
             (1, 1, 4),
@@ -851,13 +827,7 @@ mod tests {
 
     #[test]
     fn weighted_sums_are_exact_at_the_extremes() {
-        let mut s = 11u32;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut next = super::super::ops::xorshift32(11);
         for (n, hd) in [(1, 16), (7, 32), (64, 32), (65, 8), (128, 48), (3, 5)] {
             for case in 0..4 {
                 let v: Vec<i32> = (0..n * hd)

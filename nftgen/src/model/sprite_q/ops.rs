@@ -316,18 +316,20 @@ mod x86 {
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn silu_avx512(xs: &mut [i32], table: &[i32]) {
         let mut chunks = xs.chunks_exact_mut(16);
-        let (eight, top, bottom) = (
+        let (eight, top, bottom, last) = (
             _mm512_set1_epi32(8),
             _mm512_set1_epi32(4096),
             _mm512_set1_epi32(-4096),
+            _mm512_set1_epi32(4095),
         );
         for c in &mut chunks {
-            // SAFETY: `c` holds 16 i32; the gather indices are clamped to 0..=8191.
+            // SAFETY: `c` holds 16 i32; the gather indices are clamped to 0..=8191 (lanes
+            // outside the table's range are then replaced by the blends).
             unsafe {
                 let v = _mm512_loadu_si512(c.as_ptr() as *const __m512i);
                 let i = _mm512_srai_epi32::<4>(_mm512_add_epi32(v, eight));
-                let idx = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(i, top), bottom), top);
-                let idx = _mm512_min_epi32(idx, _mm512_set1_epi32(8191));
+                let idx =
+                    _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(i, last), bottom), top);
                 let g = _mm512_i32gather_epi32::<4>(idx, table.as_ptr());
                 let high = _mm512_cmpge_epi32_mask(i, top);
                 let low = _mm512_cmplt_epi32_mask(i, bottom);
@@ -362,16 +364,9 @@ mod x86 {
                 _mm512_storeu_si512(oc.as_mut_ptr() as *mut __m512i, e);
             }
         }
-        let mut sum = _mm512_reduce_add_epi32(sums) as u32;
-        for (o, &v) in out[n..].iter_mut().zip(&z[n..]) {
-            let d = ((zmax - v) as u32).min(4096);
-            *o = exp_table[d as usize] as u32;
-            sum += *o;
-        }
-        let r = (1u32 << 31) / sum.max(1);
-        for o in out.iter_mut() {
-            *o = (*o * r + (1 << 15)) >> 16;
-        }
+        let sum = (_mm512_reduce_add_epi32(sums) as u32)
+            + super::exp_scores(&z[n..], zmax, exp_table, &mut out[n..]);
+        super::normalize_q15(out, sum);
     }
 }
 
@@ -414,16 +409,40 @@ pub fn layer_norm(x: &[i32], a: &[i32], c: &[i32], out: &mut [i32]) {
 #[inline(always)]
 pub fn softmax_q15(z: &[i32], exp_table: &[i32], out: &mut [u32]) {
     let zmax = z.iter().copied().max().unwrap_or(0);
+    let sum = exp_scores(z, zmax, exp_table, out);
+    normalize_q15(out, sum);
+}
+
+/// `out = exp_table[min(zmax − z, 4096)]` for each score; returns their sum.
+#[inline(always)]
+fn exp_scores(z: &[i32], zmax: i32, exp_table: &[i32], out: &mut [u32]) -> u32 {
     let mut sum = 0u32;
     for (o, &v) in out.iter_mut().zip(z) {
         let d = ((zmax - v) as u32).min(4096);
-        let e = exp_table[d as usize] as u32;
-        *o = e;
-        sum += e;
+        *o = exp_table[d as usize] as u32;
+        sum += *o;
     }
+    sum
+}
+
+/// Scales the exponentials (summing to `sum`) to Q15 probabilities.
+#[inline(always)]
+fn normalize_q15(out: &mut [u32], sum: u32) {
     let r = (1u32 << 31) / sum.max(1);
     for o in out.iter_mut() {
         *o = (*o * r + (1 << 15)) >> 16;
+    }
+}
+
+/// Marsaglia's xorshift32 from `seed` (non-zero): the pseudo-random inputs of the kernels'
+/// tests.
+#[cfg(test)]
+pub(crate) fn xorshift32(mut seed: u32) -> impl FnMut() -> u32 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
     }
 }
 
@@ -478,13 +497,7 @@ mod tests {
 
     #[test]
     fn shift_clamp_equals_shift_sat_then_clamp() {
-        let mut v = 0x1234_5678u32;
-        let mut next = || {
-            v ^= v << 13;
-            v ^= v >> 17;
-            v ^= v << 5;
-            v
-        };
+        let mut next = xorshift32(0x1234_5678);
         let edges = [
             0,
             1,
@@ -515,13 +528,7 @@ mod tests {
 
     #[test]
     fn vectorizable_quantization_equals_the_rule() {
-        let mut v = 0x9E37_79B9u32;
-        let mut next = || {
-            v ^= v << 13;
-            v ^= v >> 17;
-            v ^= v << 5;
-            v
-        };
+        let mut next = xorshift32(0x9E37_79B9);
         for round in 0..2000 {
             let bits = 1 + round % 30;
             let row: Vec<i32> = (0..37).map(|_| (next() as i32) >> (32 - bits)).collect();
