@@ -232,7 +232,6 @@ fn handle_intents(
                     mint.write(MintArt {
                         requester: *altar,
                         art: art.clone(),
-                        to: None,
                     });
                 }
                 AltarState::Painted { token: Some(_), .. } => {

@@ -88,7 +88,6 @@ fn mint_when_painted(mut ready: MessageReader<ArtReady>, mut mint: MessageWriter
         mint.write(MintArt {
             requester: r.requester,
             art: r.art.clone(),
-            to: None,
         });
     }
 }

@@ -32,15 +32,13 @@ impl Default for ChainPlugin {
     }
 }
 
-/// Mint `art` to `to` (default: the wallet). The wallet becomes its creator.
+/// Mint `art` to the wallet, which becomes its creator (commit, a block, reveal).
 #[derive(Message, Debug, Clone)]
 pub struct MintArt {
     /// Who asked.
     pub requester: Entity,
     /// The art (from [`ArtReady`](crate::ArtReady)).
     pub art: Arc<GeneratedArt>,
-    /// The receiver [default: the wallet].
-    pub to: Option<CreatorAddress>,
 }
 
 /// The art is minted.
@@ -211,7 +209,7 @@ fn worker(
     }
     for job in jobs.iter() {
         let sent = match (job, &client) {
-            (Job::Mint(m), Ok(c)) => match c.mint(&m.art, m.to.unwrap_or_else(|| c.account())) {
+            (Job::Mint(m), Ok(c)) => match c.mint(&m.art) {
                 Ok(r) => out.send(Out::Minted(ArtMinted {
                     requester: m.requester,
                     token_id: r.token_id,

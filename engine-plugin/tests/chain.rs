@@ -48,7 +48,6 @@ fn painted_art_is_minted_and_verified_from_the_game() {
     app.world_mut().write_message(MintArt {
         requester: altar,
         art: art.clone(),
-        to: None,
     });
     run_until(&mut app, Duration::from_secs(60), "the mint", |app| {
         !seen::<ArtMinted>(app).is_empty() || !seen::<MintFailed>(app).is_empty()
@@ -79,7 +78,6 @@ fn painted_art_is_minted_and_verified_from_the_game() {
     app.world_mut().write_message(MintArt {
         requester: altar,
         art,
-        to: None,
     });
     run_until(
         &mut app,

@@ -48,24 +48,44 @@ fn wallet(url: &str, key: &str) -> (tokio::runtime::Runtime, DynProvider) {
     (rt, provider)
 }
 
-/// Sends `mint(to, recipe, content)` to `chain`'s contract signed by `key`, past Kiln's client
-/// (as anyone can), and returns the receipt.
+/// Commits to and then reveals `mint(recipe, content, salt)` on `chain`'s contract, signed by
+/// `key`, past Kiln's client (as anyone can), and returns the reveal's receipt.
 fn mint_directly(
     chain: &ChainClient,
     key: &str,
-    to: CreatorAddress,
     recipe: Vec<u8>,
     content: B256,
 ) -> alloy::rpc::types::TransactionReceipt {
+    let sender = key.parse::<PrivateKeySigner>().unwrap().address();
+    let salt = B256::repeat_byte(0x5a);
+    let commitment = commitment(sender, &recipe, content, salt);
+    let to = Address::from(chain.contract().0);
+    let commit = KilnProvenance::commitCall { commitment };
+    send(
+        chain.url(),
+        key,
+        TransactionRequest::default()
+            .with_to(to)
+            .with_input(commit.abi_encode()),
+    );
     let call = KilnProvenance::mintCall {
-        to: Address::from(to.0),
         recipe: recipe.into(),
         contentHash: content,
+        salt,
     };
     let tx = TransactionRequest::default()
-        .with_to(Address::from(chain.contract().0))
-        .with_input(call.abi_encode());
+        .with_to(to)
+        .with_input(call.abi_encode())
+        .with_gas_limit(1_000_000);
     send(chain.url(), key, tx)
+}
+
+/// The commitment the contract expects of `sender` for `recipe`, `content` and `salt`.
+fn commitment(sender: Address, recipe: &[u8], content: B256, salt: B256) -> B256 {
+    use alloy::sol_types::SolValue;
+    alloy::primitives::keccak256(
+        (sender, alloy::primitives::keccak256(recipe), content, salt).abi_encode(),
+    )
 }
 
 /// Signs `tx` with `key`, sends it to the node at `url` and waits for its receipt.
@@ -87,23 +107,34 @@ fn open(dir: &Path) -> ChainClient {
 }
 
 #[test]
-fn mint_then_verify_is_authentic_and_costs_at_most_130k_gas() {
+fn mint_then_verify_is_authentic_and_commit_plus_reveal_cost_at_most_160k_gas() {
     let dir = tempfile::tempdir().unwrap();
     let chain = open(dir.path());
     let model = model();
+    // A 22-byte prompt, as the gas target states.
     let art = paint(&model, "a glowing green potion", 7);
+    assert_eq!(art.record.prompt.len(), 22);
     let me = chain.account();
-    let receipt = chain.mint(&art, me).unwrap();
-    // The first mint to a fresh owner pays for a new balance slot: the most expensive case.
-    eprintln!("mint gas (fresh owner): {}", receipt.gas_used);
-    assert!(
-        receipt.gas_used <= 130_000,
-        "mint used {} gas",
-        receipt.gas_used
+    let receipt = chain.mint(&art).unwrap();
+    // The first token of a fresh owner pays for a new balance slot: the most expensive case.
+    let commit_gas = receipt.commit_gas_used.expect("committed first");
+    eprintln!(
+        "gas, first token: commit {commit_gas} + reveal {} = {}",
+        receipt.gas_used,
+        receipt.total_gas()
     );
-    let second = chain.mint(&paint(&model, "a red sword", 3), me).unwrap();
-    eprintln!("mint gas (owner holds one): {}", second.gas_used);
-    assert!(second.gas_used < receipt.gas_used);
+    assert!(
+        receipt.total_gas() <= 160_000,
+        "commit + reveal used {} gas",
+        receipt.total_gas()
+    );
+    let second = chain.mint(&paint(&model, "a red sword", 3)).unwrap();
+    eprintln!(
+        "gas, owner holds one: commit {} + reveal {}",
+        second.commit_gas_used.unwrap(),
+        second.gas_used
+    );
+    assert!(second.total_gas() < receipt.total_gas());
 
     // The token id is the recipe hash of the record bound to the minter.
     let bound = chain.attribute(&art).unwrap();
@@ -128,9 +159,16 @@ fn mint_then_verify_is_authentic_and_costs_at_most_130k_gas() {
         vec![receipt.token_id, second.token_id]
     );
     assert_eq!(
-        chain.token_of_content(art.content_hash).unwrap(),
-        Some(receipt.token_id)
+        chain.tokens_with_content(art.content_hash).unwrap(),
+        vec![receipt.token_id]
     );
+    assert_eq!(
+        chain.content_of(receipt.token_id).unwrap(),
+        Some(art.content_hash)
+    );
+    // The commitment was spent by the reveal.
+    let entry = &chain.journal().unwrap()[0];
+    assert!(entry.commit_block.unwrap() < receipt.block);
 
     // Metadata: ERC-721 with attributes plus ERC-7007's fields, image by IPFS CID.
     let meta: serde_json::Value = serde_json::from_slice(
@@ -176,7 +214,7 @@ fn altered_pixel_edited_recipe_and_wrong_model_get_their_verdicts() {
     let art = chain
         .attribute(&paint(&model, "a blue shield", 11))
         .unwrap();
-    let token = chain.mint(&art, chain.account()).unwrap().token_id;
+    let token = chain.mint(&art).unwrap().token_id;
     let weights = kiln_nftgen::default_model_path();
 
     // One pixel changed (the file still carries the original record and stored hash).
@@ -231,7 +269,7 @@ fn altered_pixel_edited_recipe_and_wrong_model_get_their_verdicts() {
 }
 
 #[test]
-fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() {
+fn copies_reattributions_and_repeats_cannot_take_or_block_a_creators_token() {
     let dir = tempfile::tempdir().unwrap();
     let alice = open(dir.path());
     // Bob joins the same local chain with anvil's second account.
@@ -246,14 +284,14 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
 
     // Bob cannot claim Alice's recipe through Kiln…
     assert!(matches!(
-        bob.mint(&art, bob.account()),
+        bob.mint(&art),
         Err(ChainError::CreatorMismatch { creator, signer }) if creator == alice.account() && signer == bob.account()
     ));
-    // …nor by sending her exact mint call himself (a copied pending transaction).
+    // …nor by sending her exact reveal himself (a copied pending transaction).
     let call = KilnProvenance::mintCall {
-        to: Address::from(bob.account().0),
         recipe: art.record.canonical_bytes().into(),
         contentHash: B256::from(art.content_hash.0),
+        salt: B256::ZERO,
     };
     let (rt, provider) = wallet(bob.url(), DEV_KEYS[1]);
     let tx = TransactionRequest::default()
@@ -269,32 +307,43 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
         "{err}"
     );
 
-    // Alice mints; Bob re-attributes the same pixels to himself: an unattributed copy is
-    // refused before anything is sent (its pixels depend on the creator), one naming him is
-    // duplicate content.
-    let token = alice.mint(&art, alice.account()).unwrap().token_id;
+    // Bob re-attributes Alice's pixels to himself before she mints (he saw her PNG): an
+    // unattributed copy is refused before anything is sent (its pixels depend on the creator);
+    // one naming him mints — the contract cannot see pixels — but it blocks nothing, and it
+    // does not verify: his recipe paints another picture.
     let mut unattributed = art.clone();
     unattributed.record.creator = None;
     assert!(matches!(
-        bob.mint(&unattributed, bob.account()),
+        bob.mint(&unattributed),
         Err(ChainError::CreatorNotPainted { signer, .. }) if signer == bob.account()
     ));
     let mut reattributed = art.clone();
     reattributed.record.creator = Some(bob.account());
     reattributed.recipe_hash = reattributed.record.recipe_hash();
-    match bob.mint(&reattributed, bob.account()) {
-        Err(ChainError::Rejected(MintRejection::DuplicateContent {
-            content_hash,
-            token_id,
-        })) => {
-            assert_eq!((content_hash, token_id), (art.content_hash, token));
-        }
-        other => panic!("expected DuplicateContent, got {other:?}"),
-    }
-    // The refused copy left the content store alone: the stored image is still Alice's.
+    let squat = bob.mint(&reattributed).unwrap().token_id;
+    let token = alice.mint(&art).unwrap().token_id;
+    let weights = kiln_nftgen::default_model_path();
+    let v = verify(&alice, token, None, &weights).unwrap();
+    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    let v = verify(&alice, squat, None, &weights).unwrap();
+    assert!(
+        matches!(v.verdict, Verdict::NotReproducible { expected, actual: Some(a), .. } if expected == art.content_hash && a != expected),
+        "{v:?}"
+    );
+    assert_eq!(
+        alice.tokens_with_content(art.content_hash).unwrap(),
+        vec![squat, token]
+    );
+    // Bob's claim did not replace the stored image's record: it is the first claimant's, and
+    // Alice's file verifies as hers.
     let stored = kiln_nftgen::png_io::read(&alice.store().png_path(art.content_hash)).unwrap();
-    assert_eq!(stored.record, art.record);
-    // Alice again: the same refusal, found in simulation, so nothing was sent…
+    assert_eq!(stored.record, reattributed.record);
+    let file = dir.path().join("crown.png");
+    png_io::write(&file, &art).unwrap();
+    let v = verify_file(&alice, &file, &weights).unwrap();
+    assert_eq!((v.token_id, v.verdict), (token, Verdict::Authentic));
+
+    // Alice again: refused in simulation, so nothing was sent…
     let nonce = || {
         rt.block_on(
             provider
@@ -305,16 +354,14 @@ fn copies_and_duplicates_are_refused_with_typed_errors_and_leave_no_nonce_gap() 
     };
     let nonce_before = nonce();
     assert!(matches!(
-        alice.mint(&art, alice.account()),
-        Err(ChainError::Rejected(MintRejection::DuplicateContent { .. }))
+        alice.mint(&art),
+        Err(ChainError::Rejected(MintRejection::AlreadyMinted { token_id })) if token_id == token
     ));
     assert_eq!(nonce_before, nonce());
     // …and the next mint is mined at once (no nonce gap left by the refusal).
-    let next = alice
-        .mint(&paint(&model, "a silver key", 2), alice.account())
-        .unwrap();
+    let next = alice.mint(&paint(&model, "a silver key", 2)).unwrap();
     assert!(alice.exists(next.token_id).unwrap());
-    assert_eq!(alice.tokens_of(bob.account()).unwrap(), vec![]);
+    assert_eq!(alice.tokens_of(bob.account()).unwrap(), vec![squat]);
 
     // The contract's own facts: interfaces and royalty.
     let c = KilnProvenance::new(Address::from(alice.contract().0), &provider);
@@ -368,10 +415,10 @@ fn a_mint_interrupted_by_a_crash_is_resolved_on_restart_and_never_doubled() {
         // Let anvil save the deployed contract, then hold transactions in the mempool.
         std::thread::sleep(Duration::from_millis(1500));
         chain.set_automine(false).unwrap();
-        let pending = chain.submit(&art, chain.account()).unwrap();
+        let pending = chain.submit(&art).unwrap();
         let journal = chain.journal().unwrap();
         assert_eq!(journal.len(), 1);
-        assert_eq!(journal[0].state, MintState::Pending);
+        assert_eq!(journal[0].state, MintState::Committing);
         // anvil dies between send and receipt.
         chain.local_chain().unwrap().kill();
         assert!(matches!(
@@ -389,12 +436,15 @@ fn a_mint_interrupted_by_a_crash_is_resolved_on_restart_and_never_doubled() {
         (token, MintState::Confirmed, "sent again")
     );
     let entry = &chain.journal().unwrap()[0];
-    assert_eq!((entry.state, entry.tx), (MintState::Confirmed, tx));
+    assert_eq!(
+        (entry.state, entry.commit_tx),
+        (MintState::Confirmed, Some(tx))
+    );
     assert_eq!(chain.tokens_of(chain.account()).unwrap(), vec![token]);
     // Minting it again is refused; there is one token.
     assert!(matches!(
-        chain.mint(&art, chain.account()),
-        Err(ChainError::Rejected(MintRejection::DuplicateContent { .. }))
+        chain.mint(&art),
+        Err(ChainError::Rejected(MintRejection::AlreadyMinted { .. }))
     ));
     drop(chain);
     // A clean restart keeps the token (anvil's state file) and resolves nothing.
@@ -422,7 +472,7 @@ fn a_frozen_rpc_times_out_and_the_mint_completes_afterwards() {
     // Frozen before the mint: the simulation times out, nothing is journaled.
     local.freeze();
     let started = Instant::now();
-    let err = chain.mint(&art, chain.account()).unwrap_err();
+    let err = chain.mint(&art).unwrap_err();
     assert!(matches!(err, ChainError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(chain.journal().unwrap().is_empty());
@@ -431,11 +481,11 @@ fn a_frozen_rpc_times_out_and_the_mint_completes_afterwards() {
     // Frozen between send and receipt: the receipt wait times out, the journal holds the
     // pending mint, and confirming later completes it.
     chain.set_automine(false).unwrap();
-    let pending = chain.submit(&art, chain.account()).unwrap();
+    let pending = chain.submit(&art).unwrap();
     local.freeze();
     let err = chain.confirm(&pending).unwrap_err();
     assert!(matches!(err, ChainError::Timeout { .. }), "{err}");
-    assert_eq!(chain.journal().unwrap()[0].state, MintState::Pending);
+    assert_eq!(chain.journal().unwrap()[0].state, MintState::Committing);
     local.thaw();
     chain.set_automine(true).unwrap();
     let receipt = chain.confirm(&pending).unwrap();
@@ -528,9 +578,6 @@ fn cli_mint_verify_tokens_with_json() {
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "token_unknown");
-    let out = nftgen(&["mint", path_str(&png), "--to", "0xnope"], &env);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--to"));
     let out = nftgen(
         &["tokens", "--owner", &CreatorAddress([9; 20]).to_string()],
         &env,
@@ -590,7 +637,7 @@ fn a_mint_whose_process_died_before_the_receipt_is_confirmed_on_restart() {
     let pending = {
         let chain = open(dir.path());
         // Sent, but this process never asks for the receipt.
-        chain.submit(&art, chain.account()).unwrap()
+        chain.submit(&art).unwrap()
     };
     // A damaged journal file beside it does not stop the others.
     let journal = std::fs::read_dir(dir.path().join("journal/31337"))
@@ -650,12 +697,8 @@ fn an_unreadable_state_file_is_kept_aside_and_the_journal_replays_the_mints() {
     let model = model();
     let (contract, tokens) = {
         let chain = open(dir.path());
-        let a = chain
-            .mint(&paint(&model, "a black bow", 1), chain.account())
-            .unwrap();
-        let b = chain
-            .mint(&paint(&model, "a yellow helmet", 2), chain.account())
-            .unwrap();
+        let a = chain.mint(&paint(&model, "a black bow", 1)).unwrap();
+        let b = chain.mint(&paint(&model, "a yellow helmet", 2)).unwrap();
         (chain.contract(), vec![a.token_id, b.token_id])
     };
     // A state file cut short (a crash mid-write, a bad copy).
@@ -673,7 +716,11 @@ fn an_unreadable_state_file_is_kept_aside_and_the_journal_replays_the_mints() {
     // Same deployer, same nonce: the same contract address; the signed mints replayed in order.
     assert_eq!(chain.contract(), contract);
     assert_eq!(chain.resolutions().len(), 2, "{:?}", chain.resolutions());
-    assert!(chain.resolutions().iter().all(|r| r.action == "sent again"));
+    assert!(
+        chain.resolutions().iter().all(|r| r.action == "sent again"),
+        "{:?}",
+        chain.resolutions()
+    );
     assert_eq!(chain.tokens_of(chain.account()).unwrap(), tokens);
 }
 
@@ -685,7 +732,7 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
         let chain = open(dir.path());
         std::thread::sleep(Duration::from_millis(1500));
         chain.set_automine(false).unwrap();
-        let pending = chain.submit(&art, chain.account()).unwrap();
+        let pending = chain.submit(&art).unwrap();
         chain.local_chain().unwrap().kill();
         pending.token_id
     };
@@ -711,9 +758,8 @@ fn a_pending_mint_whose_nonce_went_elsewhere_is_signed_again() {
 }
 
 /// A copier who rewrites the creator of someone's recipe to their own address and mints it
-/// first (with the victim's content hash) gets a token whose recipe paints another picture:
-/// verification says `not_reproducible`, while the real creator's recipe re-runs to the image.
-/// (Taking the content hash first is still possible on the contract today; the re-run exposes it.)
+/// first (with the victim's content hash, past Kiln's client) gets a token whose recipe paints
+/// another picture: verification says `not_reproducible`.
 #[test]
 fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
     let dir = tempfile::tempdir().unwrap();
@@ -728,7 +774,6 @@ fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
     let receipt = mint_directly(
         &bob,
         DEV_KEYS[1],
-        bob.account(),
         copied.canonical_bytes(),
         B256::from(art.content_hash.0),
     );
@@ -771,7 +816,7 @@ fn tokens_of_every_shipped_model_still_verify_authentic() {
         }
         let art = model.generate(&req, &mut |_| Control::Continue).unwrap();
         // Unattributed pipeline/1 art is bound to the minter, as before.
-        let token = chain.mint(&art, chain.account()).unwrap().token_id;
+        let token = chain.mint(&art).unwrap().token_id;
         let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
         assert_eq!(
             v.verdict,
@@ -910,11 +955,27 @@ fn a_stuck_journal_entry_never_bricks_the_chain_commands() {
     assert_success(&verified);
 }
 
-/// A token whose on-chain record is junk (the contract checks only the creator prefix today, so
-/// anyone can mint one to themselves or to anyone): `verify` gives a `record_invalid` verdict
-/// and `tokens` lists it as unreadable, instead of both aborting.
+/// Canonical recipe bytes of `record` with its scheduler field replaced by `scheduler`: well
+/// formed for the contract, but not a recipe Kiln can run.
+fn with_scheduler(record: &kiln_nftgen::GenerationRecord, scheduler: &[u8]) -> Vec<u8> {
+    let bytes = record.canonical_bytes();
+    let mut p = 25;
+    let string_end =
+        |p: usize| p + 4 + u32::from_be_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
+    p = string_end(p) + 32; // model id, model hash
+    p = string_end(string_end(p)) + 8; // prompt, negative prompt, seed
+    let mut out = bytes[..p].to_vec();
+    out.extend_from_slice(&(scheduler.len() as u32).to_be_bytes());
+    out.extend_from_slice(scheduler);
+    out.extend_from_slice(&bytes[string_end(p)..]);
+    out
+}
+
+/// Junk is refused on chain (the contract walks the recipe's fields), and a token whose record
+/// is well formed but not a recipe Kiln can run gives a `record_invalid` verdict, and `tokens`
+/// lists it as unreadable, instead of both aborting.
 #[test]
-fn junk_records_are_verdicts_not_aborts() {
+fn junk_records_are_refused_or_verdicts_never_aborts() {
     let dir = tempfile::tempdir().unwrap();
     let chain = open(dir.path());
     let art = chain
@@ -922,13 +983,10 @@ fn junk_records_are_verdicts_not_aborts() {
         .unwrap();
     let mut junk = art.record.canonical_bytes()[..25].to_vec();
     junk.extend_from_slice(b"\x1b[2K not a recipe");
-    let receipt = mint_directly(
-        &chain,
-        DEV_KEYS[0],
-        chain.account(),
-        junk.clone(),
-        B256::repeat_byte(0x42),
-    );
+    let receipt = mint_directly(&chain, DEV_KEYS[0], junk, B256::repeat_byte(0x42));
+    assert!(!receipt.status(), "junk minted");
+    let junk = with_scheduler(&art.record, b"\x1b[2K not a scheduler");
+    let receipt = mint_directly(&chain, DEV_KEYS[0], junk.clone(), B256::repeat_byte(0x42));
     assert!(receipt.status());
     let token = kiln_nftgen::TokenId(alloy::primitives::keccak256(&junk).0);
     assert!(chain.exists(token).unwrap());
@@ -939,7 +997,7 @@ fn junk_records_are_verdicts_not_aborts() {
         v.summary
     );
     // A real token beside it still lists.
-    chain.mint(&art, chain.account()).unwrap();
+    chain.mint(&art).unwrap();
     drop(chain);
     let d = path_str(dir.path());
     let out = nftgen(&["tokens", "--data-dir", d], &[]);
@@ -970,7 +1028,6 @@ fn clearing_a_data_dir_stops_its_node_and_keeps_what_is_not_kilns() {
             &chain
                 .attribute(&paint(&model(), "a gray helmet", 3))
                 .unwrap(),
-            chain.account(),
         )
         .unwrap();
     let pid = chain.local_chain().unwrap().pid();
@@ -1003,4 +1060,220 @@ fn clearing_a_data_dir_stops_its_node_and_keeps_what_is_not_kilns() {
 
 fn creator_of_dev_key() -> CreatorAddress {
     ChainConfig::local("/nonexistent").signer_address().unwrap()
+}
+
+/// A mempool watcher copies Alice's pending reveal — as is, and with the recipe's creator
+/// rewritten to his own address — and sends both first with a higher tip (automine off, so all
+/// three wait for the same block). Both copies revert; Alice's token is minted and authentic.
+#[test]
+fn a_reveal_copied_from_the_mempool_cannot_take_the_mint() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = open(dir.path());
+    let url = alice.url().to_string();
+    let contract = Address::from(alice.contract().0);
+    let art = alice
+        .attribute(&paint(&model(), "a crimson banner", 21))
+        .unwrap();
+    let token = kiln_nftgen::TokenId::from(art.recipe_hash);
+    let journal = dir.path().join(format!("journal/31337/{token}.json"));
+    // The commitment is mined; then blocks wait for an explicit mine.
+    let pending = alice.submit(&art).unwrap();
+    let (rt, bob) = wallet(&url, DEV_KEYS[1]);
+    let mine_automatically = |on: bool| {
+        rt.block_on(bob.raw_request::<_, ()>("evm_setAutomine".into(), (on,)))
+            .unwrap()
+    };
+    while rt
+        .block_on(
+            bob.get_transaction_receipt(B256::from(pending.tx.0))
+                .into_future(),
+        )
+        .unwrap()
+        .is_none()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mine_automatically(false);
+    let waiter = std::thread::spawn(move || alice.confirm(&pending).map(|r| (r, alice)));
+    // Alice's reveal reaches the mempool.
+    let reveal = loop {
+        let entry: kiln_nftgen::chain::JournalEntry =
+            serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+        if entry.state == MintState::Pending {
+            break entry.tx;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = rt
+        .block_on(
+            bob.get_transaction_by_hash(B256::from(reveal.0))
+                .into_future(),
+        )
+        .unwrap()
+        .expect("the reveal is in the mempool");
+    let input = alloy::consensus::Transaction::input(&seen).clone();
+    let call = KilnProvenance::mintCall::abi_decode(&input).unwrap();
+    let mut rewritten = call.recipe.to_vec();
+    rewritten[5..25].copy_from_slice(&DEV_ADDRESS_1);
+    let copies: Vec<B256> = [call.recipe.to_vec(), rewritten]
+        .into_iter()
+        .map(|recipe| {
+            let copy = KilnProvenance::mintCall {
+                recipe: recipe.into(),
+                contentHash: call.contentHash,
+                salt: call.salt,
+            };
+            let tx = TransactionRequest::default()
+                .with_to(contract)
+                .with_input(copy.abi_encode())
+                .with_gas_limit(500_000)
+                .with_max_priority_fee_per_gas(50_000_000_000)
+                .with_max_fee_per_gas(100_000_000_000);
+            *rt.block_on(bob.send_transaction(tx).into_future())
+                .unwrap()
+                .tx_hash()
+        })
+        .collect();
+    rt.block_on(bob.raw_request::<_, serde_json::Value>("evm_mine".into(), ()))
+        .unwrap();
+    mine_automatically(true);
+    let (receipt, alice) = waiter.join().unwrap().expect("Alice's mint confirms");
+    assert_eq!(receipt.token_id, token);
+    let block = rt
+        .block_on(bob.get_block_by_number(receipt.block.into()).into_future())
+        .unwrap()
+        .unwrap();
+    let order: Vec<B256> = block.transactions.hashes().collect();
+    for copy in &copies {
+        let r = rt
+            .block_on(bob.get_transaction_receipt(*copy).into_future())
+            .unwrap()
+            .expect("the copy was mined");
+        assert!(!r.status(), "a copied reveal succeeded");
+        assert_eq!(r.block_number, Some(receipt.block), "same block");
+        let (copy_at, alice_at) = (
+            order.iter().position(|h| h == copy).unwrap(),
+            order.iter().position(|h| h.0 == receipt.tx.0).unwrap(),
+        );
+        assert!(copy_at < alice_at, "the copies ran first: {order:?}");
+    }
+    let v = verify(&alice, token, None, &kiln_nftgen::default_model_path()).unwrap();
+    assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+    assert_eq!(alice.tokens_of(alice.account()).unwrap(), vec![token]);
+}
+
+/// anvil's second dev account (`DEV_KEYS[1]`).
+const DEV_ADDRESS_1: [u8; 20] = [
+    0x70, 0x99, 0x79, 0x70, 0xc5, 0x18, 0x12, 0xdc, 0x3a, 0x01, 0x0c, 0x7d, 0x01, 0xb5, 0x0e, 0x0d,
+    0x17, 0xdc, 0x79, 0xc8,
+];
+
+/// Whether `r` is canonical recipe bytes v1 by structure alone (RECIPE.md): the prefix, then the
+/// fields, ending exactly at the end — the contract's rule, written again here.
+fn well_formed(r: &[u8]) -> bool {
+    if r.len() < 25 || r[..5] != *b"KILN\x01" {
+        return false;
+    }
+    let string = |p: Option<usize>| {
+        let p = p?;
+        let len = u32::from_be_bytes(r.get(p..p + 4)?.try_into().ok()?) as usize;
+        (p + 4 + len <= r.len()).then_some(p + 4 + len)
+    };
+    let mut p = string(Some(25)).map(|p| p + 32);
+    p = string(string(p)).map(|p| p + 8);
+    p = string(p).map(|p| p + 16);
+    p = string(string(string(p)));
+    p == Some(r.len())
+}
+
+/// Property test of the contract's recipe check on the real node: real recipes, cut short,
+/// lengthened, with a length field or a byte changed, or wholly random after the prefix; sent
+/// by their creator, by someone else, and again after a mint. The node's answer must be the
+/// one the rules give: `RecipeMalformed` exactly for bytes that are not well formed, else
+/// `NotCreator` for another sender, `AlreadyMinted` for a minted recipe, and otherwise
+/// `CommitmentMissing` (nothing mints without a commitment).
+#[test]
+fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
+    use KilnProvenance::KilnProvenanceErrors as E;
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
+    let contract = Address::from(chain.contract().0);
+    let me = Address::from(chain.account().0);
+    let minted = chain.attribute(&paint(&model(), "a tin cup", 2)).unwrap();
+    chain.mint(&minted).unwrap();
+    let answer = |recipe: &[u8], from: Address| {
+        let call = KilnProvenance::mintCall {
+            recipe: recipe.to_vec().into(),
+            contentHash: B256::repeat_byte(7),
+            salt: B256::ZERO,
+        };
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(contract)
+            .with_input(call.abi_encode());
+        let err = rt
+            .block_on(provider.call(tx).into_future())
+            .expect_err("nothing mints without a commitment");
+        err.as_error_resp()
+            .and_then(|e| e.as_decoded_interface_error::<E>())
+            .unwrap_or_else(|| panic!("undecoded revert: {err}"))
+    };
+    let base = minted.record.canonical_bytes();
+    let mut state = 0x9e37_79b9u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize
+    };
+    let (mut good, mut bad) = (0, 0);
+    for case in 0..240 {
+        let mut r = base.clone();
+        match case % 6 {
+            0 => r.truncate(25 + next() % (r.len() - 25)),
+            1 => r.extend((0..1 + next() % 8).map(|_| next() as u8)),
+            2 => {
+                // A string's length field: the model id's (25) or the prompt's.
+                let at = [25, 25 + 4 + minted.record.model.id.len() + 32][next() % 2] + next() % 4;
+                r[at] = r[at].wrapping_add(1 + (next() % 255) as u8);
+            }
+            3 => {
+                let at = 25 + next() % (r.len() - 25);
+                r[at] = next() as u8;
+            }
+            4 => {
+                r.truncate(25);
+                r.extend((0..next() % 200).map(|_| next() as u8));
+            }
+            _ => r[next() % 5] ^= 1 << (next() % 8),
+        }
+        let creator = Address::from_slice(r.get(5..25).unwrap_or(&[0; 20]));
+        let got = answer(&r, me);
+        if well_formed(&r) {
+            good += 1;
+            match got {
+                E::CommitmentMissing(_) => assert_eq!(creator, me, "case {case}"),
+                E::NotCreator(ref e) => assert_ne!(e.creator, me, "case {case}"),
+                E::AlreadyMinted(_) => assert_eq!(r, base, "case {case}"),
+                other => panic!("case {case}: well formed, got {other:?}"),
+            }
+        } else {
+            bad += 1;
+            assert!(matches!(got, E::RecipeMalformed(_)), "case {case}: {got:?}");
+        }
+    }
+    eprintln!("{good} well-formed and {bad} malformed variants answered as the rules say");
+    assert!(good >= 30 && bad >= 100, "{good} / {bad}");
+    // Another sender, and a replay of the minted recipe.
+    let bob: Address = DEV_ADDRESS_1.into();
+    assert!(matches!(answer(&base, bob), E::NotCreator(_)));
+    assert!(matches!(answer(&base, me), E::AlreadyMinted(_)));
+    let fresh = chain
+        .attribute(&paint(&model(), "a tin cup", 3))
+        .unwrap()
+        .record
+        .canonical_bytes();
+    assert!(matches!(answer(&fresh, me), E::CommitmentMissing(_)));
+    assert!(matches!(answer(&fresh, bob), E::NotCreator(_)));
 }

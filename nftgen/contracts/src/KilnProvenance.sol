@@ -6,36 +6,57 @@ import {IERC2981} from "@openzeppelin/contracts/interfaces/IERC2981.sol";
 import {IERC4906} from "@openzeppelin/contracts/interfaces/IERC4906.sol";
 import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 import {IERC7007} from "./IERC7007.sol";
 
 /// @title Kiln provenance: one token per generated image, bound to the recipe that painted it.
 /// @notice A token's id is the keccak256 of the image's canonical recipe bytes (Kiln's
 /// `GenerationRecord` v1, see nftgen/RECIPE.md); the recipe names its creator at bytes 5..25 and
-/// only that account can mint it. Storage per token is two slots: the creator (royalty receiver)
-/// and the content hash's claim on its token id, so one image is minted once. The full recipe
-/// travels in calldata and in the `Provenance` event, which lets anyone rebuild and re-run it.
-contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable {
+/// only that account can mint it, to itself.
+///
+/// Minting is commit–reveal, so nobody who sees a recipe (in the mempool, or in a PNG shared
+/// before minting) can take it: the creator first commits
+/// `commitmentOf(creator, keccak256(recipe), contentHash, salt)` with `commit`, then, at least one
+/// block later and at most `MAX_COMMITMENT_AGE` blocks later, reveals recipe, content hash and
+/// salt with `mint` (or ERC-7007's `addAigcData`, salt as `proof`), which mints.
+///
+/// The contract does not index tokens by content hash: such an index is first-come, so anyone
+/// who saw a picture before its creator minted it could claim it and block the creator for ever.
+/// Each token binds its own content hash instead; when two recipes claim one picture, re-running
+/// them decides which painted it (a `kiln-pipeline/2` recipe re-attributed to someone else
+/// paints another picture).
+///
+/// Storage per token is the ERC-721 owner and its content hash; the creator is the first owner
+/// and is written down on the token's first transfer (it stays the royalty receiver). The full
+/// recipe travels in calldata and in the `Provenance` event, which lets anyone rebuild and re-run it.
+contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
     /// @notice Royalty on secondary sales, in basis points of the price, paid to the creator.
     uint96 public immutable royaltyBps;
+
+    /// @notice Blocks between a commitment and the earliest block its reveal may be mined in.
+    uint256 public constant MIN_COMMITMENT_AGE = 1;
+    /// @notice Blocks after a commitment when its reveal is last accepted (it can be made again).
+    uint256 public constant MAX_COMMITMENT_AGE = 43_200;
 
     /// @dev Prefix of canonical recipe bytes v1: "KILN", version 1.
     bytes5 private constant RECIPE_V1 = 0x4b494c4e01;
 
     string private _metadataBase;
-    mapping(uint256 tokenId => address creator) private _creatorOf;
-    mapping(bytes32 contentHash => uint256 tokenId) private _tokenOfContent;
+    mapping(bytes32 commitment => uint256 blockNumber) private _commitments;
+    mapping(uint256 tokenId => bytes32 contentHash) private _contentOf;
+    mapping(uint256 tokenId => address creator) private _creatorAfterTransfer;
 
     /// @notice The full provenance of `tokenId`: its creator, its image's content hash and the
     /// canonical recipe bytes (whose keccak256 is `tokenId`).
     event Provenance(uint256 indexed tokenId, address indexed creator, bytes32 indexed contentHash, bytes recipe);
 
-    /// @notice The recipe is not canonical recipe bytes v1 (too short or wrong prefix).
-    error RecipeMalformed();
+    /// @notice The recipe is not canonical recipe bytes v1: a wrong prefix, or its fields do not
+    /// end exactly at its end (`offset` is where decoding stopped).
+    error RecipeMalformed(uint256 offset);
     /// @notice Only the creator named in the recipe may mint it.
     error NotCreator(address creator, address sender);
-    /// @notice This image is already minted, as `tokenId`.
-    error DuplicateContent(bytes32 contentHash, uint256 tokenId);
     /// @notice This recipe is already minted.
     error AlreadyMinted(uint256 tokenId);
     /// @notice The content hash is zero or not 32 bytes long.
@@ -44,6 +65,14 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable {
     error TokenIdMismatch(uint256 tokenId, uint256 expected);
     /// @notice The royalty is above 100%.
     error RoyaltyTooHigh(uint96 bps);
+    /// @notice No commitment matches this reveal (another sender, recipe, content hash or salt).
+    error CommitmentMissing(bytes32 commitment);
+    /// @notice The commitment is too recent: the reveal may be mined from block `revealFrom` on.
+    error CommitmentTooRecent(bytes32 commitment, uint256 revealFrom);
+    /// @notice The commitment expired after block `lastBlock`; commit again.
+    error CommitmentExpired(bytes32 commitment, uint256 lastBlock);
+    /// @notice `proof` (the salt) is not 32 bytes long.
+    error SaltInvalid();
 
     /// @param metadataBase prefix of `tokenURI`; the token id in 0x-hex and ".json" follow it.
     /// @param royaltyBps_ royalty paid to the creator, in basis points (at most 10000).
@@ -53,44 +82,71 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable {
         royaltyBps = royaltyBps_;
     }
 
-    /// @notice Mints the image with content hash `contentHash`, painted by `recipe`, to `to`.
-    /// The sender must be the creator named in the recipe.
+    /// @notice The commitment that lets `creator` mint `recipeHash` (the token id) with
+    /// `contentHash`: keccak256 of the four ABI-encoded words. Keep `salt` secret until the reveal.
+    function commitmentOf(address creator, bytes32 recipeHash, bytes32 contentHash, bytes32 salt)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(creator, recipeHash, contentHash, salt));
+    }
+
+    /// @notice Records `commitment` at this block. Committing again while it is pending changes
+    /// nothing (so a copy of the call cannot delay the reveal); an expired one starts again.
+    function commit(bytes32 commitment) external {
+        uint256 committedAt = _commitments[commitment];
+        if (committedAt == 0 || block.number > committedAt + MAX_COMMITMENT_AGE) _commitments[commitment] = block.number;
+    }
+
+    /// @notice The block `commitment` was made in, or 0 if it was not (or was revealed).
+    function commitmentBlock(bytes32 commitment) external view returns (uint256) {
+        return _commitments[commitment];
+    }
+
+    /// @notice Reveals a matured commitment and mints the image with content hash `contentHash`,
+    /// painted by `recipe`, to its creator, who must be the sender.
     /// @return tokenId keccak256(recipe)
-    function mint(address to, bytes calldata recipe, bytes32 contentHash) external returns (uint256 tokenId) {
-        return _mintRecipe(to, recipe, contentHash);
+    function mint(bytes calldata recipe, bytes32 contentHash, bytes32 salt) external returns (uint256 tokenId) {
+        return _mintRecipe(recipe, contentHash, salt);
     }
 
     /// @inheritdoc IERC7007
-    /// @dev Mints `tokenId` to the sender: the ERC-7007 way in. `prompt` is the canonical recipe,
-    /// `aigcData` the 32-byte content hash; `proof` is not used (verification is by re-execution).
-    function addAigcData(uint256 tokenId, bytes calldata prompt, bytes calldata aigcData, bytes calldata)
+    /// @dev Mints `tokenId` to the sender, exactly as `mint` does: the ERC-7007 way in. `prompt`
+    /// is the canonical recipe, `aigcData` the 32-byte content hash and `proof` the commitment's
+    /// 32-byte salt (verification itself is by re-execution, off chain).
+    function addAigcData(uint256 tokenId, bytes calldata prompt, bytes calldata aigcData, bytes calldata proof)
         external
     {
         if (aigcData.length != 32) revert ContentHashInvalid();
+        if (proof.length != 32) revert SaltInvalid();
         uint256 expected = uint256(keccak256(prompt));
         if (tokenId != expected) revert TokenIdMismatch(tokenId, expected);
-        _mintRecipe(msg.sender, prompt, bytes32(aigcData));
+        _mintRecipe(prompt, bytes32(aigcData), bytes32(proof));
     }
 
     /// @inheritdoc IERC7007
+    /// @dev True exactly when the token `keccak256(prompt)` is minted with content hash `aigcData`.
+    /// It says what was recorded, not that the recipe paints the image: re-run it for that.
     function verify(bytes calldata prompt, bytes calldata aigcData, bytes calldata)
         external
         view
         returns (bool success)
     {
         if (aigcData.length != 32) return false;
-        uint256 tokenId = _tokenOfContent[bytes32(aigcData)];
-        return tokenId != 0 && tokenId == uint256(keccak256(prompt)) && _ownerOf(tokenId) != address(0);
+        bytes32 content = _contentOf[uint256(keccak256(prompt))];
+        return content != bytes32(0) && content == bytes32(aigcData);
     }
 
-    /// @notice The token that holds the image with this content hash, or 0 if none does.
-    function tokenOfContent(bytes32 contentHash) external view returns (uint256) {
-        return _tokenOfContent[contentHash];
+    /// @notice The content hash `tokenId` was minted with, or zero if it is not minted.
+    function contentOf(uint256 tokenId) external view returns (bytes32) {
+        return _contentOf[tokenId];
     }
 
     /// @notice The creator of `tokenId` (the account named in its recipe), or zero if not minted.
-    function creatorOf(uint256 tokenId) external view returns (address) {
-        return _creatorOf[tokenId];
+    function creatorOf(uint256 tokenId) public view returns (address) {
+        address creator = _creatorAfterTransfer[tokenId];
+        return creator != address(0) ? creator : _ownerOf(tokenId);
     }
 
     /// @inheritdoc IERC2981
@@ -99,9 +155,9 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable {
         view
         returns (address receiver, uint256 royaltyAmount)
     {
-        receiver = _creatorOf[tokenId];
+        receiver = creatorOf(tokenId);
         if (receiver == address(0)) return (address(0), 0);
-        royaltyAmount = (salePrice * royaltyBps) / 10_000;
+        royaltyAmount = Math.mulDiv(salePrice, royaltyBps, 10_000);
     }
 
     /// @notice ERC-721 metadata JSON of `tokenId`: the base, the id as 32-byte 0x-hex, ".json".
@@ -122,19 +178,53 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable {
             || interfaceId == bytes4(0x49064906) || super.supportsInterface(interfaceId);
     }
 
-    function _mintRecipe(address to, bytes calldata recipe, bytes32 contentHash) private returns (uint256 tokenId) {
-        if (recipe.length < 25 || bytes5(recipe[0:5]) != RECIPE_V1) revert RecipeMalformed();
-        address creator = address(bytes20(recipe[5:25]));
+    /// @dev Remembers the creator (the first owner: tokens are minted to their creator) on a
+    /// token's first transfer.
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
+        from = super._update(to, tokenId, auth);
+        if (from != address(0) && _creatorAfterTransfer[tokenId] == address(0)) {
+            _creatorAfterTransfer[tokenId] = from;
+        }
+    }
+
+    function _mintRecipe(bytes calldata recipe, bytes32 contentHash, bytes32 salt) private returns (uint256 tokenId) {
+        address creator = _recipeCreator(recipe);
         if (creator != msg.sender) revert NotCreator(creator, msg.sender);
         if (contentHash == bytes32(0)) revert ContentHashInvalid();
         tokenId = uint256(keccak256(recipe));
-        uint256 holder = _tokenOfContent[contentHash];
-        if (holder != 0) revert DuplicateContent(contentHash, holder);
-        if (_creatorOf[tokenId] != address(0)) revert AlreadyMinted(tokenId);
-        _tokenOfContent[contentHash] = tokenId;
-        _creatorOf[tokenId] = creator;
-        _mint(to, tokenId);
-        emit AigcData(tokenId, recipe, abi.encodePacked(contentHash), "");
+        if (_contentOf[tokenId] != bytes32(0)) revert AlreadyMinted(tokenId);
+        bytes32 commitment = commitmentOf(creator, bytes32(tokenId), contentHash, salt);
+        uint256 committedAt = _commitments[commitment];
+        if (committedAt == 0) revert CommitmentMissing(commitment);
+        if (block.number < committedAt + MIN_COMMITMENT_AGE) revert CommitmentTooRecent(commitment, committedAt + MIN_COMMITMENT_AGE);
+        if (block.number > committedAt + MAX_COMMITMENT_AGE) revert CommitmentExpired(commitment, committedAt + MAX_COMMITMENT_AGE);
+        delete _commitments[commitment];
+        _contentOf[tokenId] = contentHash;
+        _mint(creator, tokenId);
+        emit AigcData(tokenId, recipe, abi.encodePacked(contentHash), abi.encodePacked(salt));
         emit Provenance(tokenId, creator, contentHash, recipe);
+    }
+
+    /// @dev Walks canonical recipe bytes v1 (RECIPE.md): the fields must end exactly at the end.
+    /// Returns the creator at bytes 5..25.
+    function _recipeCreator(bytes calldata r) private pure returns (address) {
+        if (r.length < 25 || bytes5(r[0:5]) != RECIPE_V1) revert RecipeMalformed(0);
+        uint256 p = _skipString(r, 25); // model id
+        p = _skipString(r, p + 32); // model sha256, prompt
+        p = _skipString(r, p); // negative prompt
+        p = _skipString(r, p + 8); // seed, scheduler
+        p = _skipString(r, p + 16); // steps, guidance, width, height, pipeline
+        p = _skipString(r, p); // engine
+        p = _skipString(r, p); // backend
+        if (p != r.length) revert RecipeMalformed(p);
+        return address(bytes20(r[5:25]));
+    }
+
+    /// @dev The offset after the string (u32 big-endian length, then bytes) at `p`.
+    function _skipString(bytes calldata r, uint256 p) private pure returns (uint256) {
+        if (p + 4 > r.length) revert RecipeMalformed(p);
+        uint256 end = p + 4 + uint32(bytes4(r[p:p + 4]));
+        if (end > r.length) revert RecipeMalformed(p);
+        return end;
     }
 }

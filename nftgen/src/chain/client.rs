@@ -13,6 +13,35 @@ pub struct MintReceipt {
     pub block: u64,
     /// Gas the transaction used.
     pub gas_used: u64,
+    /// The commitment's transaction (none for a mint journaled before commit–reveal).
+    pub commit_tx: Option<TxHash>,
+    /// Gas the commitment used.
+    pub commit_gas_used: Option<u64>,
+}
+
+impl MintReceipt {
+    /// Gas of the commitment and the mint together.
+    pub fn total_gas(&self) -> u64 {
+        self.gas_used + self.commit_gas_used.unwrap_or(0)
+    }
+}
+
+/// A signed transaction.
+pub(super) struct Signed {
+    pub(super) raw: Vec<u8>,
+    pub(super) hash: B256,
+    pub(super) nonce: u64,
+    pub(super) fees: (u128, u128),
+}
+
+impl Signed {
+    /// Makes it the current step of `e`.
+    pub(super) fn put(self, e: &mut JournalEntry) {
+        e.tx = tx_hash(self.hash);
+        e.raw_tx = alloy::hex::encode_prefixed(&self.raw);
+        e.nonce = self.nonce;
+        e.fees = Some(self.fees);
+    }
 }
 
 /// What the chain says about a token.
@@ -107,6 +136,9 @@ impl ChainClient {
             url_secrets,
             request_timeout: config.request_timeout,
             receipt_timeout: config.receipt_timeout,
+            confirmations: 1,
+            fee_bump_after: config.fee_bump_after,
+            log_page_blocks: config.log_page_blocks,
             journal_dir: PathBuf::new(),
             store,
             local: None,
@@ -114,6 +146,14 @@ impl ChainClient {
         };
         client.chain_id = client.rpc("eth_chainId", client.provider.get_chain_id())?;
         config::check_signing_key(&key, client.chain_id)?;
+        client.confirmations =
+            config
+                .confirmations
+                .unwrap_or(if client.chain_id == LOCAL_CHAIN_ID {
+                    1
+                } else {
+                    2
+                });
         client.journal_dir = config
             .data_dir
             .join("journal")
@@ -221,26 +261,52 @@ impl ChainClient {
                 chain_id: self.chain_id,
             });
         }
+        // This client speaks commit–reveal: a contract without it cannot mint.
+        let c = self.instance();
+        if self
+            .timed("MAX_COMMITMENT_AGE", c.MAX_COMMITMENT_AGE().call())?
+            .is_err()
+        {
+            return Err(ChainError::OldContract {
+                address: creator(self.contract),
+            });
+        }
         Ok(())
     }
 
-    /// Simulates `tx` (revert → typed error), then fills nonce (fresh from the node, so a failed
-    /// earlier send leaves no gap), gas and fees, and signs. Returns (raw bytes, hash, nonce).
-    pub(super) fn sign(&self, tx: TransactionRequest) -> Result<(Vec<u8>, B256, u64), ChainError> {
-        self.simulate(&tx)?;
-        let gas = self.rpc("eth_estimateGas", self.provider.estimate_gas(tx.clone()))?;
-        let nonce = self.rpc(
-            "eth_getTransactionCount",
-            self.provider.get_transaction_count(self.account).pending(),
+    /// Simulates `tx` at `block` (revert → typed error), then fills nonce (fresh from the node,
+    /// so a failed earlier send leaves no gap, unless `nonce` is given), gas and fees (at least
+    /// `min_fees`), and signs.
+    pub(super) fn sign(
+        &self,
+        tx: TransactionRequest,
+        block: BlockId,
+        nonce: Option<u64>,
+        min_fees: Option<(u128, u128)>,
+    ) -> Result<Signed, ChainError> {
+        self.simulate(&tx, block)?;
+        let gas = self.rpc(
+            "eth_estimateGas",
+            self.provider.estimate_gas(tx.clone()).block(block),
         )?;
+        let nonce = match nonce {
+            Some(n) => n,
+            None => self.rpc(
+                "eth_getTransactionCount",
+                self.provider.get_transaction_count(self.account).pending(),
+            )?,
+        };
         let fees = self.rpc("fee estimation", self.provider.estimate_eip1559_fees())?;
+        let (floor_max, floor_tip) = min_fees.unwrap_or((0, 0));
+        let tip = fees.max_priority_fee_per_gas.max(floor_tip);
+        let max = fees.max_fee_per_gas.max(floor_max).max(tip);
         let tx = tx
             .with_nonce(nonce)
             .with_chain_id(self.chain_id)
             // Headroom over the estimate: state may move between estimate and inclusion.
             .with_gas_limit(gas + gas / 5)
-            .with_max_fee_per_gas(fees.max_fee_per_gas)
-            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+            .with_max_fee_per_gas(max)
+            .with_max_priority_fee_per_gas(tip);
         let envelope = self
             .rt
             .block_on(tx.build(&self.wallet))
@@ -248,12 +314,20 @@ impl ChainClient {
                 url: self.url.clone(),
                 detail: format!("cannot sign the transaction: {e}"),
             })?;
-        Ok((envelope.encoded_2718(), *envelope.tx_hash(), nonce))
+        Ok(Signed {
+            raw: envelope.encoded_2718(),
+            hash: *envelope.tx_hash(),
+            nonce,
+            fees: (max, tip),
+        })
     }
 
-    /// `eth_call` of `tx`; a revert becomes [`ChainError::Rejected`].
-    fn simulate(&self, tx: &TransactionRequest) -> Result<(), ChainError> {
-        match self.timed("eth_call (simulation)", self.provider.call(tx.clone()))? {
+    /// `eth_call` of `tx` at `block`; a revert becomes [`ChainError::Rejected`].
+    fn simulate(&self, tx: &TransactionRequest, block: BlockId) -> Result<(), ChainError> {
+        match self.timed(
+            "eth_call (simulation)",
+            self.provider.call(tx.clone()).block(block),
+        )? {
             Ok(_) => Ok(()),
             Err(e) => match e.as_error_resp() {
                 Some(payload) if payload.as_revert_data().is_some() => Err(ChainError::Rejected(
@@ -327,99 +401,165 @@ impl ChainClient {
         }
     }
 
-    /// Mints `art` to `to` and waits for the receipt ([`submit`](Self::submit) then
-    /// [`confirm`](Self::confirm)).
-    pub fn mint(&self, art: &GeneratedArt, to: CreatorAddress) -> Result<MintReceipt, ChainError> {
-        let pending = self.submit(art, to)?;
+    /// Mints `art` to this account, its creator, and waits for the receipt: commits, waits a
+    /// block, reveals ([`submit`](Self::submit) then [`confirm`](Self::confirm)).
+    pub fn mint(&self, art: &GeneratedArt) -> Result<MintReceipt, ChainError> {
+        let pending = self.submit(art)?;
         self.confirm(&pending)
     }
 
-    /// Simulates the mint, signs it, stores the art (PNG + metadata), journals the mint as
-    /// pending and broadcasts it. A refusal in simulation stores, journals and sends nothing.
-    pub fn submit(
-        &self,
-        art: &GeneratedArt,
-        to: CreatorAddress,
-    ) -> Result<PendingMint, ChainError> {
+    /// Checks the mint (a refusal decodes into a typed [`MintRejection`] and writes and sends
+    /// nothing), stores the art (PNG + metadata), signs a commitment to it with a fresh salt,
+    /// journals the mint as [`MintState::Committing`] and broadcasts the commitment.
+    /// [`confirm`](Self::confirm) reveals it. A mint already open in the journal is picked up
+    /// where it stands.
+    pub fn submit(&self, art: &GeneratedArt) -> Result<PendingMint, ChainError> {
         let art = self.attribute(art)?;
         let token_id = TokenId::from(art.recipe_hash);
-        if let Ok(bytes) = std::fs::read(self.journal_path(token_id))
-            && let Ok(e) = serde_json::from_slice::<JournalEntry>(&bytes)
-            && e.state == MintState::Pending
-        {
-            tracing::info!(%token_id, tx = %e.tx, "this mint is already pending; waiting for it");
+        if let Some(e) = self.read_entry(token_id).filter(|e| {
+            e.is_open() && e.contract == creator(self.contract) && e.from == self.account()
+        }) {
+            tracing::info!(%token_id, tx = %e.tx, state = ?e.state, "this mint is already under way; taking it from there");
             return Ok(PendingMint { token_id, tx: e.tx });
         }
-        // Simulated first: a refused mint (a duplicate of someone's content, say) writes
-        // nothing, so it cannot replace the stored image and metadata of the token that holds
-        // the content.
-        let (entry, raw) = self.sign_mint(to, &art.record.canonical_bytes(), art.content_hash)?;
+        let recipe = art.record.canonical_bytes();
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(|e| ChainError::Rpc {
+            url: self.url.clone(),
+            detail: format!("no randomness for the commitment's salt: {e}"),
+        })?;
+        let mut entry = JournalEntry {
+            token_id,
+            state: MintState::Committing,
+            tx: TxHash([0; 32]),
+            raw_tx: String::new(),
+            nonce: 0,
+            fees: None,
+            replaced: Vec::new(),
+            from: self.account(),
+            recipe: alloy::hex::encode_prefixed(&recipe),
+            content_hash: art.content_hash,
+            salt: alloy::hex::encode_prefixed(salt),
+            commit_raw_tx: None,
+            commit_tx: None,
+            commit_block: None,
+            commit_gas_used: None,
+            contract: creator(self.contract),
+            block: None,
+            gas_used: None,
+            reason: None,
+        };
+        // The reveal, simulated before anything is written: every check the contract makes
+        // but the commitment's must pass, so a refused mint (a recipe minted already, say)
+        // stores, journals and sends nothing.
+        match self.simulate(&self.reveal_call(&entry)?, BlockId::latest()) {
+            Err(ChainError::Rejected(MintRejection::CommitmentMissing)) => {}
+            Err(e) => return Err(e),
+            Ok(()) => {
+                return Err(ChainError::Rpc {
+                    url: self.url.clone(),
+                    detail: "the contract would mint without a commitment: it is not a KilnProvenance with commit–reveal".into(),
+                });
+            }
+        }
+        let _lock = self.account_lock()?;
+        let deadline = Instant::now() + self.receipt_timeout;
+        let signed = self.sign_step(&entry, MintState::Committing, None, None, deadline)?;
+        entry.commit_raw_tx = Some(alloy::hex::encode_prefixed(&signed.raw));
+        signed.put(&mut entry);
         self.store.put(&art)?;
         self.write_journal(&entry)?;
-        tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "mint signed and journaled; sending");
-        if let Err(e) = self.send_raw(&raw) {
-            // The node refused it (no funds, a fee or nonce it will not take): this transaction
-            // will never be mined, so it must not stay pending. A timeout is different — the
-            // node may have it — and stays pending for the journal to settle.
-            if let ChainError::Rpc { detail, .. } = &e {
-                let mut settled = entry.clone();
-                let minted = self.exists(token_id).unwrap_or(false);
-                settled.state = if minted {
-                    MintState::Confirmed
-                } else {
-                    MintState::Failed
-                };
-                settled.reason = Some(format!("the node refused the transaction: {detail}"));
-                self.write_journal(&settled)?;
-            }
-            return Err(e);
-        }
+        tracing::info!(%token_id, tx = %entry.tx, nonce = entry.nonce, "commitment signed and journaled; sending");
+        self.send_new(&mut entry)?;
         Ok(PendingMint {
             token_id,
             tx: entry.tx,
         })
     }
 
-    /// Simulates and signs `mint(to, recipe, content)`: the journal entry to write before
-    /// sending, and the signed bytes to send.
-    pub(super) fn sign_mint(
-        &self,
-        to: CreatorAddress,
-        recipe: &[u8],
-        content: ContentHash,
-    ) -> Result<(JournalEntry, Vec<u8>), ChainError> {
-        let call = KilnProvenance::mintCall {
-            to: addr(to),
-            recipe: recipe.to_vec().into(),
-            contentHash: B256::from(content.0),
-        };
-        let tx = TransactionRequest::default()
-            .with_from(self.account)
-            .with_to(self.contract)
-            .with_input(call.abi_encode());
-        let (raw, hash, nonce) = self.sign(tx)?;
-        let entry = JournalEntry {
-            token_id: TokenId(alloy::primitives::keccak256(recipe).0),
-            state: MintState::Pending,
-            tx: tx_hash(hash),
-            raw_tx: alloy::hex::encode_prefixed(&raw),
-            nonce,
-            from: self.account(),
-            to,
-            recipe: alloy::hex::encode_prefixed(recipe),
-            content_hash: content,
-            contract: creator(self.contract),
-            block: None,
-            gas_used: None,
-            reason: None,
-        };
-        Ok((entry, raw))
+    /// The commitment of `e`, as the contract computes it.
+    fn commitment(&self, e: &JournalEntry) -> Result<B256, ChainError> {
+        use alloy::sol_types::SolValue;
+        Ok(alloy::primitives::keccak256(
+            (
+                addr(e.from),
+                B256::from(e.token_id.0),
+                B256::from(e.content_hash.0),
+                e.salt_word()?,
+            )
+                .abi_encode(),
+        ))
     }
 
-    /// Waits for a submitted mint's receipt and records the outcome in the journal.
+    /// The reveal of `e`: `mint(recipe, contentHash, salt)` from this account.
+    fn reveal_call(&self, e: &JournalEntry) -> Result<TransactionRequest, ChainError> {
+        let call = KilnProvenance::mintCall {
+            recipe: e.recipe_bytes()?.into(),
+            contentHash: B256::from(e.content_hash.0),
+            salt: e.salt_word()?,
+        };
+        Ok(TransactionRequest::default()
+            .with_from(self.account)
+            .with_to(self.contract)
+            .with_input(call.abi_encode()))
+    }
+
+    /// Signs `step` of `e` (the commitment or the reveal). The reveal is simulated on the
+    /// pending block, the first its commitment has matured for; a node that answers "too
+    /// recent" there is waited on until the next block.
+    pub(super) fn sign_step(
+        &self,
+        e: &JournalEntry,
+        step: MintState,
+        nonce: Option<u64>,
+        min_fees: Option<(u128, u128)>,
+        deadline: Instant,
+    ) -> Result<Signed, ChainError> {
+        if step == MintState::Committing {
+            let call = KilnProvenance::commitCall {
+                commitment: self.commitment(e)?,
+            };
+            let tx = TransactionRequest::default()
+                .with_from(self.account)
+                .with_to(self.contract)
+                .with_input(call.abi_encode());
+            return self.sign(tx, BlockId::latest(), nonce, min_fees);
+        }
+        let tx = self.reveal_call(e)?;
+        loop {
+            match self.sign(tx.clone(), BlockId::pending(), nonce, min_fees) {
+                Err(ChainError::Rejected(MintRejection::CommitmentTooRecent { reveal_from }))
+                    if Instant::now() < deadline =>
+                {
+                    tracing::debug!(
+                        reveal_from,
+                        "the commitment has not matured; waiting for a block"
+                    );
+                    std::thread::sleep(self.poll_interval());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for a submitted mint: the commitment's receipt, then the reveal (signed, journaled,
+    /// sent) and its receipt and confirmations; records the outcome in the journal.
     pub fn confirm(&self, pending: &PendingMint) -> Result<MintReceipt, ChainError> {
-        let receipt = self.wait_receipt(B256::from(pending.tx.0))?;
-        self.settle(pending.token_id, &receipt)
+        let entry = self
+            .read_entry(pending.token_id)
+            .ok_or_else(|| ChainError::BadJournal {
+                token: pending.token_id,
+                detail: "no readable journal entry for this mint".into(),
+            })?;
+        let deadline = Instant::now() + self.receipt_timeout;
+        let (e, _) = self.advance(entry, deadline)?;
+        match e.state {
+            MintState::Confirmed => Ok(e.receipt().expect("confirmed")),
+            _ => Err(ChainError::MintFailed {
+                token: e.token_id,
+                reason: e.reason.unwrap_or_else(|| "reverted on chain".into()),
+            }),
+        }
     }
 
     fn instance(&self) -> KilnProvenance::KilnProvenanceInstance<&RootProvider> {
@@ -428,19 +568,14 @@ impl ChainClient {
 
     /// Whether `token` is minted.
     pub fn exists(&self, token: TokenId) -> Result<bool, ChainError> {
-        let c = self.instance();
-        let creator = self.rpc("creatorOf", c.creatorOf(token_u256(token)).call())?;
-        Ok(creator != Address::ZERO)
+        Ok(self.content_of(token)?.is_some())
     }
 
-    /// The token holding the image with this content hash, if any.
-    pub fn token_of_content(&self, content: ContentHash) -> Result<Option<TokenId>, ChainError> {
+    /// The content hash `token` was minted with, if it is minted.
+    pub fn content_of(&self, token: TokenId) -> Result<Option<ContentHash>, ChainError> {
         let c = self.instance();
-        let id = self.rpc(
-            "tokenOfContent",
-            c.tokenOfContent(B256::from(content.0)).call(),
-        )?;
-        Ok((!id.is_zero()).then(|| token_of(id)))
+        let content = self.rpc("contentOf", c.contentOf(token_u256(token)).call())?;
+        Ok((!content.is_zero()).then_some(ContentHash(content.0)))
     }
 
     /// The chain's record of `token`, or `None` if it is not minted.
@@ -450,11 +585,9 @@ impl ChainClient {
         }
         let c = self.instance();
         let filter = Filter::new()
-            .address(self.contract)
             .event_signature(KilnProvenance::Provenance::SIGNATURE_HASH)
-            .topic1(B256::from(token.0))
-            .from_block(self.from_block);
-        let logs = self.rpc("eth_getLogs", self.provider.get_logs(&filter))?;
+            .topic1(B256::from(token.0));
+        let logs = self.logs(filter)?;
         let bad = |detail: String| ChainError::BadRecord { token, detail };
         let log = logs
             .first()
@@ -470,9 +603,9 @@ impl ChainClient {
         let record = GenerationRecord::from_canonical_bytes(&recipe)
             .map_err(|e| bad(format!("the recipe does not decode: {e}")))?;
         let content_hash = ContentHash(event.contentHash.0);
-        if self.token_of_content(content_hash)? != Some(token) {
+        if self.content_of(token)? != Some(content_hash) {
             return Err(bad(
-                "the content hash in its event is not committed to it".into()
+                "the content hash in its event is not the one stored for it".into(),
             ));
         }
         let owner = self.rpc("ownerOf", c.ownerOf(token_u256(token)).call())?;
@@ -489,14 +622,48 @@ impl ChainClient {
         }))
     }
 
+    /// The contract's logs matching `filter` from the first block that can hold them to the
+    /// head, fetched in pages of `log_page_blocks` blocks (providers cap the range of one query).
+    fn logs(&self, filter: Filter) -> Result<Vec<alloy::rpc::types::Log>, ChainError> {
+        let head = self.rpc("eth_blockNumber", self.provider.get_block_number())?;
+        let mut out = Vec::new();
+        let mut from = self.from_block;
+        while from <= head {
+            let to = head.min(from.saturating_add(self.log_page_blocks - 1));
+            let page = filter
+                .clone()
+                .address(self.contract)
+                .from_block(from)
+                .to_block(to);
+            out.extend(self.rpc("eth_getLogs", self.provider.get_logs(&page))?);
+            from = to + 1;
+        }
+        Ok(out)
+    }
+
+    /// Tokens whose mint claims the image with content hash `content`, oldest first (several
+    /// recipes can claim one picture; re-running them tells which painted it).
+    pub fn tokens_with_content(&self, content: ContentHash) -> Result<Vec<TokenId>, ChainError> {
+        let filter = Filter::new()
+            .event_signature(KilnProvenance::Provenance::SIGNATURE_HASH)
+            .topic3(B256::from(content.0));
+        let mut out: Vec<TokenId> = Vec::new();
+        for log in self.logs(filter)? {
+            if let Some(id) = log.topics().get(1).map(|t| TokenId(t.0))
+                && !out.contains(&id)
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Tokens `owner` holds now, in the order they reached it.
     pub fn tokens_of(&self, owner: CreatorAddress) -> Result<Vec<TokenId>, ChainError> {
         let filter = Filter::new()
-            .address(self.contract)
             .event_signature(KilnProvenance::Transfer::SIGNATURE_HASH)
-            .topic2(addr(owner).into_word())
-            .from_block(self.from_block);
-        let logs = self.rpc("eth_getLogs", self.provider.get_logs(&filter))?;
+            .topic2(addr(owner).into_word());
+        let logs = self.logs(filter)?;
         let c = self.instance();
         let mut out = Vec::new();
         for log in logs {
@@ -530,10 +697,6 @@ impl ChainClient {
 fn rejection(data: &[u8]) -> MintRejection {
     use alloy::sol_types::SolInterface;
     match KilnProvenanceErrors::abi_decode(data) {
-        Ok(KilnProvenanceErrors::DuplicateContent(e)) => MintRejection::DuplicateContent {
-            content_hash: ContentHash(e.contentHash.0),
-            token_id: token_of(e.tokenId),
-        },
         Ok(KilnProvenanceErrors::NotCreator(e)) => MintRejection::NotCreator {
             creator: creator(e.creator),
             sender: creator(e.sender),
@@ -541,10 +704,16 @@ fn rejection(data: &[u8]) -> MintRejection {
         Ok(KilnProvenanceErrors::AlreadyMinted(e)) => MintRejection::AlreadyMinted {
             token_id: token_of(e.tokenId),
         },
-        Ok(KilnProvenanceErrors::RecipeMalformed(_)) => MintRejection::RecipeMalformed,
+        Ok(KilnProvenanceErrors::RecipeMalformed(e)) => MintRejection::RecipeMalformed {
+            offset: e.offset.saturating_to(),
+        },
         Ok(KilnProvenanceErrors::ContentHashInvalid(_)) => MintRejection::ContentHashInvalid,
-        Ok(KilnProvenanceErrors::ERC721InvalidReceiver(e)) => MintRejection::InvalidReceiver {
-            receiver: creator(e.receiver),
+        Ok(KilnProvenanceErrors::CommitmentMissing(_)) => MintRejection::CommitmentMissing,
+        Ok(KilnProvenanceErrors::CommitmentTooRecent(e)) => MintRejection::CommitmentTooRecent {
+            reveal_from: e.revealFrom.saturating_to(),
+        },
+        Ok(KilnProvenanceErrors::CommitmentExpired(e)) => MintRejection::CommitmentExpired {
+            last_block: e.lastBlock.saturating_to(),
         },
         Ok(other) => MintRejection::Other(format!("{other:?}")),
         Err(_) => MintRejection::Other(alloy::hex::encode_prefixed(data)),

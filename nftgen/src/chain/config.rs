@@ -167,6 +167,15 @@ pub struct ChainConfig {
     pub receipt_timeout: Duration,
     /// Royalty (basis points) a newly deployed contract pays creators.
     pub royalty_bps: u16,
+    /// Blocks a mint must have on top (its own included) before it counts as confirmed and is
+    /// checked once more against reorganisations; `None`: 1 on development chains (id 31337),
+    /// 2 elsewhere.
+    pub confirmations: Option<u64>,
+    /// How long a transaction may sit unmined on a remote chain before it is signed again at
+    /// the same nonce with higher fees.
+    pub fee_bump_after: Duration,
+    /// Blocks per `eth_getLogs` request (providers cap the range of one query).
+    pub log_page_blocks: u64,
 }
 
 impl std::fmt::Debug for ChainConfig {
@@ -178,6 +187,9 @@ impl std::fmt::Debug for ChainConfig {
             .field("request_timeout", &self.request_timeout)
             .field("receipt_timeout", &self.receipt_timeout)
             .field("royalty_bps", &self.royalty_bps)
+            .field("confirmations", &self.confirmations)
+            .field("fee_bump_after", &self.fee_bump_after)
+            .field("log_page_blocks", &self.log_page_blocks)
             .finish()
     }
 }
@@ -192,6 +204,9 @@ impl ChainConfig {
             request_timeout: Duration::from_secs(10),
             receipt_timeout: Duration::from_secs(60),
             royalty_bps: 500,
+            confirmations: None,
+            fee_bump_after: Duration::from_secs(30),
+            log_page_blocks: 10_000,
         }
     }
 
@@ -219,6 +234,9 @@ impl ChainConfig {
     /// from_block = 7000000
     /// request_timeout_secs = 10
     /// receipt_timeout_secs = 120
+    /// confirmations = 2              # default: 1 on chain id 31337, else 2
+    /// fee_bump_after_secs = 30
+    /// log_page_blocks = 10000
     /// ```
     pub fn load(data_dir: impl Into<PathBuf>) -> Result<Self, ChainError> {
         let data_dir = data_dir.into();
@@ -242,6 +260,25 @@ impl ChainConfig {
         }
         if let Some(s) = f.receipt_timeout_secs {
             cfg.receipt_timeout = positive(s, "receipt_timeout_secs")?;
+        }
+        if let Some(n) = f.confirmations {
+            if n == 0 {
+                return Err(ChainError::Config(
+                    "confirmations must be at least 1 (the block of the mint itself)".into(),
+                ));
+            }
+            cfg.confirmations = Some(n);
+        }
+        if let Some(s) = f.fee_bump_after_secs {
+            cfg.fee_bump_after = positive(s, "fee_bump_after_secs")?;
+        }
+        if let Some(n) = f.log_page_blocks {
+            if n == 0 {
+                return Err(ChainError::Config(
+                    "log_page_blocks must be at least 1".into(),
+                ));
+            }
+            cfg.log_page_blocks = n;
         }
         if let Some(bps) = f.royalty_bps {
             if bps > 10_000 {
@@ -307,6 +344,9 @@ struct ConfigFile {
     request_timeout_secs: Option<f64>,
     receipt_timeout_secs: Option<f64>,
     royalty_bps: Option<u16>,
+    confirmations: Option<u64>,
+    fee_bump_after_secs: Option<f64>,
+    log_page_blocks: Option<u64>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,11 @@ struct Deployment {
 
 impl ChainClient {
     /// Uses the contract deployed on the local chain before, or deploys it.
-    pub(super) fn local_deployment(&mut self, dir: &Path, royalty_bps: u16) -> Result<(), ChainError> {
+    pub(super) fn local_deployment(
+        &mut self,
+        dir: &Path,
+        royalty_bps: u16,
+    ) -> Result<(), ChainError> {
         let file = dir.join("deployment.json");
         if let Some(d) = std::fs::read(&file)
             .ok()
@@ -21,10 +25,15 @@ impl ChainClient {
         {
             self.contract = addr(d.contract);
             self.from_block = d.block;
-            if self.require_code().is_ok() {
-                return Ok(());
+            match self.require_code() {
+                Ok(()) => return Ok(()),
+                Err(ChainError::OldContract { .. }) => {
+                    tracing::warn!(contract = %d.contract, "the local chain's contract is an older KilnProvenance; deploying this version (its tokens stay at the old address)")
+                }
+                Err(_) => {
+                    tracing::warn!(contract = %d.contract, "the local chain lost the contract; deploying it again")
+                }
             }
-            tracing::warn!(contract = %d.contract, "the local chain lost the contract; deploying it again");
         }
         let base = format!("file://{}/", self.store.tokens_dir().display());
         let receipt = self.deploy_contract(&base, royalty_bps)?;
@@ -63,8 +72,9 @@ impl ChainClient {
         let tx = TransactionRequest::default()
             .with_from(self.account)
             .with_deploy_code(Bytes::from(code));
-        let (raw, hash, _) = self.sign(tx)?;
-        self.send_raw(&raw)?;
+        let signed = self.sign(tx, BlockId::latest(), None, None)?;
+        let hash = signed.hash;
+        self.send_raw(&signed.raw)?;
         let receipt = self.wait_receipt(hash)?;
         if !receipt.status() {
             return Err(ChainError::Reverted {

@@ -3,20 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ContentHash, CreatorAddress, TokenId, TxHash};
+use crate::{CreatorAddress, TokenId, TxHash};
 
 /// Why the contract refused a mint (decoded from its revert data).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MintRejection {
-    /// This image is already minted.
-    #[error("this image is already minted as token {token_id} (content hash {content_hash})")]
-    DuplicateContent {
-        /// The image's content hash.
-        content_hash: ContentHash,
-        /// The token that holds it.
-        token_id: TokenId,
-    },
     /// The sender is not the creator the recipe names.
     #[error("only the recipe's creator {creator} may mint it (sender {sender})")]
     NotCreator {
@@ -31,17 +23,31 @@ pub enum MintRejection {
         /// The token.
         token_id: TokenId,
     },
-    /// The recipe bytes are not canonical recipe bytes v1.
-    #[error("the contract refused the recipe bytes as malformed")]
-    RecipeMalformed,
+    /// The recipe bytes are not canonical recipe bytes v1 (the contract stopped decoding them
+    /// at `offset`).
+    #[error("the contract refused the recipe bytes as malformed (at byte {offset})")]
+    RecipeMalformed {
+        /// Where decoding stopped.
+        offset: u64,
+    },
     /// The content hash is zero.
     #[error("the content hash is invalid")]
     ContentHashInvalid,
-    /// The receiver cannot take the token (zero address or a contract without the receiver hook).
-    #[error("{receiver} cannot receive the token")]
-    InvalidReceiver {
-        /// The receiver.
-        receiver: CreatorAddress,
+    /// No commitment matches the reveal (the commitment was not mined, or names another
+    /// sender, recipe, content hash or salt).
+    #[error("no commitment matches this mint")]
+    CommitmentMissing,
+    /// The commitment is too recent: the reveal may be mined from `reveal_from` on.
+    #[error("the commitment is too recent: the mint may be mined from block {reveal_from} on")]
+    CommitmentTooRecent {
+        /// The first block the reveal is accepted in.
+        reveal_from: u64,
+    },
+    /// The commitment expired (after `last_block`); a new one is needed.
+    #[error("the commitment expired after block {last_block}")]
+    CommitmentExpired {
+        /// The last block the reveal was accepted in.
+        last_block: u64,
     },
     /// Reverted for another reason (the decoded error or the raw revert data).
     #[error("the contract reverted: {0}")]
@@ -85,6 +91,15 @@ pub enum ChainError {
     /// The contract refused the mint.
     #[error("mint refused: {0}")]
     Rejected(MintRejection),
+    /// A mint failed for good: its commitment or its reveal reverted on chain, or the node
+    /// refused a transaction (the journal keeps the entry and the reason).
+    #[error("the mint of token {token} failed: {reason}")]
+    MintFailed {
+        /// The token.
+        token: TokenId,
+        /// Why.
+        reason: String,
+    },
     /// The transaction was mined but reverted.
     #[error("transaction {tx} reverted in block {block}")]
     Reverted {
@@ -120,6 +135,14 @@ pub enum ChainError {
         /// The chain.
         chain_id: u64,
     },
+    /// The address holds an older KilnProvenance (without commit–reveal) or another contract.
+    #[error(
+        "the contract at {address} is not this version of KilnProvenance (no commit–reveal): deploy a new one with `nftgen deploy`"
+    )]
+    OldContract {
+        /// The contract.
+        address: CreatorAddress,
+    },
     /// The token does not exist.
     #[error("token {0} does not exist")]
     UnknownToken(TokenId),
@@ -129,6 +152,14 @@ pub enum ChainError {
         /// The token.
         token: TokenId,
         /// What did not match.
+        detail: String,
+    },
+    /// A journal entry holds bytes that do not decode (it was edited or damaged).
+    #[error("mint journal entry {token}: {detail}")]
+    BadJournal {
+        /// The token.
+        token: TokenId,
+        /// What does not decode.
         detail: String,
     },
     /// A file (journal, state, store) could not be read or written.

@@ -3,11 +3,14 @@
 
 use super::*;
 
-/// State of a mint in the journal.
+/// State of a mint in the journal. A mint is two transactions: a commitment, then (at least one
+/// block later) the reveal that mints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MintState {
-    /// Signed and (maybe) sent; no receipt seen yet.
+    /// The commitment is signed and (maybe) sent; no receipt seen yet.
+    Committing,
+    /// The commitment is mined; the reveal is signed and (maybe) sent; no receipt seen yet.
     Pending,
     /// Mined and successful.
     Confirmed,
@@ -26,28 +29,105 @@ pub struct JournalEntry {
     pub token_id: TokenId,
     /// Where the mint stands.
     pub state: MintState,
-    /// The signed transaction's hash.
+    /// The transaction of the current step: the commitment while committing, then the reveal.
     pub tx: TxHash,
-    /// The signed transaction (EIP-2718 bytes, 0x-hex), resent if the chain lost it.
+    /// That transaction signed (EIP-2718 bytes, 0x-hex), resent if the chain lost it.
     pub raw_tx: String,
     /// Its nonce.
     pub nonce: u64,
-    /// The signing account (the creator).
+    /// Its fees (max fee, priority fee, wei per gas), the floor of a fee bump.
+    #[serde(default)]
+    pub fees: Option<(u128, u128)>,
+    /// Earlier signatures of the current step (fee bumps, signed again): a receipt of any of
+    /// them settles the step.
+    #[serde(default)]
+    pub replaced: Vec<TxHash>,
+    /// The signing account (the creator, who receives the token).
     pub from: CreatorAddress,
-    /// The receiver.
-    pub to: CreatorAddress,
     /// The canonical recipe bytes (0x-hex), to sign the mint again if its nonce went elsewhere.
     pub recipe: String,
     /// The image's content hash.
     pub content_hash: ContentHash,
+    /// The commitment's salt (0x-hex, 32 bytes), revealed by the mint.
+    #[serde(default)]
+    pub salt: String,
+    /// The commitment transaction, signed (0x-hex): sent again if the local chain lost the mint.
+    #[serde(default)]
+    pub commit_raw_tx: Option<String>,
+    /// The commitment's transaction, once mined.
+    #[serde(default)]
+    pub commit_tx: Option<TxHash>,
+    /// The block the commitment was mined in.
+    #[serde(default)]
+    pub commit_block: Option<u64>,
+    /// Gas the commitment used.
+    #[serde(default)]
+    pub commit_gas_used: Option<u64>,
     /// The contract.
     pub contract: CreatorAddress,
-    /// The block, once confirmed.
+    /// The reveal's block, once confirmed.
     pub block: Option<u64>,
-    /// Gas used, once confirmed.
+    /// Gas the reveal used, once confirmed.
     pub gas_used: Option<u64>,
     /// Why it failed, if it did.
     pub reason: Option<String>,
+}
+
+impl JournalEntry {
+    /// The step an open entry is at: [`MintState::Committing`] until the commitment is mined,
+    /// then [`MintState::Pending`]; settled states are their own.
+    pub fn step(&self) -> MintState {
+        match self.state {
+            MintState::Unresolved if self.commit_block.is_some() => MintState::Pending,
+            MintState::Unresolved => MintState::Committing,
+            s => s,
+        }
+    }
+
+    /// Whether the mint still has a step to take.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.state,
+            MintState::Committing | MintState::Pending | MintState::Unresolved
+        )
+    }
+
+    fn bytes(&self, hex: &str) -> Result<Vec<u8>, ChainError> {
+        alloy::hex::decode(hex).map_err(|e| ChainError::BadJournal {
+            token: self.token_id,
+            detail: e.to_string(),
+        })
+    }
+
+    pub(super) fn recipe_bytes(&self) -> Result<Vec<u8>, ChainError> {
+        self.bytes(&self.recipe)
+    }
+
+    pub(super) fn salt_word(&self) -> Result<B256, ChainError> {
+        let salt = self.bytes(&self.salt)?;
+        (salt.len() == 32)
+            .then(|| B256::from_slice(&salt))
+            .ok_or_else(|| ChainError::BadJournal {
+                token: self.token_id,
+                detail: "the salt is not 32 bytes".into(),
+            })
+    }
+
+    pub(super) fn raw(&self) -> Result<Vec<u8>, ChainError> {
+        self.bytes(&self.raw_tx)
+    }
+
+    /// The receipt of a confirmed mint.
+    pub fn receipt(&self) -> Option<MintReceipt> {
+        (self.state == MintState::Confirmed).then(|| MintReceipt {
+            token_id: self.token_id,
+            tx: self.tx,
+            block: self.block.unwrap_or(0),
+            gas_used: self.gas_used.unwrap_or(0),
+            commit_tx: self.commit_tx,
+            commit_gas_used: self.commit_gas_used,
+        })
+    }
 }
 
 /// A mint that is signed, journaled and broadcast, waiting for its receipt.
@@ -112,46 +192,245 @@ impl ChainClient {
         Ok(())
     }
 
-    pub(super) fn settle(
+    /// Takes `e` as far as it goes before `deadline`: waits for the current step's receipt
+    /// (sending it again, signing it again or bumping its fee as needed), then from a mined
+    /// commitment signs, journals and sends the reveal, and from a mined reveal waits for the
+    /// configured confirmations. Every step is journaled before it is sent. Returns the entry
+    /// as it stands (settled, or an error with the entry left open on disk) and what was done.
+    pub(super) fn advance(
         &self,
-        token: TokenId,
-        receipt: &TransactionReceipt,
-    ) -> Result<MintReceipt, ChainError> {
-        let path = self.journal_path(token);
-        let bytes = std::fs::read(&path).map_err(|e| ChainError::io(&path, e))?;
-        let mut entry: JournalEntry =
-            serde_json::from_slice(&bytes).map_err(|e| ChainError::io(&path, e))?;
-        let block = receipt.block_number.unwrap_or(0);
-        entry.block = Some(block);
-        entry.gas_used = Some(receipt.gas_used);
-        if receipt.status() {
-            entry.state = MintState::Confirmed;
-            self.write_journal(&entry)?;
-            tracing::info!(%token, block, gas = receipt.gas_used, "mint confirmed");
-            Ok(MintReceipt {
-                token_id: token,
-                tx: tx_hash(receipt.transaction_hash),
-                block,
-                gas_used: receipt.gas_used,
-            })
-        } else {
-            entry.state = MintState::Failed;
-            entry.reason = Some("reverted on chain".into());
-            self.write_journal(&entry)?;
-            Err(ChainError::Reverted {
-                tx: tx_hash(receipt.transaction_hash),
-                block,
-            })
+        mut e: JournalEntry,
+        deadline: Instant,
+    ) -> Result<(JournalEntry, &'static str), ChainError> {
+        let mut action = "receipt found";
+        loop {
+            let reveal = match e.step() {
+                MintState::Committing => false,
+                MintState::Pending => true,
+                _ => return Ok((e, action)),
+            };
+            let Some(receipt) = self.await_step(&mut e, deadline, &mut action)? else {
+                e.state = MintState::Confirmed;
+                e.reason = None;
+                self.write_journal(&e)?;
+                return Ok((e, "token found on chain"));
+            };
+            let block = receipt.block_number.unwrap_or(0);
+            if !receipt.status() {
+                e.state = MintState::Failed;
+                e.block = Some(block);
+                e.reason = Some(format!(
+                    "the {} reverted on chain (tx {})",
+                    if reveal { "mint" } else { "commitment" },
+                    tx_hash(receipt.transaction_hash)
+                ));
+                self.write_journal(&e)?;
+                return Ok((e, action));
+            }
+            if reveal {
+                if !self.await_confirmations(&receipt, deadline)? {
+                    continue;
+                }
+                e.state = MintState::Confirmed;
+                e.tx = tx_hash(receipt.transaction_hash);
+                e.block = Some(block);
+                e.gas_used = Some(receipt.gas_used);
+                e.reason = None;
+                self.write_journal(&e)?;
+                tracing::info!(token = %e.token_id, block, gas = receipt.gas_used, "mint confirmed");
+                return Ok((e, action));
+            }
+            e.commit_tx = Some(tx_hash(receipt.transaction_hash));
+            e.commit_block = Some(block);
+            e.commit_gas_used = Some(receipt.gas_used);
+            self.start_reveal(&mut e, deadline)?;
         }
     }
 
-    /// Settles the journal against the chain: a pending mint whose receipt exists is confirmed
-    /// (or failed); one the chain has forgotten (a crash before anvil saved it, a dropped
-    /// transaction) is sent again (same signed bytes, so it cannot mint twice), or signed again
-    /// when the node refuses the old bytes and this client holds the key; on the local chain, a
-    /// confirmed mint the chain lost is sent again too. An entry that cannot be settled is
-    /// marked [`MintState::Unresolved`] with the reason and never stops the others, nor the
-    /// client. All of it takes at most the receipt timeout; what is left waits for the next run.
+    /// Signs the reveal of a mined commitment, journals it and sends it.
+    fn start_reveal(&self, e: &mut JournalEntry, deadline: Instant) -> Result<(), ChainError> {
+        let _lock = self.account_lock()?;
+        let signed = self.sign_step(e, MintState::Pending, None, None, deadline)?;
+        e.state = MintState::Pending;
+        e.replaced.clear();
+        signed.put(e);
+        self.write_journal(e)?;
+        tracing::info!(token = %e.token_id, tx = %e.tx, "commitment mined; reveal signed and journaled; sending");
+        self.send_new(e)
+    }
+
+    /// Sends the freshly signed step of `e`. A refusal (no funds, a fee or nonce the node will
+    /// not take) settles it — this transaction will never be mined — unless the token exists;
+    /// a timeout leaves it open (the node may have it).
+    pub(super) fn send_new(&self, e: &mut JournalEntry) -> Result<(), ChainError> {
+        let err = match self.send_raw(&e.raw()?) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        if let ChainError::Rpc { detail, .. } = &err {
+            e.state = if self.exists(e.token_id).unwrap_or(false) {
+                MintState::Confirmed
+            } else {
+                MintState::Failed
+            };
+            e.reason = Some(format!("the node refused the transaction: {detail}"));
+            self.write_journal(e)?;
+        }
+        Err(err)
+    }
+
+    /// Waits for a receipt of the current step of `e` (its transaction or an earlier signature
+    /// of it); `None` when the token turned up minted. Sends it again when the node does not
+    /// know it, signs it again when the node refuses the old bytes, bumps its fees when it sits
+    /// unmined on a remote chain.
+    fn await_step(
+        &self,
+        e: &mut JournalEntry,
+        deadline: Instant,
+        action: &mut &'static str,
+    ) -> Result<Option<TransactionReceipt>, ChainError> {
+        let mut checked = false;
+        let mut bump_at = Instant::now() + self.fee_bump_after;
+        loop {
+            // Asked before the receipts, so a token minted by one of them has its receipt found.
+            let minted = e.step() == MintState::Pending && self.exists(e.token_id)?;
+            for h in std::iter::once(e.tx).chain(e.replaced.iter().copied()) {
+                if let Some(r) = self.rpc(
+                    "eth_getTransactionReceipt",
+                    self.provider.get_transaction_receipt(B256::from(h.0)),
+                )? {
+                    return Ok(Some(r));
+                }
+            }
+            if minted {
+                return Ok(None);
+            }
+            if !checked {
+                checked = true;
+                let known = self
+                    .rpc(
+                        "eth_getTransactionByHash",
+                        self.provider.get_transaction_by_hash(B256::from(e.tx.0)),
+                    )?
+                    .is_some();
+                if !known {
+                    *action = self.send_again(e, deadline)?;
+                    continue;
+                }
+            } else if self.local.is_none() && Instant::now() >= bump_at {
+                self.bump_fees(e, deadline)?;
+                *action = "fee bumped";
+                bump_at = Instant::now() + self.fee_bump_after;
+            }
+            if Instant::now() >= deadline {
+                return Err(ChainError::Timeout {
+                    url: self.url.clone(),
+                    what: format!("the receipt of {}", e.tx),
+                    after: self.receipt_timeout,
+                });
+            }
+            std::thread::sleep(self.poll_interval());
+        }
+    }
+
+    /// The chain does not know the step's transaction: sends the same bytes again, or, when the
+    /// node refuses them (their nonce went elsewhere, their fee is below the base fee now, …)
+    /// and this client holds the key, signs the step again with a fresh nonce and fees.
+    fn send_again(
+        &self,
+        e: &mut JournalEntry,
+        deadline: Instant,
+    ) -> Result<&'static str, ChainError> {
+        tracing::warn!(token = %e.token_id, tx = %e.tx, "the chain does not know this transaction; sending it again");
+        match self.send_raw(&e.raw()?) {
+            Ok(()) => Ok("sent again"),
+            Err(ChainError::Rpc { detail, .. })
+                if detail.contains("already known") || detail.contains("already imported") =>
+            {
+                Ok("sent again")
+            }
+            Err(ChainError::Rpc { detail, .. }) if e.from == self.account() => {
+                tracing::warn!(token = %e.token_id, %detail, "the node refused the old transaction; signing it again");
+                let _lock = self.account_lock()?;
+                let signed = self.sign_step(e, e.step(), None, None, deadline)?;
+                e.replaced.push(e.tx);
+                signed.put(e);
+                e.state = e.step();
+                self.write_journal(e)?;
+                self.send_raw(&e.raw()?)?;
+                Ok("signed again")
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Signs the step again at the same nonce with higher fees (at least 1/8 above the old,
+    /// which nodes require of a replacement), journals and sends it. A refusal is left for the
+    /// next receipt check: the old transaction may just have been mined.
+    fn bump_fees(&self, e: &mut JournalEntry, deadline: Instant) -> Result<(), ChainError> {
+        let (max, tip) = e.fees.unwrap_or((0, 0));
+        let floor = (max + max / 8 + 1, tip + tip / 8 + 1);
+        let _lock = self.account_lock()?;
+        let signed = match self.sign_step(e, e.step(), Some(e.nonce), Some(floor), deadline) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(token = %e.token_id, error = %err, "cannot bump the fee now");
+                return Ok(());
+            }
+        };
+        tracing::warn!(token = %e.token_id, old = %e.tx, new = %tx_hash(signed.hash), "the transaction sits unmined; bumping its fee");
+        e.replaced.push(e.tx);
+        signed.put(e);
+        self.write_journal(e)?;
+        if let Err(err) = self.send_raw(&e.raw()?) {
+            tracing::warn!(token = %e.token_id, error = %err, "the node refused the fee bump");
+        }
+        Ok(())
+    }
+
+    /// Waits until `receipt`'s block has the configured confirmations, then checks that the
+    /// transaction is still in that block; false when a reorganisation took it out.
+    fn await_confirmations(
+        &self,
+        receipt: &TransactionReceipt,
+        deadline: Instant,
+    ) -> Result<bool, ChainError> {
+        if self.confirmations <= 1 {
+            return Ok(true);
+        }
+        let block = receipt.block_number.unwrap_or(0);
+        loop {
+            let head = self.rpc("eth_blockNumber", self.provider.get_block_number())?;
+            if head + 1 >= block + self.confirmations {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(ChainError::Timeout {
+                    url: self.url.clone(),
+                    what: format!("{} confirmations of block {block}", self.confirmations),
+                    after: self.receipt_timeout,
+                });
+            }
+            std::thread::sleep(self.poll_interval());
+        }
+        let now = self.rpc(
+            "eth_getTransactionReceipt",
+            self.provider
+                .get_transaction_receipt(receipt.transaction_hash),
+        )?;
+        let kept = now.is_some_and(|r| r.block_hash == receipt.block_hash && r.status());
+        if !kept {
+            tracing::warn!(tx = %receipt.transaction_hash, block, "a reorganisation took the mint out of its block; waiting for it again");
+        }
+        Ok(kept)
+    }
+
+    /// Settles the journal against the chain: every open mint is taken as far as it goes
+    /// ([`advance`](Self::advance)); on the local chain, a confirmed mint the chain lost (a
+    /// crash before anvil saved its state) is committed and revealed again from its journaled
+    /// commitment. An entry that cannot be settled is marked [`MintState::Unresolved`] with the
+    /// reason and never stops the others, nor the client. All of it takes at most the receipt
+    /// timeout; what is left waits for the next run.
     pub(super) fn resolve_journal(&self) -> Result<Vec<Resolution>, ChainError> {
         let mut out = Vec::new();
         let mut entries = self.journal()?;
@@ -163,8 +442,7 @@ impl ChainClient {
                 continue;
             }
             let check_confirmed = self.local.is_some() && entry.state == MintState::Confirmed;
-            let open = matches!(entry.state, MintState::Pending | MintState::Unresolved);
-            if !open && !check_confirmed {
+            if !entry.is_open() && !check_confirmed {
                 continue;
             }
             if Instant::now() >= deadline {
@@ -177,7 +455,7 @@ impl ChainClient {
                 Err(e) => {
                     let reason = e.to_string();
                     tracing::warn!(token = %entry.token_id, %reason, "journal: this mint cannot be settled now");
-                    let mut marked = entry.clone();
+                    let mut marked = self.read_entry(entry.token_id).unwrap_or(entry.clone());
                     marked.state = MintState::Unresolved;
                     marked.reason = Some(reason);
                     self.write_journal(&marked)?;
@@ -202,72 +480,62 @@ impl ChainClient {
         entry: &JournalEntry,
         deadline: Instant,
     ) -> Result<Option<Resolution>, ChainError> {
-        let resolution = |state, action| {
-            Some(Resolution {
-                token_id: entry.token_id,
-                state,
-                action,
-                reason: None,
-            })
-        };
-        let hash = B256::from(entry.tx.0);
-        let receipt = self.rpc(
-            "eth_getTransactionReceipt",
-            self.provider.get_transaction_receipt(hash),
-        )?;
-        if let Some(r) = receipt {
-            if entry.state == MintState::Confirmed {
+        let mut entry = entry.clone();
+        if entry.state == MintState::Confirmed {
+            if self.exists(entry.token_id)? {
                 return Ok(None);
             }
-            let state = self.settled_state(entry.token_id, &r)?;
-            return Ok(resolution(state, "receipt found"));
+            let Some(raw) = entry.commit_raw_tx.clone() else {
+                return Err(ChainError::BadJournal {
+                    token: entry.token_id,
+                    detail: "the local chain lost this mint and its commitment was not journaled"
+                        .into(),
+                });
+            };
+            tracing::warn!(token = %entry.token_id, "the local chain lost this mint; committing and revealing it again");
+            entry.state = MintState::Committing;
+            entry.tx = entry.commit_tx.unwrap_or(entry.tx);
+            entry.raw_tx = raw;
+            entry.replaced.clear();
+            entry.commit_block = None;
+            self.write_journal(&entry)?;
         }
-        if self.exists(entry.token_id)? {
-            // Minted by another transaction (a replacement): the token is there.
-            let mut e = entry.clone();
-            e.state = MintState::Confirmed;
-            e.reason = None;
-            self.write_journal(&e)?;
-            return Ok(resolution(MintState::Confirmed, "token found on chain"));
-        }
-        let raw = alloy::hex::decode(&entry.raw_tx)
-            .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
-        tracing::warn!(token = %entry.token_id, tx = %entry.tx, "the chain does not know this mint; sending it again");
-        match self.send_raw(&raw) {
-            Ok(()) => {}
-            // Still in the node's mempool: wait for it below.
-            Err(ChainError::Rpc { detail, .. })
-                if detail.contains("already known") || detail.contains("already imported") => {}
-            // Refused (its nonce went elsewhere, its fee is below the base fee now, …): this
-            // wallet signs the mint again with a fresh nonce and fees.
-            Err(ChainError::Rpc { detail, .. }) if entry.from == self.account() => {
-                tracing::warn!(token = %entry.token_id, %detail, "the node refused the old transaction; signing the mint again");
-                let recipe = alloy::hex::decode(&entry.recipe)
-                    .map_err(|e| ChainError::io(self.journal_path(entry.token_id), e))?;
-                let (fresh, raw) = self.sign_mint(entry.to, &recipe, entry.content_hash)?;
-                self.write_journal(&fresh)?;
-                self.send_raw(&raw)?;
-                let r = self.wait_receipt_until(B256::from(fresh.tx.0), deadline)?;
-                let state = self.settled_state(entry.token_id, &r)?;
-                return Ok(resolution(state, "signed again"));
-            }
-            Err(e) => return Err(e),
-        }
-        let r = self.wait_receipt_until(hash, deadline)?;
-        let state = self.settled_state(entry.token_id, &r)?;
-        Ok(resolution(state, "sent again"))
+        let (settled, action) = self.advance(entry, deadline)?;
+        Ok(Some(Resolution {
+            token_id: settled.token_id,
+            state: settled.state,
+            action,
+            reason: settled.reason,
+        }))
     }
 
-    /// [`settle`](Self::settle), with a revert as a state rather than an error.
-    fn settled_state(
-        &self,
-        token: TokenId,
-        receipt: &TransactionReceipt,
-    ) -> Result<MintState, ChainError> {
-        match self.settle(token, receipt) {
-            Ok(_) => Ok(MintState::Confirmed),
-            Err(ChainError::Reverted { .. }) => Ok(MintState::Failed),
-            Err(e) => Err(e),
+    /// Holds this account's signing lock on this chain (`<journal>/<account>.lock`) until
+    /// dropped: one process at a time takes a nonce, journals and sends, so two processes
+    /// minting with one key never sign two transactions with one nonce.
+    pub(super) fn account_lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, ChainError> {
+        let path = self.journal_dir.join(format!("{}.lock", self.account()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ChainError::io(&path, e))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| ChainError::io(&path, e))
+    }
+
+    /// How often to poll a node: often on the local chain (it mines at once), less elsewhere.
+    pub(super) fn poll_interval(&self) -> Duration {
+        if self.local.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(500)
         }
+    }
+
+    /// The journal entry of `token`, if one is readable.
+    pub(super) fn read_entry(&self, token: TokenId) -> Option<JournalEntry> {
+        let bytes = std::fs::read(self.journal_path(token)).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 }

@@ -6,12 +6,13 @@
 //!   process already runs it, and where it deploys the contract once; or any EVM JSON-RPC
 //!   endpoint. The client runs on its own tokio runtime behind a blocking API; every request and
 //!   every receipt wait has a timeout.
-//! - [`ChainClient::mint`] simulates the call first (a refusal decodes into a typed
-//!   [`MintRejection`] and sends nothing), signs locally, writes the signed transaction to the
-//!   mint [`journal`](ChainClient::journal) as *pending*, broadcasts it and waits for the receipt.
-//!   If the process or the RPC dies in between, the next [`open`](ChainClient::open) resolves the
-//!   pending mint: no token is lost and none is minted twice (the token id is the recipe hash,
-//!   so the contract refuses a second copy).
+//! - [`ChainClient::mint`] simulates the mint first (a refusal decodes into a typed
+//!   [`MintRejection`] and sends nothing), then commits to it and, a block later, reveals it
+//!   (commit–reveal: a copied transaction cannot take it). Each step is signed locally under
+//!   the account's lock and written to the mint [`journal`](ChainClient::journal) before it is
+//!   sent. If the process or the RPC dies in between, the next [`open`](ChainClient::open) takes
+//!   the mint from where it stands: no token is lost and none is minted twice (the token id is
+//!   the recipe hash, so the contract refuses a second copy).
 //! - [`ChainClient::record`] reads a token's [`ChainRecord`]; [`verify`](crate::chain::verify())
 //!   re-runs it.
 //!
@@ -22,7 +23,7 @@
 //! let chain = ChainClient::open(&ChainConfig::load(kiln_nftgen::chain::default_data_dir())?)?;
 //! let model = ArtModel::load(kiln_nftgen::default_model_path())?;
 //! let art = model.generate(&GenerationRequest::new("a red sword", 3), &mut |_| Control::Continue)?;
-//! let minted = chain.mint(&art, chain.account())?; // MintReceipt { token_id, tx, block, gas_used }
+//! let minted = chain.mint(&art)?; // commits, reveals: MintReceipt { token_id, tx, block, gas_used, .. }
 //! let report = verify(&chain, minted.token_id, None, model.path())?;
 //! assert!(report.verdict.is_authentic());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -39,6 +40,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use alloy::eips::BlockId;
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -87,6 +89,9 @@ pub struct ChainClient {
     url_secrets: Vec<String>,
     request_timeout: Duration,
     receipt_timeout: Duration,
+    confirmations: u64,
+    fee_bump_after: Duration,
+    log_page_blocks: u64,
     journal_dir: PathBuf,
     store: ContentStore,
     local: Option<LocalChain>,

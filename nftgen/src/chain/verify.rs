@@ -235,8 +235,8 @@ pub fn verify(
     Ok(report(token, verdict, Some(record), image, file_record))
 }
 
-/// Verifies the token a PNG file claims: the token holding its pixels' content hash, else the
-/// one its embedded record names. The file's pixels are what is checked; if its embedded record
+/// Verifies the token a PNG file claims: the one its embedded record names, else the first
+/// minted with its pixels' content hash. The file's pixels are what is checked; if its embedded record
 /// disagrees with the chain's, the chain's wins and the report lists the differing fields.
 pub fn verify_file(
     chain: &ChainClient,
@@ -244,16 +244,16 @@ pub fn verify_file(
     model: &Path,
 ) -> Result<Verification, ChainError> {
     let png = png_io::read(file).map_err(|e| ChainError::io(file, e))?;
-    let token = match chain.token_of_content(png.content_hash)? {
-        Some(t) => t,
-        None => {
-            let mut record = png.record.clone();
-            if record.creator.is_none() {
-                record.creator = Some(chain.account());
-            }
-            TokenId::from(record.recipe_hash())
-        }
-    };
+    let mut record = png.record.clone();
+    if record.creator.is_none() {
+        record.creator = Some(chain.account());
+    }
+    let mut token = TokenId::from(record.recipe_hash());
+    if !chain.exists(token)?
+        && let Some(first) = chain.tokens_with_content(png.content_hash)?.first()
+    {
+        token = *first;
+    }
     verify(chain, token, Some(file), model)
 }
 

@@ -202,17 +202,32 @@ impl ContentStore {
         self.tokens_dir().join(format!("{token}.json"))
     }
 
-    /// Stores `art`'s PNG (record embedded) and metadata under its content hash and its token id.
-    /// Storing the same art again rewrites identical bytes.
+    /// Stores `art`'s PNG (record embedded) and metadata under its content hash (unless an
+    /// image with this content hash is stored already) and its metadata under its token id.
     pub fn put(&self, art: &GeneratedArt) -> Result<StoredArt, StoreError> {
-        let png = png_io::encode(art)?;
-        let png_cid = cid_v1(&png);
         let png_path = self.png_path(art.content_hash);
-        store_file(&png_path, &png)?;
+        let meta_path = self.dir.join(format!("{}.json", art.content_hash));
+        // The image is stored once per content hash, by the first token that claims it: a
+        // second recipe claiming the same pixels (someone re-attributing them, say) gets its
+        // token metadata but never replaces the stored image and its record.
+        let kept = png_io::read(&png_path)
+            .ok()
+            .filter(|p| p.content_hash == art.content_hash)
+            .and_then(|_| std::fs::read(&png_path).ok());
+        let png = match kept {
+            Some(bytes) => bytes,
+            None => {
+                let png = png_io::encode(art)?;
+                store_file(&png_path, &png)?;
+                png
+            }
+        };
+        let png_cid = cid_v1(&png);
         let metadata = metadata_json(art, png_cid.as_deref());
         let metadata_cid = cid_v1(metadata.as_bytes());
-        let meta_path = self.dir.join(format!("{}.json", art.content_hash));
-        store_file(&meta_path, metadata.as_bytes())?;
+        if !meta_path.exists() {
+            store_file(&meta_path, metadata.as_bytes())?;
+        }
         store_file(
             &self.token_metadata_path(TokenId::from(art.recipe_hash)),
             metadata.as_bytes(),

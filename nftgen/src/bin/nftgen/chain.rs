@@ -74,13 +74,9 @@ fn read_art(file: &Path) -> anyhow::Result<GeneratedArt> {
 pub fn mint(
     args: &ChainArgs,
     file: &Path,
-    to: Option<&str>,
     model: Option<PathBuf>,
     no_check: bool,
 ) -> anyhow::Result<bool> {
-    let to: Option<CreatorAddress> = to
-        .map(|t| t.parse().with_context(|| format!("--to `{t}`")))
-        .transpose()?;
     let art = read_art(file)?;
     if !no_check {
         // Mint only what the recipe really paints: re-run it first.
@@ -104,8 +100,9 @@ pub fn mint(
         }
     }
     let chain = args.open()?;
-    let to = to.unwrap_or_else(|| chain.account());
-    let receipt = chain.mint(&art, to)?;
+    // Minted to its creator, the signing wallet: the contract mints to no one else.
+    let to = chain.account();
+    let receipt = chain.mint(&art)?;
     let png = chain.store().png_path(art.content_hash);
     let png_cid = std::fs::read(&png).ok().and_then(|b| store::cid_v1(&b));
     let meta = chain.store().token_metadata_path(receipt.token_id);
@@ -119,6 +116,8 @@ pub fn mint(
                 "tx": receipt.tx,
                 "block": receipt.block,
                 "gas_used": receipt.gas_used,
+                "commit_tx": receipt.commit_tx,
+                "commit_gas_used": receipt.commit_gas_used,
                 "owner": to,
                 "creator": chain.account(),
                 "contract": chain.contract(),
@@ -134,6 +133,9 @@ pub fn mint(
         println!("minted token {}", receipt.token_id);
         println!("  owner     {to}");
         println!("  creator   {}", chain.account());
+        if let (Some(tx), Some(gas)) = (receipt.commit_tx, receipt.commit_gas_used) {
+            println!("  commit    {tx} ({gas} gas)");
+        }
         println!(
             "  tx        {} (block {}, {} gas)",
             receipt.tx, receipt.block, receipt.gas_used

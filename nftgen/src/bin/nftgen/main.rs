@@ -154,9 +154,6 @@ enum Command {
     Mint {
         /// The PNG (written by `nftgen generate`).
         file: PathBuf,
-        /// Receiver [default: the signing wallet].
-        #[arg(long)]
-        to: Option<String>,
         /// Model weights for the re-run check [default: the shipped model].
         #[arg(long)]
         model: Option<PathBuf>,
@@ -700,11 +697,10 @@ fn main() -> ExitCode {
         #[cfg(feature = "chain")]
         Command::Mint {
             file,
-            to,
             model,
             no_check,
             chain: c,
-        } => chain::mint(&c, &file, to.as_deref(), model, no_check),
+        } => chain::mint(&c, &file, model, no_check),
         #[cfg(feature = "chain")]
         Command::Verify {
             target,
