@@ -1277,3 +1277,140 @@ fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
     assert!(matches!(answer(&fresh, me), E::CommitmentMissing(_)));
     assert!(matches!(answer(&fresh, bob), E::NotCreator(_)));
 }
+
+/// `nftgen` with the test environment, as a child process to watch and kill.
+fn nftgen_child(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nftgen"))
+        .args(args)
+        .env_remove("KILN_ART_MODEL")
+        .env_remove("KILN_RPC_URL")
+        .env_remove("KILN_PRIVATE_KEY")
+        .env_remove("KILN_CONTRACT")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nftgen runs")
+}
+
+/// The pid of the node running for data directory `dir`, if one is.
+fn node_pid(dir: &Path) -> Option<i32> {
+    let running: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("local-chain/anvil.json")).ok()?).ok()?;
+    running["pid"].as_i64().map(|p| p as i32)
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.trim_start().chars().next()),
+            Some('Z' | 'X')
+        )
+    })
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The process that started the node is killed (SIGKILL) in the middle of a mint. With no
+/// other user the node stops by itself (no orphan); the next client resolves the mint, once.
+/// With another user the node lives on until that one leaves too.
+#[test]
+fn an_owner_killed_mid_mint_leaves_no_orphan_and_the_mint_lands_once() {
+    let model = model();
+    for other_user in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = path_str(dir.path());
+        let art = paint(&model, "a copper lantern", 30 + other_user as u64);
+        let png = dir.path().join("lantern.png");
+        png_io::write(&png, &art).unwrap();
+        let token = open_token(&art);
+        let mut child = nftgen_child(&["mint", path_str(&png), "--no-check", "--data-dir", d]);
+        // Killed as soon as the mint is journaled (committing or later).
+        let journal = dir.path().join(format!("journal/31337/{token}.json"));
+        wait_until("the mint's journal entry", Duration::from_secs(60), || {
+            journal.exists()
+        });
+        let other = other_user.then(|| open(dir.path()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let pid = node_pid(dir.path()).expect("a node was started");
+        if let Some(other) = other {
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(running(pid), "the node stopped under its other user");
+            assert_eq!(other.local_chain().unwrap().pid(), pid);
+            drop(other);
+        }
+        wait_until("the orphaned node to stop", Duration::from_secs(15), || {
+            !running(pid)
+        });
+        let chain = open(dir.path());
+        assert_eq!(chain.tokens_of(chain.account()).unwrap(), vec![token]);
+        let entries = chain.journal().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].state, MintState::Confirmed, "{entries:?}");
+    }
+}
+
+/// The token id `art` gets when minted by the local chain's default wallet.
+fn open_token(art: &GeneratedArt) -> kiln_nftgen::TokenId {
+    let mut record = art.record.clone();
+    record.creator = Some(ChainConfig::local(".").signer_address().unwrap());
+    kiln_nftgen::TokenId::from(record.recipe_hash())
+}
+
+/// Two processes mint 10 pictures each, with one key, into one fresh data directory, each
+/// mint its own `nftgen` run: they start, join and leave the node in every order. Every token
+/// is minted once, the journal equals the chain, and no node is left running.
+#[test]
+fn two_processes_minting_twenty_times_share_one_node_and_one_nonce_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_str(dir.path());
+    let model = model();
+    let files: Vec<(std::path::PathBuf, kiln_nftgen::TokenId)> = (0..20)
+        .map(|i| {
+            let art = paint(&model, "a small blue bead", 100 + i);
+            let png = dir.path().join(format!("bead-{i}.png"));
+            png_io::write(&png, &art).unwrap();
+            (png, open_token(&art))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for half in files.chunks(10) {
+            s.spawn(move || {
+                for (png, _) in half {
+                    let out = nftgen(&["mint", path_str(png), "--no-check", "--data-dir", d], &[]);
+                    assert_success(&out);
+                }
+            });
+        }
+    });
+    let pid = node_pid(dir.path());
+    let chain = open(dir.path());
+    let mut minted = chain.tokens_of(chain.account()).unwrap();
+    let mut expected: Vec<_> = files.iter().map(|(_, t)| *t).collect();
+    minted.sort();
+    expected.sort();
+    assert_eq!(minted, expected);
+    let journal = chain.journal().unwrap();
+    assert_eq!(journal.len(), 20);
+    assert!(journal.iter().all(|e| e.state == MintState::Confirmed));
+    let mut journaled: Vec<_> = journal.iter().map(|e| e.token_id).collect();
+    journaled.sort();
+    assert_eq!(journaled, expected);
+    drop(chain);
+    if let Some(pid) = pid {
+        wait_until("the node to stop", Duration::from_secs(15), || {
+            !running(pid)
+        });
+    }
+    assert!(node_pid(dir.path()).is_none_or(|p| !running(p)));
+}

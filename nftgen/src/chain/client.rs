@@ -143,6 +143,7 @@ impl ChainClient {
             store,
             local: None,
             resolutions: Vec::new(),
+            mint_locks: Default::default(),
         };
         client.chain_id = client.rpc("eth_chainId", client.provider.get_chain_id())?;
         config::check_signing_key(&key, client.chain_id)?;
@@ -416,6 +417,22 @@ impl ChainClient {
     pub fn submit(&self, art: &GeneratedArt) -> Result<PendingMint, ChainError> {
         let art = self.attribute(art)?;
         let token_id = TokenId::from(art.recipe_hash);
+        if !self.claim_mint(token_id)? {
+            return Err(ChainError::MintBusy { token: token_id });
+        }
+        let submitted = self.submit_claimed(art, token_id);
+        if submitted.is_err() {
+            self.release_mint(token_id);
+        }
+        submitted
+    }
+
+    /// [`submit`](Self::submit) with the mint's lock held.
+    fn submit_claimed(
+        &self,
+        art: GeneratedArt,
+        token_id: TokenId,
+    ) -> Result<PendingMint, ChainError> {
         if let Some(e) = self.read_entry(token_id).filter(|e| {
             e.is_open() && e.contract == creator(self.contract) && e.from == self.account()
         }) {
@@ -551,8 +568,15 @@ impl ChainClient {
                 token: pending.token_id,
                 detail: "no readable journal entry for this mint".into(),
             })?;
+        if !self.claim_mint(pending.token_id)? {
+            return Err(ChainError::MintBusy {
+                token: pending.token_id,
+            });
+        }
         let deadline = Instant::now() + self.receipt_timeout;
-        let (e, _) = self.advance(entry, deadline)?;
+        let advanced = self.advance(entry, deadline);
+        self.release_mint(pending.token_id);
+        let (e, _) = advanced?;
         match e.state {
             MintState::Confirmed => Ok(e.receipt().expect("confirmed")),
             _ => Err(ChainError::MintFailed {

@@ -17,6 +17,11 @@ impl ChainClient {
         dir: &Path,
         royalty_bps: u16,
     ) -> Result<(), ChainError> {
+        // One process decides and deploys; the others wait and use its contract.
+        let _deploying = journal::lock_file(
+            &dir.join("deploy.lock"),
+            nix::fcntl::FlockArg::LockExclusive,
+        )?;
         let file = dir.join("deployment.json");
         if let Some(d) = std::fs::read(&file)
             .ok()

@@ -100,6 +100,12 @@ pub enum ChainError {
         /// Why.
         reason: String,
     },
+    /// Another process is taking this mint through its steps (its journal entry is locked).
+    #[error("token {token} is being minted by another process")]
+    MintBusy {
+        /// The token.
+        token: TokenId,
+    },
     /// The transaction was mined but reverted.
     #[error("transaction {tx} reverted in block {block}")]
     Reverted {

@@ -152,7 +152,55 @@ pub struct Resolution {
     pub reason: Option<String>,
 }
 
+/// An exclusive lock on one mint (`<journal>/<token>.lock`): the process holding it is the one
+/// taking the mint through its steps; others leave it alone.
+pub(super) type MintLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Opens `path` (created if missing) and locks it as `how` says.
+pub(super) fn lock_file(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>, ChainError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| ChainError::io(path, e))?;
+    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| ChainError::io(path, e))
+}
+
 impl ChainClient {
+    /// Takes the lock of `token`'s mint for this client (kept until the mint settles or the
+    /// client closes). `false` when another process holds it.
+    pub(super) fn claim_mint(&self, token: TokenId) -> Result<bool, ChainError> {
+        let mut locks = self.mint_locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.contains_key(&token) {
+            return Ok(true);
+        }
+        let path = self.journal_dir.join(format!("{token}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ChainError::io(&path, e))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                locks.insert(token, lock);
+                Ok(true)
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(false),
+            Err((_, e)) => Err(ChainError::io(&path, e)),
+        }
+    }
+
+    /// Gives up the lock of a settled mint.
+    pub(super) fn release_mint(&self, token: TokenId) {
+        let mut locks = self.mint_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.remove(&token);
+    }
+
     /// The journal's entries, oldest first. An unreadable entry is skipped with a warning (and
     /// left on disk for a person to look at), so one damaged file cannot stop the rest.
     pub fn journal(&self) -> Result<Vec<JournalEntry>, ChainError> {
@@ -449,7 +497,13 @@ impl ChainClient {
                 tracing::warn!(token = %entry.token_id, "journal: out of time; left for the next run");
                 continue;
             }
-            match self.resolve_entry(&entry, deadline) {
+            if !self.claim_mint(entry.token_id)? {
+                tracing::info!(token = %entry.token_id, "journal: another process is taking this mint through; leaving it");
+                continue;
+            }
+            let resolved = self.resolve_entry(&entry, deadline);
+            self.release_mint(entry.token_id);
+            match resolved {
                 Ok(Some(r)) => out.push(r),
                 Ok(None) => {}
                 Err(e) => {
@@ -514,14 +568,7 @@ impl ChainClient {
     /// minting with one key never sign two transactions with one nonce.
     pub(super) fn account_lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, ChainError> {
         let path = self.journal_dir.join(format!("{}.lock", self.account()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ChainError::io(&path, e))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| ChainError::io(&path, e))
+        lock_file(&path, nix::fcntl::FlockArg::LockExclusive)
     }
 
     /// How often to poll a node: often on the local chain (it mines at once), less elsewhere.

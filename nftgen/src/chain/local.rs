@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::ChainError;
+use super::journal::lock_file;
 
 /// Environment variable naming the anvil binary to run.
 pub const ANVIL_ENV: &str = "KILN_ANVIL";
@@ -67,15 +68,36 @@ struct Running {
     port: u16,
 }
 
-/// A local anvil node. Dropping the one that started it stops it gracefully (anvil then writes
-/// its state file); a process that found one already running joins it and leaves it running.
+/// A local anvil node, shared by every process (and handle) that uses one data directory.
+///
+/// Each handle holds a lease on the node (a shared `flock` on `users.lock`, which the kernel
+/// drops when its process ends, however it ends). Starting and joining happen under an
+/// exclusive `node.lock`, so two processes never start two nodes on one state file. Beside each
+/// node runs a small watchdog (`sh` + util-linux `flock`) that waits until no lease is held —
+/// the last user left, or was killed — and then stops the node gracefully (SIGTERM: anvil writes
+/// its state). So a node lives exactly as long as someone uses it, and none is left behind.
+/// Each node writes its own log, `anvil-<start time>-<pid>.log` (the newest five are kept).
 #[derive(Debug)]
 pub struct LocalChain {
     dir: PathBuf,
     port: u16,
     pid: i32,
     child: Mutex<Option<Child>>,
+    watchdog: Mutex<Option<Child>>,
+    lease: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
 }
+
+/// The watchdog: waits for an exclusive lock on the lease file (no user left), and holding it
+/// (so nobody joins meanwhile), stops the node — only while its pid is still anvil — and waits
+/// for it to exit. `$0` is the lease file, `$1` the node's pid.
+const WATCHDOG: &str = r#"exec flock -x "$0" sh -c '
+if grep -q anvil "/proc/$0/cmdline" 2>/dev/null; then
+  kill -CONT "$0"; kill -TERM "$0"
+  i=0
+  while kill -0 "$0" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "$0" 2>/dev/null
+fi
+rm -f "$(dirname "$1")/anvil.json"' "$1" "$0""#;
 
 impl LocalChain {
     /// Starts anvil with its state in `dir` (`anvil-state.json`, dumped every second and on
@@ -84,6 +106,11 @@ impl LocalChain {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| ChainError::io(&dir, e))?;
         let running_file = dir.join("anvil.json");
+        // One process at a time starts or joins; a watchdog stopping the node holds the lease
+        // file exclusively, so the lease below waits until that node is gone.
+        let _starting = lock_file(&dir.join("node.lock"), nix::fcntl::FlockArg::LockExclusive)?;
+        let users = dir.join("users.lock");
+        let lease = lock_file(&users, nix::fcntl::FlockArg::LockShared)?;
         if let Some(r) = live_node(&running_file) {
             tracing::info!(
                 port = r.port,
@@ -95,12 +122,21 @@ impl LocalChain {
                 port: r.port,
                 pid: r.pid,
                 child: Mutex::new(None),
+                watchdog: Mutex::new(None),
+                lease: Mutex::new(Some(lease)),
             });
         }
         let anvil = find_anvil()?;
         // anvil picks the port itself (`--port 0`) and prints it: choosing a free port here and
         // handing it over would race with other processes doing the same.
-        let log_path = dir.join("anvil.log");
+        let log_path = dir.join(format!(
+            "anvil-{}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            std::process::id()
+        ));
+        prune_logs(&dir, 4);
         let state = dir.join("anvil-state.json");
         let spawn = || {
             let log = std::fs::File::create(&log_path).map_err(|e| ChainError::io(&log_path, e))?;
@@ -111,6 +147,8 @@ impl LocalChain {
                 .arg("--state")
                 .arg(&state)
                 .args(["--state-interval", "1"])
+                // Only Kiln talks to it, never a web page: no CORS headers.
+                .arg("--no-cors")
                 // The node needs none of Kiln's settings, least of all a signing key.
                 .env_remove(super::config::PRIVATE_KEY_ENV)
                 .env_remove(super::config::RPC_URL_ENV)
@@ -135,12 +173,26 @@ impl LocalChain {
                 let running = serde_json::to_vec(&Running { pid, port }).expect("serialises");
                 crate::provenance::store::write_atomic(&running_file, &running)
                     .map_err(|e| ChainError::io(&running_file, e))?;
-                tracing::info!(port, pid, dir = %dir.display(), "local chain started");
+                let watchdog = Command::new("sh")
+                    .args(["-c", WATCHDOG])
+                    .arg(&users)
+                    .arg(pid.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| {
+                        let _ = child.kill();
+                        ChainError::LocalChain(format!("cannot start the node's watchdog: {e}"))
+                    })?;
+                tracing::info!(port, pid, dir = %dir.display(), log = %log_path.display(), "local chain started");
                 return Ok(Self {
                     dir,
                     port,
                     pid,
                     child: Mutex::new(Some(child)),
+                    watchdog: Mutex::new(Some(watchdog)),
+                    lease: Mutex::new(Some(lease)),
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -219,7 +271,7 @@ impl LocalChain {
         self.pid
     }
 
-    /// Whether this handle started the node (and stops it when dropped).
+    /// Whether this handle started the node (its process is the node's parent).
     pub fn owned(&self) -> bool {
         self.child.lock().is_ok_and(|c| c.is_some())
     }
@@ -247,28 +299,76 @@ impl LocalChain {
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGCONT);
     }
 
-    /// Stops anvil gracefully (SIGTERM; it writes its state) if this handle started it.
-    pub fn stop(&self) {
+    /// Leaves the node: gives up this handle's lease. When it was the last one, the node's
+    /// watchdog stops the node gracefully (SIGTERM; anvil writes its state); this waits for
+    /// that (up to 15 s) when this handle started it, so its process leaves no zombie.
+    pub fn leave(&self) {
+        if let Ok(mut lease) = self.lease.lock() {
+            lease.take();
+        }
         let Ok(mut guard) = self.child.lock() else {
             return;
         };
         let Some(mut child) = guard.take() else {
             return;
         };
-        if terminate(self.pid, || matches!(child.try_wait(), Ok(Some(_)))) {
-            tracing::info!(pid = self.pid, "local chain stopped");
-        } else {
-            tracing::warn!(pid = self.pid, "anvil did not stop within 10 s; killing it");
-            let _ = child.kill();
-            let _ = child.wait();
+        // The watchdog holds the lease file exclusively while it stops the node; when no one
+        // does after a moment, others still use the node and it lives on.
+        let started = Instant::now();
+        loop {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                tracing::info!(pid = self.pid, "local chain stopped");
+                break;
+            }
+            let watchdog_idle = || {
+                lock_file(
+                    &self.dir.join("users.lock"),
+                    nix::fcntl::FlockArg::LockSharedNonblock,
+                )
+                .is_ok()
+            };
+            let waited = started.elapsed();
+            if waited > Duration::from_secs(15)
+                || (waited > Duration::from_millis(500) && watchdog_idle())
+            {
+                tracing::info!(pid = self.pid, "left the local chain to its other users");
+                // Reaped by whoever outlives it; the watchdog stops it when they leave.
+                std::mem::forget(child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = std::fs::remove_file(self.dir.join("anvil.json"));
+        if let Ok(mut w) = self.watchdog.lock()
+            && let Some(mut w) = w.take()
+        {
+            let _ = w.wait();
+        }
     }
 }
 
 impl Drop for LocalChain {
     fn drop(&mut self) {
-        self.stop();
+        self.leave();
+    }
+}
+
+/// Removes all but the newest `keep` node logs in `dir`.
+fn prune_logs(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("anvil-") && n.ends_with(".log"))
+        })
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(keep);
+    for old in &logs[..excess] {
+        let _ = std::fs::remove_file(old);
     }
 }
 

@@ -96,6 +96,8 @@ pub struct ChainClient {
     store: ContentStore,
     local: Option<LocalChain>,
     resolutions: Vec<Resolution>,
+    /// Locks of the mints this client is taking through their steps (one process per mint).
+    mint_locks: std::sync::Mutex<std::collections::HashMap<TokenId, journal::MintLock>>,
 }
 
 impl std::fmt::Debug for ChainClient {
