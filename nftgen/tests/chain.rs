@@ -1414,3 +1414,56 @@ fn two_processes_minting_twenty_times_share_one_node_and_one_nonce_sequence() {
     }
     assert!(node_pid(dir.path()).is_none_or(|p| !running(p)));
 }
+
+/// Anyone can mint a recipe that would run for hours (2048² at 1000 steps here): verification
+/// does not re-run one over the cost limit, and says so; the limit is the caller's to raise.
+#[test]
+fn verification_refuses_to_rerun_a_recipe_over_its_cost_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let weights = kiln_nftgen::default_model_path();
+    let art = chain
+        .attribute(&paint(&model(), "a wooden wheel", 6))
+        .unwrap();
+    let token = chain.mint(&art).unwrap().token_id;
+    let cost = kiln_nftgen::chain::recipe_cost(&art.record);
+    assert_eq!(cost, 32 * 32 * 8);
+    let v = kiln_nftgen::chain::verify_with_limit(&chain, token, None, &weights, cost - 1).unwrap();
+    assert_eq!(
+        v.verdict,
+        Verdict::CostOverLimit {
+            cost,
+            limit: cost - 1
+        }
+    );
+    assert_eq!(v.matched, ["image", "model"]);
+    assert_eq!(
+        kiln_nftgen::chain::verify_with_limit(&chain, token, None, &weights, cost)
+            .unwrap()
+            .verdict,
+        Verdict::Authentic
+    );
+    let mut huge = art.record.clone();
+    (huge.width, huge.height, huge.steps) = (2048, 2048, 1000);
+    let receipt = mint_directly(
+        &chain,
+        DEV_KEYS[0],
+        huge.canonical_bytes(),
+        B256::from(art.content_hash.0),
+    );
+    assert!(receipt.status());
+    let started = Instant::now();
+    let v = verify(
+        &chain,
+        kiln_nftgen::TokenId::from(huge.recipe_hash()),
+        None,
+        &weights,
+    )
+    .unwrap();
+    assert!(
+        matches!(v.verdict, Verdict::CostOverLimit { cost, .. } if cost == 2048 * 2048 * 1000),
+        "{}",
+        v.summary
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -60,8 +60,27 @@ pub enum Verdict {
         /// What is wrong with it.
         detail: String,
     },
+    /// Image and model match, but the recipe was not re-run: it costs more than the limit
+    /// (anyone can mint a recipe that would run for hours). Raise the limit to run it.
+    CostOverLimit {
+        /// What the recipe costs, in pixel-steps (width × height × steps).
+        cost: u64,
+        /// The limit it is over.
+        limit: u64,
+    },
     /// No such token on this chain's contract.
     TokenUnknown,
+}
+
+/// The default limit of a re-run, in pixel-steps (width × height × steps): a 512×512 picture
+/// at 50 steps. Kiln's sprites cost a few ten thousand.
+pub const DEFAULT_MAX_COST: u64 = 512 * 512 * 50;
+
+/// What re-running `record` costs, in pixel-steps (width × height × steps).
+pub fn recipe_cost(record: &crate::GenerationRecord) -> u64 {
+    (record.width as u64)
+        .saturating_mul(record.height as u64)
+        .saturating_mul(record.steps.max(1) as u64)
 }
 
 impl Verdict {
@@ -98,6 +117,9 @@ impl Verdict {
             Self::RecordInvalid { detail } => {
                 format!("record invalid: the token exists but its on-chain record is not a readable Kiln recipe: {detail}")
             }
+            Self::CostOverLimit { cost, limit } => format!(
+                "not re-run: the recipe costs {cost} pixel-steps, over the limit of {limit} (raise it to run it)"
+            ),
             Self::TokenUnknown => "token unknown: no such token on this contract".into(),
         }
     }
@@ -160,6 +182,18 @@ pub fn verify(
     image: Option<&Path>,
     model: &Path,
 ) -> Result<Verification, ChainError> {
+    verify_with_limit(chain, token, image, model, DEFAULT_MAX_COST)
+}
+
+/// [`verify`], re-running the recipe only when it costs at most `max_cost` pixel-steps
+/// ([`recipe_cost`]); a dearer one gets [`Verdict::CostOverLimit`].
+pub fn verify_with_limit(
+    chain: &ChainClient,
+    token: TokenId,
+    image: Option<&Path>,
+    model: &Path,
+    max_cost: u64,
+) -> Result<Verification, ChainError> {
     let record = match chain.record(token) {
         // A record anyone could have minted is a verdict, not a failure of the verifier.
         Err(ChainError::BadRecord { detail, .. }) => {
@@ -219,6 +253,14 @@ pub fn verify(
         };
         return Ok(report(token, v, Some(record), image, file_record));
     }
+    let cost = recipe_cost(&record.record);
+    if cost > max_cost {
+        let v = Verdict::CostOverLimit {
+            cost,
+            limit: max_cost,
+        };
+        return Ok(report(token, v, Some(record), image, file_record));
+    }
     let verdict = match model.regenerate(&record.record, &mut |_| Control::Continue) {
         Ok(art) if art.content_hash == expected => Verdict::Authentic,
         Ok(art) => Verdict::NotReproducible {
@@ -243,6 +285,16 @@ pub fn verify_file(
     file: &Path,
     model: &Path,
 ) -> Result<Verification, ChainError> {
+    verify_file_with_limit(chain, file, model, DEFAULT_MAX_COST)
+}
+
+/// [`verify_file`] with a cost limit, as [`verify_with_limit`].
+pub fn verify_file_with_limit(
+    chain: &ChainClient,
+    file: &Path,
+    model: &Path,
+    max_cost: u64,
+) -> Result<Verification, ChainError> {
     let png = png_io::read(file).map_err(|e| ChainError::io(file, e))?;
     let mut record = png.record.clone();
     if record.creator.is_none() {
@@ -254,7 +306,7 @@ pub fn verify_file(
     {
         token = *first;
     }
-    verify(chain, token, Some(file), model)
+    verify_with_limit(chain, token, Some(file), model, max_cost)
 }
 
 fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationRecord) -> FileRecord {
@@ -311,6 +363,7 @@ fn report(
     let matched: Vec<&'static str> = match &verdict {
         Verdict::Authentic => vec!["image", "model", "recipe"],
         Verdict::ModelMissing { .. } | Verdict::ModelDifferent { .. } => vec!["image"],
+        Verdict::CostOverLimit { .. } => vec!["image", "model"],
         Verdict::NotReproducible { .. } => vec!["image", "model"],
         _ => vec![],
     };

@@ -160,20 +160,22 @@ pub fn verify(
     target: &str,
     image: Option<&Path>,
     model: Option<PathBuf>,
+    max_cost: Option<u64>,
 ) -> anyhow::Result<bool> {
     let model = model.unwrap_or_else(kiln_nftgen::default_model_path);
+    let limit = max_cost.unwrap_or(kiln_nftgen::chain::DEFAULT_MAX_COST);
     let chain = args.open_read_only()?;
     let as_file = Path::new(target);
     let report: Verification = if as_file.is_file() {
         if image.is_some() {
             bail!("give either a file or --image with a token id, not both");
         }
-        kiln_nftgen::chain::verify_file(&chain, as_file, &model)?
+        kiln_nftgen::chain::verify_file_with_limit(&chain, as_file, &model, limit)?
     } else {
         let token: TokenId = target.parse().with_context(|| {
             format!("`{target}` is neither a file nor a token id (0x and 64 hex digits)")
         })?;
-        kiln_nftgen::chain::verify(&chain, token, image, &model)?
+        kiln_nftgen::chain::verify_with_limit(&chain, token, image, &model, limit)?
     };
     if args.json {
         let mut v = serde_json::to_value(&report)?;

@@ -175,6 +175,10 @@ enum Command {
         /// Model weights to re-run on [default: the shipped model whose hash the token records].
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Re-run recipes costing up to this many pixel-steps (width × height × steps); dearer
+        /// ones get the verdict `cost_over_limit` [default: 13107200, 512×512 at 50 steps].
+        #[arg(long)]
+        max_cost: Option<u64>,
         #[command(flatten)]
         chain: chain::ChainArgs,
     },
@@ -706,8 +710,9 @@ fn main() -> ExitCode {
             target,
             image,
             model,
+            max_cost,
             chain: c,
-        } => chain::verify(&c, &target, image.as_deref(), model),
+        } => chain::verify(&c, &target, image.as_deref(), model, max_cost),
         #[cfg(feature = "chain")]
         Command::Tokens { owner, chain: c } => chain::tokens(&c, owner.as_deref()),
         #[cfg(feature = "chain")]
