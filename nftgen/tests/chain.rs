@@ -1467,3 +1467,87 @@ fn verification_refuses_to_rerun_a_recipe_over_its_cost_limit() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Two journal entries of one mint, as the journal writes them in turn.
+fn power_cut_entries() -> [kiln_nftgen::chain::JournalEntry; 2] {
+    let committing: kiln_nftgen::chain::JournalEntry = serde_json::from_value(serde_json::json!({
+        "token_id": format!("0x{}", "ab".repeat(32)),
+        "state": "committing",
+        "tx": format!("0x{}", "01".repeat(32)),
+        "raw_tx": format!("0x{}", "02".repeat(400)),
+        "nonce": 7,
+        "from": format!("0x{}", "03".repeat(20)),
+        "recipe": format!("0x{}", "04".repeat(184)),
+        "content_hash": format!("0x{}", "05".repeat(32)),
+        "salt": format!("0x{}", "06".repeat(32)),
+        "contract": format!("0x{}", "07".repeat(20)),
+        "block": null,
+        "gas_used": null,
+        "reason": null,
+    }))
+    .unwrap();
+    let mut confirmed = committing.clone();
+    confirmed.state = MintState::Confirmed;
+    confirmed.block = Some(12);
+    confirmed.gas_used = Some(108_944);
+    confirmed.reason = Some("x".repeat(3000));
+    [committing, confirmed]
+}
+
+/// The child side of the power-cut test (run by it as a separate process; a no-op otherwise):
+/// rewrites one journal entry with the journal's atomic write, in turn, until killed.
+#[test]
+fn power_cut_child_writer() {
+    let Some(path) = std::env::var_os("KILN_POWER_CUT_FILE") else {
+        return;
+    };
+    let entries = power_cut_entries();
+    for i in 0.. {
+        let bytes = serde_json::to_vec_pretty(&entries[i % 2]).unwrap();
+        kiln_nftgen::store::write_atomic(Path::new(&path), &bytes).unwrap();
+    }
+}
+
+/// kill -9 at random moments of a process rewriting a journal entry (between write, flush and
+/// rename): the entry on disk is always one whole version, never a mix or a cut, and the
+/// temporary files a killed writer leaves are not taken for entries.
+#[test]
+fn a_journal_entry_survives_kill_9_at_any_moment_of_its_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal/31337");
+    std::fs::create_dir_all(&journal).unwrap();
+    let file = journal.join(format!("0x{}.json", "ab".repeat(32)));
+    let entries = power_cut_entries();
+    let mut seen = [0, 0];
+    let mut state = 0x1234_5678u32;
+    for round in 0..25 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "power_cut_child_writer", "--test-threads", "1"])
+            .env("KILN_POWER_CUT_FILE", &file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the first write", Duration::from_secs(20), || file.exists());
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        std::thread::sleep(Duration::from_micros(500 + (state % 20_000) as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let on_disk: kiln_nftgen::chain::JournalEntry =
+            serde_json::from_slice(&std::fs::read(&file).unwrap())
+                .unwrap_or_else(|e| panic!("round {round}: a cut entry: {e}"));
+        let which = entries
+            .iter()
+            .position(|e| *e == on_disk)
+            .unwrap_or_else(|| panic!("round {round}: a mixed entry"));
+        seen[which] += 1;
+    }
+    eprintln!("after 25 kills: {seen:?} (committing, confirmed)");
+    // The journal reads one entry; the killed writers' temporary files are not entries.
+    let chain = open(dir.path());
+    let listed = chain.journal().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(entries.contains(&listed[0]));
+}
