@@ -27,6 +27,7 @@ impl Plugin for UiPlugin {
                     altar,
                     shop,
                     gallery,
+                    finish_thumbnails,
                 )
                     .after(crate::play::PlaySet),
             );
@@ -64,9 +65,27 @@ struct GalleryPanel;
 #[derive(Component)]
 struct GalleryRows;
 
-/// Gallery thumbnails by token id.
+/// Gallery thumbnails by token id, and the ones still being decoded: a gallery file may come
+/// from anyone, so it is read off the main thread (the PNG reader caps its size before
+/// allocating) and a frame never waits for it.
 #[derive(Resource, Default)]
-struct Thumbnails(HashMap<String, Handle<Image>>);
+struct Thumbnails(
+    HashMap<String, Handle<Image>>,
+    Vec<(Handle<Image>, bevy::tasks::Task<Option<Image>>)>,
+);
+
+/// Puts decoded thumbnails in place (an unreadable file leaves its placeholder empty).
+fn finish_thumbnails(mut thumbnails: ResMut<Thumbnails>, mut images: ResMut<Assets<Image>>) {
+    thumbnails.1.retain_mut(|(handle, task)| {
+        let Some(decoded) = bevy::tasks::block_on(bevy::tasks::poll_once(task)) else {
+            return true;
+        };
+        if let Some(image) = decoded {
+            let _ = images.insert(handle.id(), image);
+        }
+        false
+    });
+}
 
 fn text(s: impl Into<String>, size: f32) -> impl Bundle {
     coloured_text(s, size, Color::WHITE)
@@ -509,7 +528,7 @@ fn gallery(
     mode: Res<Mode>,
     save: Res<SaveGame>,
     mut thumbnails: ResMut<Thumbnails>,
-    mut images: ResMut<Assets<Image>>,
+    images: Res<Assets<Image>>,
     mut panel: Single<&mut Visibility, With<GalleryPanel>>,
     rows: Single<Entity, With<GalleryRows>>,
     mut commands: Commands,
@@ -531,14 +550,21 @@ fn gallery(
         return;
     }
     for entry in save.gallery.iter().rev().take(5) {
-        let thumb = thumbnails
-            .0
-            .entry(entry.token_id.clone())
-            .or_insert_with(|| match kiln_nftgen::png_io::read(&entry.image) {
-                Ok(png) => images.add(bevy_kiln::pixel_image(png.width, png.height, png.rgba)),
-                Err(_) => Handle::default(),
-            })
-            .clone();
+        let thumb = match thumbnails.0.get(&entry.token_id) {
+            Some(h) => h.clone(),
+            None => {
+                let handle = images.reserve_handle();
+                let path = entry.image.clone();
+                let task = bevy::tasks::AsyncComputeTaskPool::get().spawn(async move {
+                    kiln_nftgen::png_io::read(&path)
+                        .ok()
+                        .map(|png| bevy_kiln::pixel_image(png.width, png.height, png.rgba))
+                });
+                thumbnails.1.push((handle.clone(), task));
+                thumbnails.0.insert(entry.token_id.clone(), handle.clone());
+                handle
+            }
+        };
         let colour = match entry.verdict.as_str() {
             "authentic" => Color::srgb(0.4, 0.95, 0.5),
             "verifying" => Color::srgb(0.9, 0.9, 0.5),
