@@ -1036,12 +1036,7 @@ fn clearing_a_data_dir_stops_its_node_and_keeps_what_is_not_kilns() {
     let removed = kiln_nftgen::chain::clear_data_dir(dir.path(), &["notes-not-there"]).unwrap();
     assert_eq!(removed.len(), 3, "{removed:?}");
     // The node is gone (at most a zombie until its parent, this process, reaps it).
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.trim_start().chars().next());
-    assert!(matches!(state, None | Some('Z' | 'X')), "{stat}");
+    assert!(!running(pid), "the node still runs");
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1280,13 +1275,7 @@ fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
 
 /// `nftgen` with the test environment, as a child process to watch and kill.
 fn nftgen_child(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_nftgen"))
-        .args(args)
-        .env_remove("KILN_ART_MODEL")
-        .env_remove("KILN_RPC_URL")
-        .env_remove("KILN_PRIVATE_KEY")
-        .env_remove("KILN_CONTRACT")
-        .env("RUST_LOG", "warn")
+    common::nftgen_command(args, &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -352,15 +352,7 @@ impl ChainClient {
 
     /// Polls for the receipt of `hash` until the receipt timeout.
     pub(super) fn wait_receipt(&self, hash: B256) -> Result<TransactionReceipt, ChainError> {
-        self.wait_receipt_until(hash, Instant::now() + self.receipt_timeout)
-    }
-
-    /// Polls for the receipt of `hash` until `deadline`.
-    pub(super) fn wait_receipt_until(
-        &self,
-        hash: B256,
-        deadline: Instant,
-    ) -> Result<TransactionReceipt, ChainError> {
+        let deadline = Instant::now() + self.receipt_timeout;
         loop {
             if let Some(r) = self.rpc(
                 "eth_getTransactionReceipt",
@@ -368,15 +360,26 @@ impl ChainClient {
             )? {
                 return Ok(r);
             }
-            if Instant::now() >= deadline {
-                return Err(ChainError::Timeout {
-                    url: self.url.clone(),
-                    what: format!("the receipt of {hash}"),
-                    after: self.receipt_timeout,
-                });
-            }
+            self.before(deadline, || format!("the receipt of {hash}"))?;
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A [`ChainError::Timeout`] for `what` once `deadline` (set from the receipt timeout)
+    /// has passed.
+    pub(super) fn before(
+        &self,
+        deadline: Instant,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ChainError> {
+        if Instant::now() < deadline {
+            return Ok(());
+        }
+        Err(ChainError::Timeout {
+            url: self.url.clone(),
+            what: what(),
+            after: self.receipt_timeout,
+        })
     }
 
     /// Binds `art` to this wallet as creator: one naming another creator is refused; a

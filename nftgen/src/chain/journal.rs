@@ -156,18 +156,30 @@ pub struct Resolution {
 /// taking the mint through its steps; others leave it alone.
 pub(super) type MintLock = nix::fcntl::Flock<std::fs::File>;
 
-/// Opens `path` (created if missing) and locks it as `how` says.
+/// Opens `path` (created if missing) and locks it as `how` says, waiting for the lock.
 pub(super) fn lock_file(
     path: &Path,
     how: nix::fcntl::FlockArg,
 ) -> Result<nix::fcntl::Flock<std::fs::File>, ChainError> {
+    try_lock_file(path, how)?.ok_or_else(|| ChainError::io(path, nix::errno::Errno::EWOULDBLOCK))
+}
+
+/// [`lock_file`]; `None` when `how` does not wait (`…Nonblock`) and another holds the lock.
+pub(super) fn try_lock_file(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, ChainError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(|e| ChainError::io(path, e))?;
-    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| ChainError::io(path, e))
+    match nix::fcntl::Flock::lock(file, how) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(ChainError::io(path, e)),
+    }
 }
 
 impl ChainClient {
@@ -179,20 +191,8 @@ impl ChainClient {
             return Ok(true);
         }
         let path = self.journal_dir.join(format!("{token}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ChainError::io(&path, e))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => {
-                locks.insert(token, lock);
-                Ok(true)
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(false),
-            Err((_, e)) => Err(ChainError::io(&path, e)),
-        }
+        let lock = try_lock_file(&path, nix::fcntl::FlockArg::LockExclusiveNonblock)?;
+        Ok(lock.map(|lock| locks.insert(token, lock)).is_some())
     }
 
     /// Gives up the lock of a settled mint.
@@ -370,13 +370,7 @@ impl ChainClient {
                 *action = "fee bumped";
                 bump_at = Instant::now() + self.fee_bump_after;
             }
-            if Instant::now() >= deadline {
-                return Err(ChainError::Timeout {
-                    url: self.url.clone(),
-                    what: format!("the receipt of {}", e.tx),
-                    after: self.receipt_timeout,
-                });
-            }
+            self.before(deadline, || format!("the receipt of {}", e.tx))?;
             std::thread::sleep(self.poll_interval());
         }
     }
@@ -452,13 +446,9 @@ impl ChainClient {
             if head + 1 >= block + self.confirmations {
                 break;
             }
-            if Instant::now() >= deadline {
-                return Err(ChainError::Timeout {
-                    url: self.url.clone(),
-                    what: format!("{} confirmations of block {block}", self.confirmations),
-                    after: self.receipt_timeout,
-                });
-            }
+            self.before(deadline, || {
+                format!("{} confirmations of block {block}", self.confirmations)
+            })?;
             std::thread::sleep(self.poll_interval());
         }
         let now = self.rpc(

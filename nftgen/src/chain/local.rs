@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::ChainError;
-use super::journal::lock_file;
+use super::journal::{lock_file, try_lock_file};
 
 /// Environment variable naming the anvil binary to run.
 pub const ANVIL_ENV: &str = "KILN_ANVIL";
@@ -321,11 +321,13 @@ impl LocalChain {
                 break;
             }
             let watchdog_idle = || {
-                lock_file(
-                    &self.dir.join("users.lock"),
-                    nix::fcntl::FlockArg::LockSharedNonblock,
+                matches!(
+                    try_lock_file(
+                        &self.dir.join("users.lock"),
+                        nix::fcntl::FlockArg::LockSharedNonblock,
+                    ),
+                    Ok(Some(_))
                 )
-                .is_ok()
             };
             let waited = started.elapsed();
             if waited > Duration::from_secs(15)

@@ -16,6 +16,11 @@ pub fn tiny_sprite(dir: &Path, name: &str, seed: u64) -> PathBuf {
 
 /// Runs the `nftgen` binary with extra environment variables.
 pub fn nftgen(args: &[&str], env: &[(&str, &str)]) -> Output {
+    nftgen_command(args, env).output().expect("nftgen runs")
+}
+
+/// The `nftgen` command [`nftgen`] runs, to spawn, watch and kill.
+pub fn nftgen_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftgen"));
     cmd.args(args)
         .env_remove("KILN_ART_MODEL")
@@ -28,7 +33,7 @@ pub fn nftgen(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("nftgen runs")
+    cmd
 }
 
 /// Asserts a successful run, showing its stderr otherwise.
