@@ -19,7 +19,9 @@ use kiln_nftgen::chain::{
     ChainClient, ChainConfig, ChainError, DEV_KEYS, FileRecord, KilnProvenance, MintRejection,
     MintState, Verdict, verify, verify_file,
 };
-use kiln_nftgen::{ArtModel, Control, CreatorAddress, GeneratedArt, GenerationRequest, png_io};
+use kiln_nftgen::{
+    ArtModel, Control, CreatorAddress, GeneratedArt, GenerationRequest, TokenId, png_io,
+};
 
 fn model() -> ArtModel {
     ArtModel::load(kiln_nftgen::default_model_path()).expect("shipped model")
@@ -1539,4 +1541,316 @@ fn a_journal_entry_survives_kill_9_at_any_moment_of_its_write() {
     let listed = chain.journal().unwrap();
     assert_eq!(listed.len(), 1);
     assert!(entries.contains(&listed[0]));
+}
+
+/// Hardhat's node (npm `hardhat`, its EDR engine; installed by `cargo xtask setup` beside
+/// anvil), in a temporary project that links Kiln's npm tools. Killed when dropped.
+struct Hardhat {
+    child: std::process::Child,
+    url: String,
+    _project: tempfile::TempDir,
+}
+
+impl Hardhat {
+    fn start() -> Self {
+        let npm = kiln_nftgen::chain::find_anvil()
+            .expect("anvil installed")
+            .ancestors()
+            .nth(5)
+            .expect("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+            .to_path_buf();
+        let project = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            npm.join("node_modules"),
+            project.path().join("node_modules"),
+        )
+        .unwrap();
+        std::fs::write(
+            project.path().join("hardhat.config.js"),
+            "module.exports = {};\n",
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = project.path().join("node.log");
+        let child = std::process::Command::new("node")
+            .arg("node_modules/hardhat/internal/cli/cli.js")
+            .args([
+                "node",
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .current_dir(project.path())
+            .env("HARDHAT_DISABLE_TELEMETRY_PROMPT", "true")
+            .env_remove("KILN_PRIVATE_KEY")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs");
+        let mut node = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _project: project,
+        };
+        wait_until("Hardhat's node to listen", Duration::from_secs(90), || {
+            assert!(
+                node.child.try_wait().unwrap().is_none(),
+                "Hardhat's node exited: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Started HTTP"))
+        });
+        node
+    }
+}
+
+impl Drop for Hardhat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `chain.toml` for the node at `url` (a "remote" chain to Kiln) into `dir`, signing
+/// with `key`, with extra settings.
+fn remote_config(dir: &Path, url: &str, key: &str, extra: &str) -> ChainConfig {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("chain.toml"),
+        format!("rpc_url = \"{url}\"\nprivate_key = \"{key}\"\n{extra}"),
+    )
+    .unwrap();
+    ChainConfig::load(dir).unwrap()
+}
+
+/// Deploys a provenance contract on the node at `url` with `nftgen`'s own path (the signer
+/// becomes its owner); returns `contract = "0x…"` for a `chain.toml`.
+fn deploy_on(url: &str, dir: &Path) -> String {
+    let config = remote_config(&dir.join("deployer"), url, DEV_KEYS[0], "");
+    let deployer = ChainClient::open_for_deploy(&config).unwrap();
+    let receipt = deployer.deploy_contract("file:///tokens/", 500).unwrap();
+    format!(
+        "contract = \"{}\"\n",
+        receipt.contract_address.expect("deployed")
+    )
+}
+
+/// A raw JSON-RPC call to the node at `url`.
+fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let (rt, provider) = wallet(url, DEV_KEYS[0]);
+    rt.block_on(provider.raw_request::<_, serde_json::Value>(method.to_string().into(), params))
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Kiln's chain flows on one EVM node reached over its RPC URL, as any chain is: mint with
+/// commit–reveal, a copied reveal and a repeat refused with typed errors, a client that stopped
+/// between commitment and reveal, a commitment dropped from the mempool whose nonce another
+/// transaction took (the node refuses the old bytes in its own words; the client signs again),
+/// a transaction that sits unmined (its fee is bumped and the replacement counts), and log
+/// queries in pages of two blocks. `drop_tx` is the node's method to drop a pending
+/// transaction.
+fn flows_on_node(url: &str, drop_tx: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let contract = deploy_on(url, dir.path());
+    let data = dir.path().join("alice");
+    let config = remote_config(&data, url, DEV_KEYS[0], &contract);
+    let model = model();
+    let alice = ChainClient::open(&config).unwrap();
+    let art = alice
+        .attribute(&paint(&model, "a glowing green potion", 40))
+        .unwrap();
+    let first = alice.mint(&art).unwrap();
+    assert!(first.total_gas() <= 160_000, "{}", first.total_gas());
+    assert_eq!(
+        verify(
+            &alice,
+            first.token_id,
+            None,
+            &kiln_nftgen::default_model_path()
+        )
+        .unwrap()
+        .verdict,
+        Verdict::Authentic
+    );
+    assert!(matches!(
+        alice.mint(&art),
+        Err(ChainError::Rejected(MintRejection::AlreadyMinted { .. }))
+    ));
+    let (rt, bob) = wallet(url, DEV_KEYS[1]);
+    let copy = KilnProvenance::mintCall {
+        recipe: art.record.canonical_bytes().into(),
+        contentHash: B256::from(art.content_hash.0),
+        salt: B256::ZERO,
+    };
+    let tx = TransactionRequest::default()
+        .with_to(Address::from(alice.contract().0))
+        .with_input(copy.abi_encode());
+    let err = rt.block_on(bob.call(tx).into_future()).unwrap_err();
+    assert!(
+        matches!(
+            err.as_error_resp().and_then(
+                |e| e.as_decoded_interface_error::<KilnProvenance::KilnProvenanceErrors>()
+            ),
+            Some(KilnProvenance::KilnProvenanceErrors::NotCreator(_))
+        ),
+        "{err}"
+    );
+
+    // Stopped between the mined commitment and the reveal: the next client reveals it.
+    let second = alice.attribute(&paint(&model, "a red sword", 41)).unwrap();
+    let pending = alice.submit(&second).unwrap();
+    drop(alice);
+    let alice = ChainClient::open(&config).unwrap();
+    let res = alice.resolutions();
+    assert_eq!(res.len(), 1, "{res:?}");
+    assert_eq!(
+        (res[0].token_id, res[0].state, res[0].action),
+        (pending.token_id, MintState::Confirmed, "receipt found")
+    );
+
+    // A commitment dropped from the mempool, its nonce taken by another transaction.
+    rpc(url, "evm_setAutomine", serde_json::json!([false]));
+    let third = alice.attribute(&paint(&model, "a cyan gem", 42)).unwrap();
+    let dropped = alice.submit(&third).unwrap();
+    drop(alice);
+    rpc(url, drop_tx, serde_json::json!([dropped.tx.to_string()]));
+    rpc(url, "evm_setAutomine", serde_json::json!([true]));
+    let spend = TransactionRequest::default()
+        .with_to(Address::from([0x11; 20]))
+        .with_value(U256::from(1u64));
+    send(url, DEV_KEYS[0], spend);
+    let alice = ChainClient::open(&config).unwrap();
+    let res = alice.resolutions();
+    assert_eq!(res.len(), 1, "{res:?}");
+    assert_eq!(
+        (res[0].token_id, res[0].state, res[0].action),
+        (dropped.token_id, MintState::Confirmed, "signed again")
+    );
+    drop(alice);
+
+    // Unmined for longer than fee_bump_after: signed again at its nonce with higher fees.
+    let bumping = remote_config(
+        &data,
+        url,
+        DEV_KEYS[0],
+        &format!("{contract}fee_bump_after_secs = 1\nlog_page_blocks = 2\n"),
+    );
+    let alice = ChainClient::open(&bumping).unwrap();
+    let fourth = alice
+        .attribute(&paint(&model, "a yellow helmet", 43))
+        .unwrap();
+    rpc(url, "evm_setAutomine", serde_json::json!([false]));
+    let pending = alice.submit(&fourth).unwrap();
+    let first_commit = pending.tx;
+    let waiter = std::thread::spawn(move || alice.confirm(&pending).map(|r| (r, alice)));
+    while !waiter.is_finished() {
+        std::thread::sleep(Duration::from_millis(2500));
+        rpc(url, "evm_mine", serde_json::json!([]));
+    }
+    rpc(url, "evm_setAutomine", serde_json::json!([true]));
+    let (receipt, alice) = waiter.join().unwrap().unwrap();
+    assert_ne!(
+        receipt.commit_tx,
+        Some(first_commit),
+        "the bumped commitment was mined, not the first"
+    );
+    // Every token, found through eth_getLogs in pages of two blocks.
+    let mut held = alice.tokens_of(alice.account()).unwrap();
+    let mut expected = vec![
+        first.token_id,
+        TokenId::from(second.recipe_hash),
+        dropped.token_id,
+        receipt.token_id,
+    ];
+    held.sort();
+    expected.sort();
+    assert_eq!(held, expected);
+}
+
+#[test]
+fn chain_flows_hold_on_hardhats_node() {
+    let node = Hardhat::start();
+    flows_on_node(&node.url, "hardhat_dropTransaction");
+}
+
+#[test]
+fn chain_flows_hold_on_anvil_over_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = kiln_nftgen::chain::LocalChain::start(dir.path()).unwrap();
+    flows_on_node(&node.url(), "anvil_dropTransaction");
+}
+
+/// With two confirmations, a reorganisation that takes the mint out of its block before the
+/// second one is noticed: the client sends the mint again and waits anew; the token lands.
+#[test]
+fn a_mint_reorganised_out_before_its_confirmations_lands_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = kiln_nftgen::chain::LocalChain::start(dir.path().join("node")).unwrap();
+    let url = node.url();
+    let contract = deploy_on(&url, dir.path());
+    let config = remote_config(
+        &dir.path().join("alice"),
+        &url,
+        DEV_KEYS[0],
+        &format!("{contract}confirmations = 2\n"),
+    );
+    let alice = ChainClient::open(&config).unwrap();
+    let art = alice.attribute(&paint(&model(), "a tin cup", 44)).unwrap();
+    let token = kiln_nftgen::TokenId::from(art.recipe_hash);
+    let journal = dir.path().join(format!("alice/journal/31337/{token}.json"));
+    let pending = alice.submit(&art).unwrap();
+    let waiter = std::thread::spawn(move || alice.confirm(&pending).map(|r| (r, alice)));
+    // The reveal is mined (automine) and waits for its second confirmation.
+    let (rt, provider) = wallet(&url, DEV_KEYS[0]);
+    let first = loop {
+        let entry: kiln_nftgen::chain::JournalEntry =
+            serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+        if entry.state == MintState::Pending
+            && let Some(r) = rt
+                .block_on(
+                    provider
+                        .get_transaction_receipt(B256::from(entry.tx.0))
+                        .into_future(),
+                )
+                .unwrap()
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The block holding it is replaced by an empty one.
+    rpc(&url, "anvil_reorg", serde_json::json!([1, []]));
+    assert!(
+        rt.block_on(
+            provider
+                .get_transaction_receipt(first.transaction_hash)
+                .into_future()
+        )
+        .unwrap()
+        .is_none_or(|r| r.block_hash != first.block_hash)
+    );
+    while !waiter.is_finished() {
+        std::thread::sleep(Duration::from_millis(300));
+        rpc(&url, "evm_mine", serde_json::json!([]));
+    }
+    let (receipt, alice) = waiter.join().unwrap().expect("the mint lands");
+    let now = rt
+        .block_on(
+            provider
+                .get_transaction_receipt(B256::from(receipt.tx.0))
+                .into_future(),
+        )
+        .unwrap()
+        .expect("mined");
+    assert_ne!(
+        now.block_hash, first.block_hash,
+        "mined again, in another block"
+    );
+    assert!(alice.exists(token).unwrap());
+    assert_eq!(alice.journal().unwrap()[0].state, MintState::Confirmed);
 }

@@ -107,7 +107,8 @@ pub fn npm_dir() -> PathBuf {
 }
 
 /// Installs the pinned npm packages of `nftgen/contracts/package-lock.json` (solc, OpenZeppelin
-/// Contracts, anvil) into the cache, unless the same lock file is already installed there.
+/// Contracts, anvil, and Hardhat, whose node is the chain tests' second EVM node) into the
+/// cache, unless the same lock file is already installed there.
 pub fn npm_tools() -> Result<PathBuf> {
     let src = Path::new("nftgen/contracts");
     let lock = std::fs::read(src.join("package-lock.json")).context("reading the npm lock file")?;
@@ -120,7 +121,7 @@ pub fn npm_tools() -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::copy(src.join("package.json"), dir.join("package.json"))?;
     std::fs::copy(src.join("package-lock.json"), dir.join("package-lock.json"))?;
-    eprintln!("xtask: installing solc, OpenZeppelin Contracts and anvil from npm");
+    eprintln!("xtask: installing solc, OpenZeppelin Contracts, anvil and Hardhat from npm");
     crate::run(
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -128,6 +129,10 @@ pub fn npm_tools() -> Result<PathBuf> {
     )?;
     if !anvil.is_file() {
         bail!("npm installed no anvil binary at {}", anvil.display());
+    }
+    let hardhat = dir.join("node_modules/hardhat/internal/cli/cli.js");
+    if !hardhat.is_file() {
+        bail!("npm installed no Hardhat at {}", hardhat.display());
     }
     Ok(dir)
 }

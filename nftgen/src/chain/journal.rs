@@ -152,6 +152,16 @@ pub struct Resolution {
     pub reason: Option<String>,
 }
 
+/// Whether a node's refusal of a resent transaction says it has it already. Nodes word it
+/// differently: geth and anvil "already known", Nethermind "already imported", Hardhat
+/// "Known transaction".
+fn already_known(detail: &str) -> bool {
+    let detail = detail.to_lowercase();
+    ["already known", "already imported", "known transaction"]
+        .iter()
+        .any(|s| detail.contains(s))
+}
+
 /// An exclusive lock on one mint (`<journal>/<token>.lock`): the process holding it is the one
 /// taking the mint through its steps; others leave it alone.
 pub(super) type MintLock = nix::fcntl::Flock<std::fs::File>;
@@ -386,11 +396,7 @@ impl ChainClient {
         tracing::warn!(token = %e.token_id, tx = %e.tx, "the chain does not know this transaction; sending it again");
         match self.send_raw(&e.raw()?) {
             Ok(()) => Ok("sent again"),
-            Err(ChainError::Rpc { detail, .. })
-                if detail.contains("already known") || detail.contains("already imported") =>
-            {
-                Ok("sent again")
-            }
+            Err(ChainError::Rpc { detail, .. }) if already_known(&detail) => Ok("sent again"),
             Err(ChainError::Rpc { detail, .. }) if e.from == self.account() => {
                 tracing::warn!(token = %e.token_id, %detail, "the node refused the old transaction; signing it again");
                 let _lock = self.account_lock()?;
