@@ -1854,3 +1854,42 @@ fn a_mint_reorganised_out_before_its_confirmations_lands_again() {
     assert!(alice.exists(token).unwrap());
     assert_eq!(alice.journal().unwrap()[0].state, MintState::Confirmed);
 }
+
+/// A picture its recipe does not paint (pixels edited, content hash written to match): `mint`
+/// re-runs the recipe and refuses it; `--no-check` mints it anyway, and verification re-runs the
+/// recipe, gets other pixels and says `not_reproducible`.
+#[test]
+fn art_its_recipe_does_not_paint_is_refused_or_verifies_not_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_str(dir.path());
+    let mut art = paint(&model(), "a bronze bell", 45);
+    art.rgba[4 * 100] ^= 0x10;
+    art.content_hash = kiln_nftgen::ContentHash::of_rgba8(art.width, art.height, &art.rgba);
+    let png = dir.path().join("edited.png");
+    png_io::write(&png, &art).unwrap();
+    let out = nftgen(&["mint", path_str(&png), "--data-dir", d], &[]);
+    common::assert_one_line_error(&out, "does not paint");
+    let out = nftgen(
+        &[
+            "mint",
+            path_str(&png),
+            "--no-check",
+            "--data-dir",
+            d,
+            "--json",
+        ],
+        &[],
+    );
+    assert_success(&out);
+    let minted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = minted["token_id"].as_str().unwrap();
+    let out = nftgen(&["verify", token, "--data-dir", d, "--json"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "not_reproducible", "{v}");
+    assert_eq!(v["expected"], art.content_hash.to_string());
+    assert!(
+        v["actual"].is_string() && v["actual"] != v["expected"],
+        "{v}"
+    );
+}
