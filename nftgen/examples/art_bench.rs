@@ -8,6 +8,9 @@
 //! - kiln-sprite-q (the shipped integer model of `kiln-pipeline/2`) at the same sizes and steps,
 //!   and its reference: the same int8 matrix products (every linear layer of both guidance
 //!   rows, the patch embedding once) as bare int8 GEMMs with the same dot-product kernel.
+//! - With `--gpu-only`: kiln-sprite-q on the GPU backend (wgpu; whatever adapter opens, Mesa's
+//!   lavapipe on a machine without a GPU) beside the CPU's integer kernels, checking that both
+//!   paint the same content hash, and naming the adapter.
 //! - One Stable Diffusion UNet step on 32×32 latents (256×256 pixels through SD's 8× VAE), for
 //!   the guidance pair, on the tiny random checkpoint's UNet and on a full-size SD 2.1 /
 //!   SD-Turbo UNet with random weights.
@@ -116,8 +119,53 @@ fn int_gemm_reference(
     median(times)
 }
 
+/// kiln-sprite-q on the GPU beside the CPU's integer kernels: one JSON line per size and step
+/// count, after checking that both paint the same content hash.
+fn gpu_rows() -> Result<()> {
+    let path = kiln_nftgen::default_model_path();
+    let cpu = ArtModel::load(&path)?;
+    let mut gpu = ArtModel::load(&path)?;
+    let device = kiln_nftgen::gpu::GpuDevice::open_headless()?;
+    gpu.use_gpu(&device)?;
+    let adapter = device.adapter().to_string();
+    // A software rasterizer is for correctness: fewer, shorter runs.
+    let software = adapter.contains("Cpu");
+    let (reps, step_counts): (usize, &[u32]) = if software {
+        (1, &[20])
+    } else {
+        (5, &[10, 20, 50])
+    };
+    let sizes = cpu.sizes().map(<[_]>::to_vec).unwrap_or_default();
+    for &[w, h] in &sizes {
+        for &steps in step_counts {
+            let req = GenerationRequest::new("a glowing green potion", 1)
+                .steps(steps)
+                .size(w, h);
+            let a = cpu.generate(&req, &mut |_| Control::Continue)?;
+            let b = gpu.generate(&req, &mut |_| Control::Continue)?;
+            anyhow::ensure!(
+                a.content_hash == b.content_hash,
+                "the GPU painted {} where the CPU painted {}",
+                b.content_hash,
+                a.content_hash
+            );
+            let cpu_secs = time_generate(&cpu, &req, reps)?;
+            let gpu_secs = time_generate(&gpu, &req, reps)?;
+            println!(
+                "{}",
+                serde_json::json!({"what": "sprite-q-gpu", "adapter": adapter, "size": format!("{w}x{h}"),
+                    "steps": steps, "secs": gpu_secs, "cpu_secs": cpu_secs, "same_pixels": true})
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--gpu-only") {
+        return gpu_rows();
+    }
     let full_sd = !args.iter().any(|a| a == "--no-full-sd");
     let reps: usize = 5;
     let threads = candle_core::utils::get_num_threads();

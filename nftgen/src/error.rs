@@ -160,6 +160,10 @@ pub enum GenerateError {
     /// The tensor backend failed.
     #[error("tensor backend error: {0}")]
     Backend(String),
+    /// The GPU failed (device lost, out of memory, kernels refused); the model can go on with
+    /// the CPU backend ([`crate::ArtModel::select_backend`]).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 impl From<candle_core::Error> for GenerateError {
@@ -236,6 +240,54 @@ pub enum RecordError {
         /// Which field.
         what: &'static str,
         /// What is wrong.
+        detail: String,
+    },
+}
+
+/// What went wrong on the GPU. The CPU backend is always there to fall back to.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// No adapter (GPU or software rasterizer) could be opened.
+    #[error(
+        "no GPU adapter: {detail} (install a Vulkan driver, e.g. Mesa's `mesa-vulkan-drivers`, or use the CPU backend)"
+    )]
+    NoAdapter {
+        /// What wgpu said.
+        detail: String,
+    },
+    /// The adapter refused to open a device with the limits the kernels need.
+    #[error("the GPU `{adapter}` could not open a device: {detail}")]
+    Device {
+        /// The adapter's name.
+        adapter: String,
+        /// What wgpu said.
+        detail: String,
+    },
+    /// The kernels did not compile or validate on this device.
+    #[error("the art kernels do not compile on `{adapter}`: {detail}")]
+    Kernels {
+        /// The adapter's name.
+        adapter: String,
+        /// What wgpu said.
+        detail: String,
+    },
+    /// The device ran out of memory.
+    #[error("the GPU ran out of memory: {detail}")]
+    OutOfMemory {
+        /// What wgpu said.
+        detail: String,
+    },
+    /// The device was lost (driver reset, removed GPU) or stopped answering.
+    #[error("the GPU device was lost: {detail}")]
+    DeviceLost {
+        /// What wgpu said.
+        detail: String,
+    },
+    /// The model cannot run on this backend (not a kiln-sprite-q model, or a size it lacks).
+    #[error("{detail}")]
+    Unsupported {
+        /// What is missing.
         detail: String,
     },
 }

@@ -46,6 +46,8 @@
 pub mod chain;
 mod device;
 mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod model;
 mod pipeline;
 pub mod provenance;
@@ -106,11 +108,11 @@ fn shipped_models_dir() -> std::path::PathBuf {
 }
 
 pub use device::{DevicePreference, select as select_device};
-pub use error::{GenerateError, ModelError, PngError, RecordError, RequestError};
+pub use error::{GenerateError, GpuError, ModelError, PngError, RecordError, RequestError};
 pub use model::sprite_q::PIPELINE_2;
 pub use pipeline::{
-    ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES, MAX_STEPS,
-    ModelFamily, Progress,
+    ArtBackend, ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES,
+    MAX_STEPS, ModelFamily, Progress,
 };
 pub use provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,

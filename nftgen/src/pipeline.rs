@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::device::{self, DevicePreference};
-use crate::error::{GenerateError, ModelError, RequestError};
+use crate::error::{GenerateError, GpuError, ModelError, RequestError};
 use crate::model::sd::{self, SdModel};
 use crate::model::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
 use crate::model::sprite_q::gemm::Kernel;
@@ -25,6 +25,44 @@ pub const MAX_PROMPT_BYTES: usize = 1000;
 pub const MAX_STEPS: u32 = 1000;
 /// Largest guidance scale.
 pub const MAX_GUIDANCE: f32 = 50.0;
+
+/// Where `kiln-pipeline/2` models paint. Every choice paints the same bits; only the speed differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ArtBackend {
+    /// A real GPU when one opens, else the CPU (with a log line saying why). A software
+    /// rasterizer is passed over: the CPU kernels are faster than it.
+    #[default]
+    Auto,
+    /// The CPU's integer kernels (SIMD chosen at run time).
+    Cpu,
+    /// The GPU through wgpu, a software rasterizer included; an error when none opens (needs
+    /// the `gpu` feature).
+    Gpu,
+}
+
+impl ArtBackend {
+    /// `auto`, `cpu` or `gpu`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtBackend::Auto => "auto",
+            ArtBackend::Cpu => "cpu",
+            ArtBackend::Gpu => "gpu",
+        }
+    }
+}
+
+impl std::str::FromStr for ArtBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ArtBackend::Auto),
+            "cpu" => Ok(ArtBackend::Cpu),
+            "gpu" => Ok(ArtBackend::Gpu),
+            other => Err(format!("unknown backend `{other}` (auto, cpu or gpu)")),
+        }
+    }
+}
 
 /// The two model families behind [`ArtModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +196,9 @@ pub struct ArtModel {
     path: PathBuf,
     device: Device,
     backend: Backend,
+    /// The integer network's weights on a GPU, when it paints there.
+    #[cfg(feature = "gpu")]
+    gpu: Option<std::sync::Arc<crate::gpu::GpuSpriteQ>>,
 }
 
 impl std::fmt::Debug for ArtModel {
@@ -203,6 +244,8 @@ impl ArtModel {
                 path: path.to_path_buf(),
                 device,
                 backend,
+                #[cfg(feature = "gpu")]
+                gpu: None,
             });
         }
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
@@ -238,6 +281,8 @@ impl ArtModel {
                 path: path.to_path_buf(),
                 device: Device::Cpu,
                 backend: Backend::Cpu,
+                #[cfg(feature = "gpu")]
+                gpu: None,
             });
         }
         let json = meta
@@ -272,6 +317,8 @@ impl ArtModel {
             path: path.to_path_buf(),
             device,
             backend,
+            #[cfg(feature = "gpu")]
+            gpu: None,
         })
     }
 
@@ -298,6 +345,94 @@ impl ArtModel {
     /// Backend it runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Chooses where a `kiln-pipeline/2` model paints and returns the backend it now runs on.
+    /// `Auto` opens a real GPU (not a software rasterizer) and falls back to the CPU with a log
+    /// line; `Gpu` opens any adapter (lavapipe too) and reports why none opened. Other families keep the device they were loaded on (`Gpu` is an error).
+    pub fn select_backend(&mut self, choice: ArtBackend) -> Result<Backend, GpuError> {
+        let integer = matches!(self.inner, Inner::SpriteQ(_));
+        match choice {
+            ArtBackend::Cpu => {
+                self.use_cpu();
+                Ok(self.backend)
+            }
+            ArtBackend::Auto if !integer => Ok(self.backend),
+            ArtBackend::Auto => match self.open_gpu(false) {
+                Ok(b) => Ok(b),
+                Err(reason) => {
+                    tracing::info!(%reason, "no usable GPU: painting on the CPU");
+                    self.use_cpu();
+                    Ok(self.backend)
+                }
+            },
+            ArtBackend::Gpu => self.open_gpu(true),
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn open_gpu(&mut self, allow_software: bool) -> Result<Backend, GpuError> {
+        self.check_gpu_family()?;
+        let gpu = if allow_software {
+            crate::gpu::GpuDevice::open_headless()?
+        } else {
+            crate::gpu::GpuDevice::open_hardware()?
+        };
+        self.use_gpu(&gpu)?;
+        Ok(self.backend)
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn open_gpu(&mut self, _allow_software: bool) -> Result<Backend, GpuError> {
+        self.check_gpu_family()?;
+        Err(GpuError::Unsupported {
+            detail: "kiln-nftgen was built without its `gpu` feature".into(),
+        })
+    }
+
+    fn check_gpu_family(&self) -> Result<(), GpuError> {
+        if matches!(self.inner, Inner::SpriteQ(_)) {
+            Ok(())
+        } else {
+            Err(GpuError::Unsupported {
+                detail: format!(
+                    "`{}` runs {}; the GPU backend runs `{PIPELINE_2}` models (kiln-sprite-q)",
+                    self.id,
+                    self.pipeline()
+                ),
+            })
+        }
+    }
+
+    /// Paints on `gpu` from now on (a `kiln-pipeline/2` model): uploads the weights once.
+    /// Records made afterwards name the `wgpu` backend; the pixels are the CPU's.
+    #[cfg(feature = "gpu")]
+    pub fn use_gpu(&mut self, gpu: &crate::gpu::GpuDevice) -> Result<(), GpuError> {
+        self.check_gpu_family()?;
+        let Inner::SpriteQ(net) = &self.inner else {
+            unreachable!("checked above")
+        };
+        let uploaded = crate::gpu::GpuSpriteQ::upload(gpu, net)?;
+        self.gpu = Some(std::sync::Arc::new(uploaded));
+        self.backend = Backend::Wgpu;
+        Ok(())
+    }
+
+    /// Paints on the CPU from now on (a no-op for models loaded on a candle device).
+    pub fn use_cpu(&mut self) {
+        if matches!(self.inner, Inner::SpriteQ(_)) {
+            #[cfg(feature = "gpu")]
+            {
+                self.gpu = None;
+            }
+            self.backend = Backend::Cpu;
+        }
+    }
+
+    /// The GPU the model paints on, if any.
+    #[cfg(feature = "gpu")]
+    pub fn gpu(&self) -> Option<&crate::gpu::GpuDevice> {
+        self.gpu.as_deref().map(|g| g.device())
     }
     /// The kiln-sprite config, for f32 kiln-sprite models.
     pub fn sprite_config(&self) -> Option<&SpriteConfig> {
@@ -525,7 +660,11 @@ impl ArtModel {
         on_step: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<GeneratedArt, GenerateError> {
         if let Inner::SpriteQ(net) = &self.inner {
-            return run_integer(net, record, on_step);
+            #[cfg(feature = "gpu")]
+            if let Some(gpu) = &self.gpu {
+                return run_integer(net, Some(gpu), record, on_step);
+            }
+            return run_integer(net, None, record, on_step);
         }
         let dev = &self.device;
         let (schedule, prediction) = self.schedule();
@@ -613,38 +752,77 @@ fn report_step(
     Ok(())
 }
 
-/// Runs a `kiln-pipeline/2` record on the integer network (`RECIPE.md` §9.7).
+/// The GPU a `kiln-pipeline/2` record may run on.
+#[cfg(feature = "gpu")]
+type IntegerGpu<'a> = Option<&'a crate::gpu::GpuSpriteQ>;
+#[cfg(not(feature = "gpu"))]
+type IntegerGpu<'a> = Option<&'a std::convert::Infallible>;
+
+/// Runs a `kiln-pipeline/2` record on the integer network (`RECIPE.md` §9.7), on the GPU when
+/// one is given, else on the CPU: the same arithmetic, the same bits.
 fn run_integer(
     net: &SpriteQNet,
+    gpu: IntegerGpu<'_>,
     record: GenerationRecord,
     on_step: &mut dyn FnMut(Progress) -> Control,
 ) -> Result<GeneratedArt, GenerateError> {
-    use crate::model::sprite_q::ops::{SAMPLE_MAX, mul_shift};
     use crate::sampling::noise_q;
-    let kernel = Kernel::active();
     let (w, h) = (record.width as usize, record.height as usize);
     let n = net.config().channels * w * h;
     let key = noise_q::noise_key(record.seed, record.creator.as_ref());
-    let mut x = noise_q::initial_noise(&key, n);
+    let x0 = noise_q::initial_noise(&key, n);
     let negative = net.prompt_features(&record.negative_prompt);
     let positive = net.prompt_features(&record.prompt);
     let g = noise_q::guidance_q16(record.guidance);
     let ts = timesteps(net.config().train_steps, record.steps as usize);
-    let wide = |v: i32| v.clamp(-(1 << 29), 1 << 29);
-    for (i, &t) in ts.iter().enumerate() {
-        let [u, c] = net.forward(kernel, &x, w, h, t, [&negative, &positive]);
-        let next = ts
-            .get(i + 1)
-            .map(|&tn| net.schedule_at(tn))
-            .unwrap_or((1 << 30, 0));
-        let (a, b) = noise_q::step_coefficients(net.schedule_at(t), next);
-        for ((xv, &uv), &cv) in x.iter_mut().zip(&u).zip(&c) {
-            let o = (uv + wide(mul_shift(cv - uv, g, 16))).clamp(-SAMPLE_MAX, SAMPLE_MAX);
-            *xv = (wide(mul_shift(*xv, a, 30)) + wide(mul_shift(o, b, 30)))
-                .clamp(-SAMPLE_MAX, SAMPLE_MAX);
+    // Per step: the timestep and the update's coefficients A, B (Q30).
+    let steps: Vec<(usize, i32, i32)> = ts
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let next = ts
+                .get(i + 1)
+                .map(|&tn| net.schedule_at(tn))
+                .unwrap_or((1 << 30, 0));
+            let (a, b) = noise_q::step_coefficients(net.schedule_at(t), next);
+            (t, a, b)
+        })
+        .collect();
+    let x = match gpu {
+        #[cfg(feature = "gpu")]
+        Some(gpu) => {
+            let mut stopped = None;
+            let job = crate::gpu::SampleJob {
+                width: w,
+                height: h,
+                x0: &x0,
+                prompts: [&negative, &positive],
+                guidance_q16: g,
+                steps: &steps,
+            };
+            let out = gpu.sample(
+                net,
+                &job,
+                &mut |i| match report_step(on_step, i, record.steps) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        stopped = Some(e);
+                        false
+                    }
+                },
+            )?;
+            match (out, stopped) {
+                (Some(x), _) => x,
+                (None, Some(e)) => return Err(e),
+                (None, None) => unreachable!("the GPU run stops only when asked"),
+            }
         }
-        report_step(on_step, i, record.steps)?;
-    }
+        #[cfg(not(feature = "gpu"))]
+        Some(never) => match *never {},
+        None => sample_on_cpu(net, x0, w, h, [&negative, &positive], g, &steps, &mut |i| {
+            report_step(on_step, i, record.steps)
+        })?,
+    };
     let plane = w * h;
     let mut rgba = vec![255u8; plane * 4];
     for (p, px) in rgba.chunks_exact_mut(4).enumerate() {
@@ -661,6 +839,33 @@ fn run_integer(
         rgba,
         content_hash,
     })
+}
+
+/// The sampler of §9.7 on the CPU's kernels.
+#[allow(clippy::too_many_arguments)]
+fn sample_on_cpu(
+    net: &SpriteQNet,
+    mut x: Vec<i32>,
+    w: usize,
+    h: usize,
+    prompts: [&[i32]; 2],
+    g: i32,
+    steps: &[(usize, i32, i32)],
+    after_step: &mut dyn FnMut(usize) -> Result<(), GenerateError>,
+) -> Result<Vec<i32>, GenerateError> {
+    use crate::model::sprite_q::ops::{SAMPLE_MAX, mul_shift};
+    let kernel = Kernel::active();
+    let wide = |v: i32| v.clamp(-(1 << 29), 1 << 29);
+    for (i, &(t, a, b)) in steps.iter().enumerate() {
+        let [u, c] = net.forward(kernel, &x, w, h, t, prompts);
+        for ((xv, &uv), &cv) in x.iter_mut().zip(&u).zip(&c) {
+            let o = (uv + wide(mul_shift(cv - uv, g, 16))).clamp(-SAMPLE_MAX, SAMPLE_MAX);
+            *xv = (wide(mul_shift(*xv, a, 30)) + wide(mul_shift(o, b, 30)))
+                .clamp(-SAMPLE_MAX, SAMPLE_MAX);
+        }
+        after_step(i)?;
+    }
+    Ok(x)
 }
 
 /// [1, 3, H, W] in [-1, 1] → RGBA8: `round((clamp(v, -1, 1) + 1) · 127.5)` in binary32, alpha 255.

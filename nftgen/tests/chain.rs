@@ -108,6 +108,44 @@ fn open(dir: &Path) -> ChainClient {
     ChainClient::open(&ChainConfig::local(dir)).expect("local chain opens")
 }
 
+/// A token painted on the GPU verifies on the CPU, and one painted on the CPU verifies on the
+/// GPU (lavapipe here): the record names where it was painted, the verdict does not depend on it.
+#[test]
+#[cfg(feature = "gpu")]
+fn a_gpu_painted_token_verifies_on_the_cpu_and_a_cpu_painted_one_on_the_gpu() {
+    use kiln_nftgen::chain::{VerifyOptions, verify_with};
+    use kiln_nftgen::{ArtBackend, Backend};
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let cpu = model();
+    let mut gpu = model();
+    gpu.select_backend(ArtBackend::Gpu).unwrap();
+    let on_gpu = paint(&gpu, "a purple gem", 21);
+    let on_cpu = paint(&cpu, "a purple gem", 22);
+    assert_eq!(on_gpu.record.backend, Backend::Wgpu);
+    assert_eq!(on_cpu.record.backend, Backend::Cpu);
+    let weights = kiln_nftgen::default_model_path();
+    for (art, painted, rerun) in [
+        (&on_gpu, Backend::Wgpu, ArtBackend::Cpu),
+        (&on_cpu, Backend::Cpu, ArtBackend::Gpu),
+    ] {
+        let token = chain.mint(art).unwrap().token_id;
+        assert_eq!(
+            chain.record(token).unwrap().unwrap().record.backend,
+            painted
+        );
+        let options = VerifyOptions::default().on(rerun);
+        let v = verify_with(&chain, token, None, &weights, &options).unwrap();
+        assert_eq!(v.verdict, Verdict::Authentic, "{}", v.summary);
+        let expected = if rerun == ArtBackend::Gpu {
+            Backend::Wgpu
+        } else {
+            Backend::Cpu
+        };
+        assert_eq!(v.rerun_on, Some(expected));
+    }
+}
+
 #[test]
 fn mint_then_verify_is_authentic_and_commit_plus_reveal_cost_at_most_160k_gas() {
     let dir = tempfile::tempdir().unwrap();

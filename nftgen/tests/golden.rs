@@ -2,7 +2,9 @@
 //! every token minted with that pipeline into `not_reproducible`: such a change needs a new
 //! pipeline version, never an edit of these values.
 
-use kiln_nftgen::{ArtModel, Control, CreatorAddress, GenerationRequest, SchedulerKind};
+use kiln_nftgen::{
+    ArtBackend, ArtModel, Control, CreatorAddress, GenerationRequest, SchedulerKind,
+};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of the shipped kiln-pipeline/1 weights (`assets/models/kiln-sprite.safetensors`).
@@ -136,12 +138,10 @@ fn shipped_pipeline_2_weights_are_pinned_and_are_exports_of_f32_weights() {
     );
 }
 
-/// Three kiln-pipeline/2 recipes on each shipped integer model and the content hashes they
-/// paint — the same on every machine, so every machine that runs the tests checks them.
-#[test]
-fn pipeline_2_paints_its_golden_images_on_every_machine() {
-    let creator = creator();
-    let cases = [
+/// Three kiln-pipeline/2 recipes (an item with DDIM, a scene with Euler, an item with a
+/// negative prompt and a creator) whose content hashes are pinned per shipped integer model.
+fn pipeline_2_golden_cases() -> [GenerationRequest; 3] {
+    [
         GenerationRequest::new("a glowing green potion", 7),
         GenerationRequest::new("a desert at dusk with two moons", 42)
             .size(64, 32)
@@ -151,35 +151,68 @@ fn pipeline_2_paints_its_golden_images_on_every_machine() {
             .steps(10)
             .guidance(4.5)
             .negative("blue")
-            .creator(creator),
-    ];
-    let paint = |file: &str| -> Vec<String> {
-        let model = ArtModel::load(repo_file(&format!("assets/models/{file}"))).unwrap();
-        cases
-            .iter()
-            .map(|req| {
-                let art = model.generate(req, &mut |_| Control::Continue).unwrap();
-                assert_eq!(art.record.pipeline, "kiln-pipeline/2");
-                art.content_hash.to_string()
-            })
-            .collect()
-    };
-    assert_eq!(
-        paint("kiln-sprite-q.safetensors"),
+            .creator(creator()),
+    ]
+}
+
+/// The pinned content hashes of [`pipeline_2_golden_cases`]: (model file, hashes).
+const PIPELINE_2_GOLDEN: [(&str, [&str; 3]); 2] = [
+    (
+        "kiln-sprite-q.safetensors",
         [
             "0xf75c4e95cfae75f296e45d72d79072dd40c6ef479e7ada0dede1c806aac29eca",
             "0x7d99bad16ecbc0ff74df0da1458a90a033e6f003529437f69b1bc09b659a8bdd",
             "0x9c978bf4758c70df289ba679443d73ae9d27b9b90e96efc565ac7a6383c0d7b0",
-        ]
-    );
-    assert_eq!(
-        paint("kiln-sprite-q-v1.safetensors"),
+        ],
+    ),
+    (
+        "kiln-sprite-q-v1.safetensors",
         [
             "0xef42eb668cb8cd3cc5be8f37d6eff4edc5dec86bcd5b3317e1dd1dc3a6bf5a64",
             "0x8157a884030478ed7d60c9c7e6c659537d1ee95f5a59f59b6b3d6e3357a24165",
             "0x72016455e3a8eb4bbadda5c612a25bbb828d3ce96cb56eb465b73b6e01460a5e",
-        ]
-    );
+        ],
+    ),
+];
+
+/// Paints the golden cases with `file` on `backend` and returns their content hashes.
+fn paint_golden(file: &str, backend: ArtBackend) -> Vec<String> {
+    let mut model = ArtModel::load(repo_file(&format!("assets/models/{file}"))).unwrap();
+    model.select_backend(backend).unwrap();
+    pipeline_2_golden_cases()
+        .iter()
+        .map(|req| {
+            let art = model.generate(req, &mut |_| Control::Continue).unwrap();
+            assert_eq!(art.record.pipeline, "kiln-pipeline/2");
+            art.content_hash.to_string()
+        })
+        .collect()
+}
+
+/// The golden recipes paint their pinned content hashes on this machine's CPU — the same on
+/// every machine, so every machine that runs the tests checks them.
+#[test]
+fn pipeline_2_paints_its_golden_images_on_every_machine() {
+    for (file, want) in PIPELINE_2_GOLDEN {
+        assert_eq!(
+            paint_golden(file, ArtBackend::Cpu),
+            want,
+            "{file} on the CPU"
+        );
+    }
+}
+
+/// The same golden images on the GPU backend (WGSL kernels through wgpu; Mesa's lavapipe here).
+#[test]
+#[cfg(feature = "gpu")]
+fn pipeline_2_paints_its_golden_images_on_the_gpu() {
+    for (file, want) in PIPELINE_2_GOLDEN {
+        assert_eq!(
+            paint_golden(file, ArtBackend::Gpu),
+            want,
+            "{file} on the GPU"
+        );
+    }
 }
 
 /// The first values of the integer noise stream (RECIPE.md §9.2): test vectors for other

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{assert_one_line_error, assert_success, nftgen, path_str};
+#[cfg(feature = "gpu")]
+use kiln_nftgen::{ArtBackend, Backend, png_io};
 use kiln_nftgen::{
     ArtModel, Control, CreatorAddress, GenerateError, GenerationRequest, ModelError, RequestError,
     SchedulerKind,
@@ -114,6 +116,184 @@ fn the_creator_is_part_of_the_picture() {
         paint(Some(CreatorAddress([0; 20]))).content_hash,
         none.content_hash
     );
+}
+
+/// The GPU backend (WGSL kernels through wgpu; Mesa's lavapipe in CI) paints the CPU's pixels:
+/// items and scenes, several seeds and creators, DDIM and Euler. The PNGs differ only in the
+/// record's `backend` field, which says where each was painted.
+#[test]
+#[cfg(feature = "gpu")]
+fn the_gpu_paints_the_same_png_bytes_as_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = ArtModel::load(shipped()).unwrap();
+    let mut gpu = ArtModel::load(shipped()).unwrap();
+    assert_eq!(gpu.select_backend(ArtBackend::Gpu).unwrap(), Backend::Wgpu);
+    let cases = [
+        GenerationRequest::new("a glowing green potion", 1).creator(alice()),
+        GenerationRequest::new("a blue shield", 2)
+            .steps(6)
+            .creator(bob()),
+        GenerationRequest::new("a gold ring", 3)
+            .steps(5)
+            .scheduler(SchedulerKind::Euler),
+        GenerationRequest::new("the sea at night with one moon", 4)
+            .size(64, 32)
+            .steps(6)
+            .creator(alice()),
+        GenerationRequest::new("a forest at dawn in fog", 5)
+            .size(64, 32)
+            .steps(4)
+            .guidance(6.0)
+            .negative("snow")
+            .scheduler(SchedulerKind::Euler),
+    ];
+    for (i, req) in cases.iter().enumerate() {
+        let on_cpu = cpu.generate(req, &mut |_| Control::Continue).unwrap();
+        let on_gpu = gpu.generate(req, &mut |_| Control::Continue).unwrap();
+        assert_eq!(on_cpu.record.backend, Backend::Cpu);
+        assert_eq!(on_gpu.record.backend, Backend::Wgpu);
+        assert_eq!(
+            on_gpu.content_hash, on_cpu.content_hash,
+            "case {i}: {}",
+            req.prompt
+        );
+        assert!(on_gpu.rgba == on_cpu.rgba, "case {i}: pixels differ");
+        // The same PNG bytes once the record names the same backend.
+        let mut relabelled = on_gpu.clone();
+        relabelled.record.backend = Backend::Cpu;
+        relabelled.recipe_hash = relabelled.record.recipe_hash();
+        let (a, b) = (dir.path().join("cpu.png"), dir.path().join("gpu.png"));
+        png_io::write(&a, &on_cpu).unwrap();
+        png_io::write(&b, &relabelled).unwrap();
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "case {i}: PNG bytes"
+        );
+        // Each re-runs on the other backend.
+        let back = cpu
+            .regenerate(&on_gpu.record, &mut |_| Control::Continue)
+            .unwrap();
+        assert_eq!(back.content_hash, on_gpu.content_hash);
+    }
+    // Cancelling between GPU steps stops the run, and the model paints again afterwards.
+    let req = GenerationRequest::new("a red axe", 9).steps(6);
+    let err = gpu
+        .generate(&req, &mut |p| {
+            if p.step == 2 {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GenerateError::Cancelled {
+                completed: 2,
+                total: 6
+            }
+        ),
+        "{err}"
+    );
+    let again = gpu.generate(&req, &mut |_| Control::Continue).unwrap();
+    let want = cpu.generate(&req, &mut |_| Control::Continue).unwrap();
+    assert_eq!(again.content_hash, want.content_hash);
+}
+
+/// `nftgen generate --backend gpu|cpu|auto`: the same picture, the record naming the backend;
+/// `auto` passes a software rasterizer over for the CPU kernels; an unknown backend is refused.
+#[test]
+#[cfg(feature = "gpu")]
+fn nftgen_generate_takes_a_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |backend: &str| {
+        let out = dir.path().join(format!("{backend}.png"));
+        let o = nftgen(
+            &[
+                "generate",
+                "--prompt",
+                "a green bow",
+                "--seed",
+                "8",
+                "--steps",
+                "5",
+                "--creator",
+                "none",
+                "--backend",
+                backend,
+                "--json",
+                "--out",
+                path_str(&out),
+            ],
+            &[],
+        );
+        assert_success(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            v["record"]["backend"].as_str().unwrap().to_string(),
+            v["content_hash"].as_str().unwrap().to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (gpu, gpu_hash, gpu_log) = run("gpu");
+    let (cpu, cpu_hash, _) = run("cpu");
+    assert_eq!((gpu.as_str(), cpu.as_str()), ("wgpu", "cpu"));
+    assert_eq!(gpu_hash, cpu_hash);
+    assert!(gpu_log.contains("painting on the GPU"), "{gpu_log}");
+    let (auto, auto_hash, _) = run("auto");
+    assert_eq!(auto_hash, cpu_hash);
+    eprintln!("--backend auto chose {auto}");
+    let o = nftgen(
+        &[
+            "generate",
+            "--prompt",
+            "a green bow",
+            "--seed",
+            "8",
+            "--backend",
+            "tpu",
+            "--out",
+            path_str(&dir.path().join("x.png")),
+        ],
+        &[],
+    );
+    // clap's usage error: the reason, then a pointer to --help.
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("unknown backend `tpu` (auto, cpu or gpu)"),
+        "{stderr}"
+    );
+}
+
+/// A GPU that is lost mid-way (here: its device destroyed) gives a typed error, never a panic;
+/// the model then paints the same picture on the CPU.
+#[test]
+#[cfg(feature = "gpu")]
+fn a_lost_gpu_is_a_typed_error_and_the_cpu_takes_over() {
+    let gpu = kiln_nftgen::gpu::GpuDevice::open_headless().unwrap();
+    let mut model = ArtModel::load(shipped()).unwrap();
+    model.use_gpu(&gpu).unwrap();
+    let req = GenerationRequest::new("a silver key", 11).steps(4);
+    let first = model.generate(&req, &mut |_| Control::Continue).unwrap();
+    gpu.wgpu_device().destroy();
+    let err = model
+        .generate(&req, &mut |_| Control::Continue)
+        .unwrap_err();
+    assert!(matches!(err, GenerateError::Gpu(_)), "{err:?}");
+    eprintln!("after the device was destroyed: {err}");
+    model.select_backend(ArtBackend::Cpu).unwrap();
+    let on_cpu = model.generate(&req, &mut |_| Control::Continue).unwrap();
+    assert_eq!(on_cpu.content_hash, first.content_hash);
+    assert_eq!(on_cpu.record.backend, Backend::Cpu);
+    // A model that is not kiln-sprite-q cannot take the GPU backend.
+    let mut f32_model = ArtModel::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/kiln-sprite.safetensors"),
+    )
+    .unwrap();
+    let err = f32_model.select_backend(ArtBackend::Gpu).unwrap_err();
+    assert!(err.to_string().contains("kiln-pipeline/2"), "{err}");
 }
 
 #[test]

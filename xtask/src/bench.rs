@@ -352,6 +352,23 @@ fn art(model: &Path) -> Result<()> {
             rows.push(serde_json::from_str(line)?);
         }
     }
+    eprintln!("xtask: measuring the art pipeline on the GPU backend");
+    let gpu_out = output(
+        Command::new(&bin)
+            .arg("--gpu-only")
+            .env("RAYON_NUM_THREADS", "1"),
+    );
+    let gpu_rows: Vec<Value> = match &gpu_out {
+        Ok(out) => out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?,
+        Err(e) => {
+            eprintln!("xtask: the GPU backend did not run: {e:#}");
+            Vec::new()
+        }
+    };
     let get = |what: &str, threads: u64, size: &str, steps: Option<u64>| {
         rows.iter().find(|r| {
             r["what"] == what
@@ -423,6 +440,25 @@ fn art(model: &Path) -> Result<()> {
                     );
                 }
             }
+        }
+    }
+    if let Some(first) = gpu_rows.first() {
+        println!(
+            "\nkiln-pipeline/2 on the GPU backend (wgpu, adapter: {}) beside the CPU's integer kernels (1 thread), seconds per image; every row painted the same content hash on both (target on a discrete GPU: 32x32 at 20 steps ≤ 0.020 s)\n",
+            first["adapter"].as_str().unwrap_or("?")
+        );
+        println!("| size | steps | GPU | CPU | GPU / CPU |");
+        println!("|---|---|---|---|---|");
+        for r in &gpu_rows {
+            let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "| {} | {} | {:.3} | {:.3} | {:.2} |",
+                r["size"].as_str().unwrap_or("?"),
+                r["steps"],
+                f("secs"),
+                f("cpu_secs"),
+                f("secs") / f("cpu_secs")
+            );
         }
     }
     println!(

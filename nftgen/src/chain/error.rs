@@ -179,6 +179,9 @@ pub enum ChainError {
     /// Storing the art failed.
     #[error(transparent)]
     Store(#[from] crate::provenance::store::StoreError),
+    /// The GPU asked for to re-run a recipe could not be used.
+    #[error(transparent)]
+    Gpu(#[from] crate::GpuError),
 }
 
 impl ChainError {

@@ -59,8 +59,8 @@ pub use error::{ChainError, MintRejection};
 pub use journal::{JournalEntry, MintState, PendingMint, Resolution};
 pub use local::{ANVIL_ENV, LOCAL_CHAIN_ID, LocalChain, find_anvil};
 pub use verify::{
-    DEFAULT_MAX_COST, FileRecord, Verdict, Verification, recipe_cost, verify, verify_file,
-    verify_file_with_limit, verify_with_limit,
+    DEFAULT_MAX_COST, FileRecord, Verdict, Verification, VerifyOptions, recipe_cost, verify,
+    verify_file, verify_file_with, verify_file_with_limit, verify_with, verify_with_limit,
 };
 
 use crate::provenance::store::{ContentStore, write_atomic};

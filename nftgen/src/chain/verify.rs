@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{ChainClient, ChainError, ChainRecord};
-use crate::{ArtModel, ContentHash, Control, ModelHash, TokenId, png_io};
+use crate::{ArtBackend, ArtModel, Backend, ContentHash, Control, ModelHash, TokenId, png_io};
 
 /// The outcome of verifying a token, from the best to the worst news. Each variant says what
 /// matched and what did not.
@@ -156,6 +156,9 @@ pub struct Verification {
     pub file_record: FileRecord,
     /// The recipe's pipeline (absent for an unknown token).
     pub pipeline: Option<String>,
+    /// The backend the recipe was re-run on (absent when it was not re-run). Every backend
+    /// paints the same bits for `kiln-pipeline/2`.
+    pub rerun_on: Option<Backend>,
     /// What was checked and matched, in order: `image` (pixels hash to the committed content
     /// hash), `model` (local weights are the recorded model), `recipe` (re-running it gave the
     /// same pixels, bit for bit).
@@ -194,6 +197,57 @@ pub fn verify_with_limit(
     model: &Path,
     max_cost: u64,
 ) -> Result<Verification, ChainError> {
+    let options = VerifyOptions {
+        max_cost,
+        ..VerifyOptions::default()
+    };
+    verify_with(chain, token, image, model, &options)
+}
+
+/// How a verification re-runs recipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// Re-run recipes costing at most this many pixel-steps ([`recipe_cost`]).
+    pub max_cost: u64,
+    /// Where `kiln-pipeline/2` recipes are re-run. A GPU that was asked for and does not open
+    /// is an error ([`ChainError::Gpu`]), not a verdict.
+    pub backend: ArtBackend,
+}
+
+impl Default for VerifyOptions {
+    /// [`DEFAULT_MAX_COST`], on the CPU.
+    fn default() -> Self {
+        Self {
+            max_cost: DEFAULT_MAX_COST,
+            backend: ArtBackend::Cpu,
+        }
+    }
+}
+
+impl VerifyOptions {
+    /// These options re-running recipes on `backend`.
+    pub fn on(mut self, backend: ArtBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// These options with the cost limit `max_cost`.
+    pub fn max_cost(mut self, max_cost: u64) -> Self {
+        self.max_cost = max_cost;
+        self
+    }
+}
+
+/// [`verify`] with [`VerifyOptions`].
+pub fn verify_with(
+    chain: &ChainClient,
+    token: TokenId,
+    image: Option<&Path>,
+    model: &Path,
+    options: &VerifyOptions,
+) -> Result<Verification, ChainError> {
+    let max_cost = options.max_cost;
     let record = match chain.record(token) {
         // A record anyone could have minted is a verdict, not a failure of the verifier.
         Err(ChainError::BadRecord { detail, .. }) => {
@@ -235,7 +289,7 @@ pub fn verify_with_limit(
     }
     let recorded = &record.record.model;
     let loaded = load_recorded_model(model, recorded.sha256);
-    let model = match loaded {
+    let mut model = match loaded {
         Ok(m) => m,
         Err(detail) => {
             let v = Verdict::ModelMissing {
@@ -261,6 +315,7 @@ pub fn verify_with_limit(
         };
         return Ok(report(token, v, Some(record), image, file_record));
     }
+    let rerun_on = model.select_backend(options.backend)?;
     let verdict = match model.regenerate(&record.record, &mut |_| Control::Continue) {
         Ok(art) if art.content_hash == expected => Verdict::Authentic,
         Ok(art) => Verdict::NotReproducible {
@@ -274,7 +329,9 @@ pub fn verify_with_limit(
             detail: Some(e.to_string()),
         },
     };
-    Ok(report(token, verdict, Some(record), image, file_record))
+    let mut v = report(token, verdict, Some(record), image, file_record);
+    v.rerun_on = Some(rerun_on);
+    Ok(v)
 }
 
 /// Verifies the token a PNG file claims: the one its embedded record names, else the first
@@ -295,6 +352,20 @@ pub fn verify_file_with_limit(
     model: &Path,
     max_cost: u64,
 ) -> Result<Verification, ChainError> {
+    let options = VerifyOptions {
+        max_cost,
+        ..VerifyOptions::default()
+    };
+    verify_file_with(chain, file, model, &options)
+}
+
+/// [`verify_file`] with [`VerifyOptions`].
+pub fn verify_file_with(
+    chain: &ChainClient,
+    file: &Path,
+    model: &Path,
+    options: &VerifyOptions,
+) -> Result<Verification, ChainError> {
     let png = png_io::read(file).map_err(|e| ChainError::io(file, e))?;
     let mut record = png.record.clone();
     if record.creator.is_none() {
@@ -306,7 +377,7 @@ pub fn verify_file_with_limit(
     {
         token = *first;
     }
-    verify_with_limit(chain, token, Some(file), model, max_cost)
+    verify_with(chain, token, Some(file), model, options)
 }
 
 fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationRecord) -> FileRecord {
@@ -379,6 +450,7 @@ fn report(
         image: image.map(Path::to_path_buf),
         file_record,
         pipeline,
+        rerun_on: None,
         matched,
     }
 }

@@ -230,7 +230,8 @@ impl FromStr for SchedulerKind {
     }
 }
 
-/// Which compute backend produced an image. Only the CPU path is bit-exact by specification.
+/// Which compute backend produced an image. For `kiln-pipeline/2` every backend paints the same
+/// bits; for the f32 pipelines only the CPU path is bit-exact by specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -241,6 +242,8 @@ pub enum Backend {
     Cuda,
     /// Candle's Metal backend.
     Metal,
+    /// Kiln's integer WGSL kernels through wgpu (`kiln-pipeline/2` only; bit-exact).
+    Wgpu,
 }
 
 impl Backend {
@@ -250,6 +253,7 @@ impl Backend {
             Self::Cpu => "cpu",
             Self::Cuda => "cuda",
             Self::Metal => "metal",
+            Self::Wgpu => "wgpu",
         }
     }
 }
@@ -377,6 +381,7 @@ impl GenerationRecord {
             "cpu" => Backend::Cpu,
             "cuda" => Backend::Cuda,
             "metal" => Backend::Metal,
+            "wgpu" => Backend::Wgpu,
             other => {
                 return Err(RecordError::Bytes {
                     offset: at,

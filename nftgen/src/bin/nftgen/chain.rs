@@ -161,21 +161,24 @@ pub fn verify(
     image: Option<&Path>,
     model: Option<PathBuf>,
     max_cost: Option<u64>,
+    backend: kiln_nftgen::ArtBackend,
 ) -> anyhow::Result<bool> {
     let model = model.unwrap_or_else(kiln_nftgen::default_model_path);
-    let limit = max_cost.unwrap_or(kiln_nftgen::chain::DEFAULT_MAX_COST);
+    let options = kiln_nftgen::chain::VerifyOptions::default()
+        .on(backend)
+        .max_cost(max_cost.unwrap_or(kiln_nftgen::chain::DEFAULT_MAX_COST));
     let chain = args.open_read_only()?;
     let as_file = Path::new(target);
     let report: Verification = if as_file.is_file() {
         if image.is_some() {
             bail!("give either a file or --image with a token id, not both");
         }
-        kiln_nftgen::chain::verify_file_with_limit(&chain, as_file, &model, limit)?
+        kiln_nftgen::chain::verify_file_with(&chain, as_file, &model, &options)?
     } else {
         let token: TokenId = target.parse().with_context(|| {
             format!("`{target}` is neither a file nor a token id (0x and 64 hex digits)")
         })?;
-        kiln_nftgen::chain::verify_with_limit(&chain, token, image, &model, limit)?
+        kiln_nftgen::chain::verify_with(&chain, token, image, &model, &options)?
     };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -204,6 +207,10 @@ pub fn verify(
             );
             println!("  creator   {}  owner {}", c.creator, c.owner);
             println!("  minted    {} in block {}", c.tx, c.block);
+            println!("  painted   on {}", c.record.backend);
+        }
+        if let Some(b) = report.rerun_on {
+            println!("  re-run    on {b}");
         }
         if let Some(p) = &report.image {
             println!("  image     {}", p.display());

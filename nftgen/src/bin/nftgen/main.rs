@@ -16,8 +16,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_nftgen::{
-    ArtModel, Control, CreatorAddress, DevicePreference, GenerationRequest, SchedulerKind, png_io,
-    sprite,
+    ArtBackend, ArtModel, Control, CreatorAddress, DevicePreference, GenerationRequest,
+    SchedulerKind, png_io, sprite,
 };
 
 #[derive(Parser)]
@@ -179,6 +179,10 @@ enum Command {
         /// ones get the verdict `cost_over_limit` [default: 13107200, 512×512 at 50 steps].
         #[arg(long)]
         max_cost: Option<u64>,
+        /// Where kiln-pipeline/2 recipes are re-run: `auto`, `cpu` or `gpu` (as for generate).
+        /// The verdict does not depend on it.
+        #[arg(long, default_value = "auto")]
+        backend: ArtBackend,
         #[command(flatten)]
         chain: chain::ChainArgs,
     },
@@ -291,9 +295,15 @@ struct GenerateArgs {
     /// else ~/.local/share/kiln].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Use a GPU when built with `cuda`/`metal` and one is usable (CPU otherwise).
+    /// Use a GPU when built with `cuda`/`metal` and one is usable (CPU otherwise), for the f32
+    /// families (kiln-sprite v1, Stable Diffusion).
     #[arg(long)]
     gpu: bool,
+    /// Where a kiln-pipeline/2 model paints: `auto` (a real GPU when one opens, else the CPU),
+    /// `cpu`, or `gpu` (any wgpu adapter, a software one included; an error when none opens).
+    /// Every backend paints the same pixels; the record names the one used.
+    #[arg(long, default_value = "auto")]
+    backend: ArtBackend,
     /// Print the record and hashes as one JSON line on stdout.
     #[arg(long)]
     json: bool,
@@ -370,7 +380,16 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     } else {
         DevicePreference::Cpu
     };
-    let model = load_model(a.model.clone(), pref)?;
+    let mut model = load_model(a.model.clone(), pref)?;
+    if model.family() == kiln_nftgen::ModelFamily::KilnSpriteQ || a.backend == ArtBackend::Gpu {
+        model
+            .select_backend(a.backend)
+            .with_context(|| format!("--backend {}", a.backend.as_str()))?;
+    }
+    #[cfg(feature = "gpu")]
+    if let Some(gpu) = model.gpu() {
+        eprintln!("painting on the GPU: {}", gpu.adapter());
+    }
     let mut req = GenerationRequest::new(a.prompt, a.seed)
         .scheduler(scheduler)
         .negative(a.negative);
@@ -711,8 +730,9 @@ fn main() -> ExitCode {
             image,
             model,
             max_cost,
+            backend,
             chain: c,
-        } => chain::verify(&c, &target, image.as_deref(), model, max_cost),
+        } => chain::verify(&c, &target, image.as_deref(), model, max_cost, backend),
         #[cfg(feature = "chain")]
         Command::Tokens { owner, chain: c } => chain::tokens(&c, owner.as_deref()),
         #[cfg(feature = "chain")]

@@ -167,9 +167,9 @@ impl QLinear {
     }
 }
 
-struct QNorm {
-    gamma: Vec<i32>,
-    beta: Vec<i32>,
+pub(crate) struct QNorm {
+    pub(crate) gamma: Vec<i32>,
+    pub(crate) beta: Vec<i32>,
 }
 
 impl QNorm {
@@ -195,34 +195,34 @@ impl QNorm {
     }
 }
 
-struct QBlock {
-    norm1: QNorm,
-    qkv: QLinear,
-    proj: QLinear,
-    norm2: QNorm,
-    fc1: QLinear,
-    fc2: QLinear,
-    skip: Option<QLinear>,
-    ada: QLinear,
+pub(crate) struct QBlock {
+    pub(crate) norm1: QNorm,
+    pub(crate) qkv: QLinear,
+    pub(crate) proj: QLinear,
+    pub(crate) norm2: QNorm,
+    pub(crate) fc1: QLinear,
+    pub(crate) fc2: QLinear,
+    pub(crate) skip: Option<QLinear>,
+    pub(crate) ada: QLinear,
 }
 
 /// The loaded integer network.
 pub struct SpriteQNet {
-    cfg: SpriteQConfig,
-    patch_in: QLinear,
-    pos: Vec<i32>,
-    time_table: Vec<i32>,
-    text_table: Vec<i32>,
-    text_bias: Vec<i32>,
-    final_ada: QLinear,
-    blocks: Vec<QBlock>,
-    norm_out: QNorm,
-    patch_out: QLinear,
-    exp_table: Vec<i32>,
-    silu_table: Vec<i32>,
-    sqrt_alpha: Vec<i32>,
-    sqrt_one_minus_alpha: Vec<i32>,
-    encoder: PromptEncoder,
+    pub(crate) cfg: SpriteQConfig,
+    pub(crate) patch_in: QLinear,
+    pub(crate) pos: Vec<i32>,
+    pub(crate) time_table: Vec<i32>,
+    pub(crate) text_table: Vec<i32>,
+    pub(crate) text_bias: Vec<i32>,
+    pub(crate) final_ada: QLinear,
+    pub(crate) blocks: Vec<QBlock>,
+    pub(crate) norm_out: QNorm,
+    pub(crate) patch_out: QLinear,
+    pub(crate) exp_table: Vec<i32>,
+    pub(crate) silu_table: Vec<i32>,
+    pub(crate) sqrt_alpha: Vec<i32>,
+    pub(crate) sqrt_one_minus_alpha: Vec<i32>,
+    pub(crate) encoder: PromptEncoder,
 }
 
 impl std::fmt::Debug for SpriteQNet {
@@ -525,25 +525,29 @@ impl SpriteQNet {
         let run = |row: usize| -> Vec<i32> {
             let cond = self.condition(t, prompts[row]);
             let out = self.trunk(kernel, h0.clone(), n, &cond);
-            // Unpatchify.
-            let mut img = vec![0i32; c * height * width];
-            for gy in 0..gh {
-                for gx in 0..gw {
-                    let tok = &out[(gy * gw + gx) * pp..][..pp];
-                    for ch in 0..c {
-                        for py in 0..p {
-                            for px in 0..p {
-                                img[(ch * height + gy * p + py) * width + gx * p + px] =
-                                    tok[(ch * p + py) * p + px];
-                            }
-                        }
-                    }
-                }
-            }
-            img
+            self.unpatchify(&out, width, height)
         };
         let (u, v) = rayon::join(|| run(0), || run(1));
         [u, v]
+    }
+
+    /// Tokens `[gh·gw, C·p·p]` (channel, row, column within a patch) → an image `[C, H, W]`.
+    pub(crate) fn unpatchify(&self, tokens: &[i32], width: usize, height: usize) -> Vec<i32> {
+        let (p, c) = (self.cfg.patch, self.cfg.channels);
+        let (gw, pp) = (width / p, c * p * p);
+        let mut img = vec![0i32; c * height * width];
+        for (i, tok) in tokens.chunks_exact(pp).enumerate() {
+            let (gy, gx) = (i / gw, i % gw);
+            for ch in 0..c {
+                for py in 0..p {
+                    for px in 0..p {
+                        img[(ch * height + gy * p + py) * width + gx * p + px] =
+                            tok[(ch * p + py) * p + px];
+                    }
+                }
+            }
+        }
+        img
     }
 
     /// The blocks and the output head for one conditioning row. With a SIMD kernel the whole
