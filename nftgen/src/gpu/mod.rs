@@ -305,14 +305,27 @@ impl GpuDevice {
         &self,
         record: impl FnOnce() -> wgpu::CommandEncoder,
     ) -> Result<(), GpuError> {
-        let index = scoped(
+        let index = self.submit(record)?;
+        self.wait(index)
+    }
+
+    /// Records and submits a command buffer without waiting for it.
+    fn submit(
+        &self,
+        record: impl FnOnce() -> wgpu::CommandEncoder,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
+        scoped(
             self.device(),
             |detail| GpuError::Kernels {
                 adapter: self.adapter().into(),
                 detail,
             },
             || self.inner.queue.submit([record().finish()]),
-        )?;
+        )
+    }
+
+    /// Waits until the device has run submission `index`.
+    fn wait(&self, index: wgpu::SubmissionIndex) -> Result<(), GpuError> {
         self.device()
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(index),
@@ -601,13 +614,27 @@ impl GpuSpriteQ {
             l.prompts,
             &[job.prompts[0], job.prompts[1]].concat(),
         )?;
+        // Step i + 1 is queued before step i is waited for, so the device never idles between
+        // steps; each step is reported once it has run. (Its per-step values are written before
+        // its own submission, which the queue orders after the step before.)
+        let mut queued: Option<(usize, wgpu::SubmissionIndex)> = None;
         for (i, &(t, a, b)) in job.steps.iter().enumerate() {
             let mut step = [0i32; STEP_WORDS];
             step[..4].copy_from_slice(&[t as i32, a, b, job.guidance_q16]);
             self.gpu.write(&self.work, 0, &step)?;
-            self.gpu
-                .submit_and_wait(|| self.gpu.encode(&dp.bind_group, &dp.plan.dispatches, 0))?;
-            if !on_step(i) {
+            let index = self
+                .gpu
+                .submit(|| self.gpu.encode(&dp.bind_group, &dp.plan.dispatches, 0))?;
+            if let Some((done, before)) = queued.replace((i, index)) {
+                self.gpu.wait(before)?;
+                if !on_step(done) {
+                    return Ok(None);
+                }
+            }
+        }
+        if let Some((done, last)) = queued {
+            self.gpu.wait(last)?;
+            if !on_step(done) {
                 return Ok(None);
             }
         }
