@@ -25,7 +25,7 @@ use bevy::asset::AssetPlugin;
 use bevy::prelude::*;
 use bevy::window::ExitCondition;
 use bevy::winit::{UpdateMode, WinitPlugin, WinitSettings};
-use bevy_kiln::{ArtPlugin, ChainPlugin, KilnPlugins, NpcPlugin};
+use bevy_kiln::{ArtBackend, ArtPlugin, ChainPlugin, KilnPlugins, NpcPlugin};
 use clap::Parser;
 
 /// The window's (and the headless picture's) size in logical pixels.
@@ -52,6 +52,11 @@ struct Cli {
     /// are kept).
     #[arg(long)]
     fresh: bool,
+    /// Where the art is painted: `auto` (the GPU the game renders with, when it is a hardware
+    /// GPU; else the CPU), `cpu`, or `gpu` (the renderer's GPU even when it is a software
+    /// rasterizer). Every choice paints the same pixels.
+    #[arg(long, default_value = "auto")]
+    art_backend: ArtBackend,
     /// The repository's `assets/` directory (personas).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets"))]
     assets: PathBuf,
@@ -143,7 +148,10 @@ fn main() -> anyhow::Result<()> {
     }
     app.add_plugins(KilnPlugins {
         npc: NpcPlugin::default(),
-        art: ArtPlugin::default(),
+        art: ArtPlugin {
+            backend: cli.art_backend,
+            ..default()
+        },
         chain: ChainPlugin {
             config: Some(chain),
             ..default()

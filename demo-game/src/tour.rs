@@ -308,7 +308,12 @@ fn play(
     }
 }
 
-fn finish(mut tour: ResMut<Tour>, config: Res<DemoConfig>, mut exit: MessageWriter<AppExit>) {
+fn finish(
+    mut tour: ResMut<Tour>,
+    config: Res<DemoConfig>,
+    device: Res<bevy_kiln::ArtDevice>,
+    mut exit: MessageWriter<AppExit>,
+) {
     if tour.reported {
         return;
     }
@@ -331,6 +336,11 @@ fn finish(mut tour: ResMut<Tour>, config: Res<DemoConfig>, mut exit: MessageWrit
         "headless": config.headless,
         "conversations": tour.conversations,
         "art": tour.art,
+        "art_device": {
+            "backend": device.backend.map(|b| b.as_str()),
+            "adapter": device.adapter,
+            "shared_with_renderer": device.shared_with_renderer,
+        },
         "minted": tour.minted,
         "verification": tour.verification,
         "screenshots": tour.shots,

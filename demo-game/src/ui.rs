@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bevy::prelude::*;
-use bevy_kiln::{ArtStatus, ChainStatus, NpcEngineStatus};
+use bevy_kiln::{ArtDevice, ArtStatus, Backend, ChainStatus, NpcEngineStatus};
 
 use crate::play::{Addressee, AltarState, Dialogue, Mode, Notice, TypedText, short};
 use crate::save::SaveGame;
@@ -283,6 +283,7 @@ fn show(visible: bool) -> Visibility {
 fn status_line(
     npc: Res<NpcEngineStatus>,
     art: Res<ArtStatus>,
+    device: Res<ArtDevice>,
     chain: Res<ChainStatus>,
     mode: Res<Mode>,
     nearby: Res<Nearby>,
@@ -297,7 +298,11 @@ fn status_line(
     };
     let art = match &*art {
         ArtStatus::Loading => "loading".to_string(),
-        ArtStatus::Ready(id) => id.clone(),
+        ArtStatus::Ready(id) => match device.backend {
+            Some(Backend::Wgpu) => format!("{id} on GPU"),
+            Some(_) => format!("{id} on CPU"),
+            None => id.clone(),
+        },
         ArtStatus::Unavailable(_) => "unavailable".to_string(),
     };
     let chain = match &*chain {

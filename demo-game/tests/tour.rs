@@ -45,7 +45,7 @@ fn difference(a: &Shot, b: &Shot) -> f64 {
     differ as f64 / a.rgb.len() as f64
 }
 
-fn run_tour(out: &Path, data: &Path, under_xvfb: bool, fresh: bool) -> String {
+fn run_tour(out: &Path, data: &Path, under_xvfb: bool, fresh: bool, art_backend: &str) -> String {
     let bin = env!("CARGO_BIN_EXE_kiln-demo");
     let mut cmd = if under_xvfb {
         let mut c = Command::new("xvfb-run");
@@ -64,6 +64,7 @@ fn run_tour(out: &Path, data: &Path, under_xvfb: bool, fresh: bool) -> String {
     if fresh {
         cmd.arg("--fresh");
     }
+    cmd.args(["--art-backend", art_backend]);
     // A developer's own chain settings must never reach the tour (it would mint there).
     let output = cmd
         .env_remove("KILN_RPC_URL")
@@ -140,10 +141,16 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
 
     // First start, in a window under Xvfb: the scenery is painted and cached.
     let first_out = dir.path().join("first");
-    let stdout = run_tour(&first_out, &data, true, true);
+    let stdout = run_tour(&first_out, &data, true, true, "auto");
     assert!(stdout.contains("screenshots and transcript in"), "{stdout}");
     let first = transcript(&first_out);
     assert_eq!(first["headless"], false);
+    // The renderer runs on lavapipe, a software rasterizer: `auto` paints on the CPU kernels.
+    assert_eq!(
+        first["art_device"]["backend"], "cpu",
+        "{}",
+        first["art_device"]
+    );
     check_tour(&first_out, &first);
     for name in ["village", "forest", "mountains", "sea"] {
         assert!(data.join("scenery").join(format!("{name}.png")).is_file());
@@ -165,9 +172,17 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
         .unwrap()
         .modified()
         .unwrap();
-    run_tour(&second_out, &data, false, false);
+    // This time the altar paints on the GPU the game renders with (`gpu` takes lavapipe too):
+    // the same pixels, so the token still verifies on the chain worker's CPU.
+    run_tour(&second_out, &data, false, false, "gpu");
     let second = transcript(&second_out);
     assert_eq!(second["headless"], true);
+    assert_eq!(
+        second["art_device"]["backend"], "wgpu",
+        "{}",
+        second["art_device"]
+    );
+    assert_eq!(second["art_device"]["shared_with_renderer"], true);
     check_tour(&second_out, &second);
     assert_ne!(second["minted"]["token_id"], first["minted"]["token_id"]);
     let save: Value =

@@ -41,6 +41,13 @@ fn main() {
         Some("normal") => WorkerPriority::Normal,
         Some(other) => panic!("unknown priority `{other}` (background, idle or normal)"),
     };
+    // The second argument: where the art worker paints (`cpu`, the default, `gpu` or `auto`).
+    let backend: bevy_kiln::ArtBackend = std::env::args()
+        .nth(2)
+        .as_deref()
+        .unwrap_or("cpu")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
     let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").to_string();
     let mut app = App::new();
     app.add_plugins((
@@ -55,6 +62,7 @@ fn main() {
         },
         ArtPlugin {
             priority,
+            backend,
             ..default()
         },
     ))

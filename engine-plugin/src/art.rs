@@ -8,11 +8,12 @@ use bevy::image::{Image, ImageSampler};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use kiln_nftgen::{
-    ArtModel, ContentHash, Control, CreatorAddress, GeneratedArt, GenerationRecord,
-    GenerationRequest,
+    ArtBackend, ArtModel, Backend, ContentHash, Control, CreatorAddress, GenerateError,
+    GeneratedArt, GenerationRecord, GenerationRequest,
 };
 use wgpu_types::{Extent3d, TextureDimension, TextureFormat};
 
+use crate::worker::{Worker, catch};
 use crate::{KilnSystems, WorkerPriority, configure_sets};
 
 /// Art generation. The model loads on the art worker thread at start-up; requests queue behind
@@ -27,9 +28,14 @@ pub struct ArtPlugin {
     pub steps: Option<u32>,
     /// How the painting threads share the CPU with the game.
     pub priority: WorkerPriority,
-    /// Threads that paint [default: 1 — kiln-sprite's small matrices gain almost nothing from
-    /// a second thread, and the game keeps a core; raise it for Stable Diffusion].
+    /// Threads that paint on the CPU [default: 1 — kiln-sprite's small matrices gain almost
+    /// nothing from a second thread, and the game keeps a core; raise it for Stable Diffusion].
     pub threads: usize,
+    /// Where the integer model paints; every choice paints the same pixels [default:
+    /// [`ArtBackend::Auto`]: with the `gpu` feature, Bevy's own GPU when the app renders on a
+    /// hardware GPU, else a headless hardware GPU, else the CPU. A software rasterizer is passed
+    /// over for the CPU kernels, which are faster than it; [`ArtBackend::Gpu`] takes it too].
+    pub backend: ArtBackend,
 }
 
 impl Default for ArtPlugin {
@@ -39,6 +45,7 @@ impl Default for ArtPlugin {
             steps: None,
             priority: WorkerPriority::default(),
             threads: 1,
+            backend: ArtBackend::Auto,
         }
     }
 }
@@ -122,16 +129,52 @@ pub enum ArtStatus {
     Unavailable(String),
 }
 
+/// Where the art worker paints: set once it has chosen its backend (after the first frame), and
+/// again if a GPU fails and it goes on on the CPU.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArtDevice {
+    /// `cpu` or `wgpu` (`None` until chosen).
+    pub backend: Option<Backend>,
+    /// The GPU adapter's name when painting on one, e.g. `NVIDIA GeForce RTX 4070 (Vulkan,
+    /// DiscreteGpu)`.
+    pub adapter: Option<String>,
+    /// Whether it is the GPU the app renders with (Bevy's `RenderDevice`).
+    pub shared_with_renderer: bool,
+}
+
+/// A device the app already has (Bevy's renderer), offered to the worker.
+#[cfg(feature = "gpu")]
+pub(crate) struct SharedGpu {
+    device: kiln_nftgen::gpu::wgpu::Device,
+    queue: kiln_nftgen::gpu::wgpu::Queue,
+    adapter: String,
+    software: bool,
+}
+
+#[cfg(not(feature = "gpu"))]
+pub(crate) enum SharedGpu {}
+
+enum Job {
+    /// The first job: the renderer's device, if the app renders.
+    Backend(Option<SharedGpu>),
+    Paint(GenerateArt),
+}
+
 enum Out {
     Loaded(Result<String, String>),
+    Device(ArtDevice),
     Progress(ArtProgress),
     Done(Entity, Result<Box<GeneratedArt>, String>),
+    /// The worker died (its panic's message).
+    Crashed(String),
 }
 
 #[derive(Resource)]
 struct ArtWorker {
-    jobs: Sender<GenerateArt>,
+    worker: Worker<Job>,
     out: Receiver<Out>,
+    /// Requesters waiting for an answer, oldest first: told [`ArtFailed`] if the worker dies.
+    in_flight: Vec<Entity>,
 }
 
 impl Plugin for ArtPlugin {
@@ -140,65 +183,242 @@ impl Plugin for ArtPlugin {
         if !app.world().contains_resource::<Assets<Image>>() {
             app.init_asset::<Image>();
         }
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<GenerateArt>();
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
-        let (model, steps, priority) = (self.model.clone(), self.steps, self.priority);
+        let (model, steps, backend) = (self.model.clone(), self.steps, self.backend);
         let threads = self.threads.max(1);
-        let spawned = std::thread::Builder::new()
-            .name("kiln-art".into())
-            .spawn(move || {
-                priority.apply_to_this_thread();
+        let crashed = out_tx.clone();
+        let spawned = Worker::spawn(
+            "art",
+            self.priority,
+            move |jobs: Receiver<Job>| {
                 // candle's matrix products run on the current rayon pool: this one, whose
                 // threads inherit the worker's priority.
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .thread_name(|i| format!("kiln-art-{i}"))
                     .build();
+                let settings = Settings {
+                    steps,
+                    backend,
+                    out: out_tx,
+                };
                 match pool {
-                    Ok(pool) => pool.install(|| worker(&model, steps, &job_rx, &out_tx)),
+                    Ok(pool) => pool.install(|| worker(&model, &settings, &jobs)),
                     Err(e) => {
                         warn!("cannot start {threads} painting thread(s), using rayon's: {e}");
-                        worker(&model, steps, &job_rx, &out_tx);
+                        worker(&model, &settings, &jobs);
                     }
                 }
-            });
-        let status = match spawned {
-            Ok(_) => ArtStatus::Loading,
-            Err(e) => ArtStatus::Unavailable(format!("cannot start the art worker: {e}")),
+            },
+            move |message| {
+                let _ = crashed.send(Out::Crashed(message));
+            },
+        );
+        let (status, worker) = match spawned {
+            Ok(w) => (ArtStatus::Loading, Some(w)),
+            Err(e) => (ArtStatus::Unavailable(e), None),
         };
         app.add_message::<GenerateArt>()
             .add_message::<ArtProgress>()
             .add_message::<ArtReady>()
             .add_message::<ArtFailed>()
             .insert_resource(status)
-            .init_resource::<KilnWallet>()
-            .insert_resource(ArtWorker { jobs, out })
-            .add_systems(PreUpdate, receive_art.in_set(KilnSystems::Receive))
+            .init_resource::<ArtDevice>()
+            .init_resource::<KilnWallet>();
+        if let Some(worker) = worker {
+            app.insert_resource(ArtWorker {
+                worker,
+                out,
+                in_flight: Vec::new(),
+            })
+            .add_systems(
+                PreUpdate,
+                (offer_device, receive_art)
+                    .chain()
+                    .in_set(KilnSystems::Receive),
+            )
             .add_systems(PostUpdate, dispatch_art.in_set(KilnSystems::Dispatch));
+        } else {
+            app.add_systems(PostUpdate, refuse_art.in_set(KilnSystems::Dispatch));
+        }
     }
 }
 
-/// The art worker: loads the model, then paints jobs in order until the app goes away.
-fn worker(
-    model: &std::path::Path,
+/// What the worker needs besides its queue.
+struct Settings {
     steps: Option<u32>,
-    jobs: &Receiver<GenerateArt>,
-    out: &Sender<Out>,
+    backend: ArtBackend,
+    out: Sender<Out>,
+}
+
+/// Offers the renderer's GPU to the worker once, on the first frame (before any request, which
+/// leaves in `PostUpdate`): the device is in the main world once Bevy's renderer has started.
+#[cfg(feature = "gpu")]
+fn offer_device(
+    mut offered: Local<bool>,
+    worker: Res<ArtWorker>,
+    device: Option<Res<bevy::render::renderer::RenderDevice>>,
+    queue: Option<Res<bevy::render::renderer::RenderQueue>>,
+    info: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
 ) {
-    let loaded = ArtModel::load(model).map_err(|e| e.to_string());
+    if std::mem::replace(&mut *offered, true) {
+        return;
+    }
+    let shared = match (device, queue, info) {
+        (Some(device), Some(queue), Some(info)) => Some(SharedGpu {
+            device: device.wgpu_device().clone(),
+            queue: (**queue.0).clone(),
+            adapter: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
+            software: info.device_type == kiln_nftgen::gpu::wgpu::DeviceType::Cpu,
+        }),
+        _ => None,
+    };
+    worker.worker.send(Job::Backend(shared));
+}
+
+#[cfg(not(feature = "gpu"))]
+fn offer_device(mut offered: Local<bool>, worker: Res<ArtWorker>) {
+    if !std::mem::replace(&mut *offered, true) {
+        worker.worker.send(Job::Backend(None));
+    }
+}
+
+/// The art worker: loads the model, chooses the backend when the first frame offers the
+/// renderer's device, then paints jobs in order until the app goes away. A job that panics
+/// fails alone; a GPU that fails hands over to the CPU, which paints the same picture.
+fn worker(model: &std::path::Path, settings: &Settings, jobs: &Receiver<Job>) {
+    let out = &settings.out;
+    let mut loaded = ArtModel::load(model).map_err(|e| e.to_string());
     let _ = out.send(Out::Loaded(
         loaded
             .as_ref()
             .map(|m| m.id().to_string())
             .map_err(Clone::clone),
     ));
-    for req in jobs.iter() {
-        let result = match &loaded {
-            Ok(m) => paint(m, &req, steps, out).map(Box::new),
-            Err(e) => Err(format!("the art model is unavailable: {e}")),
+    for job in jobs.iter() {
+        match job {
+            Job::Backend(shared) => {
+                if let Ok(m) = &mut loaded {
+                    let device = choose_backend(m, settings.backend, shared);
+                    let _ = out.send(Out::Device(device));
+                }
+            }
+            Job::Paint(req) => {
+                let result = match &mut loaded {
+                    Ok(m) => paint_or_fall_back(m, &req, settings).map(Box::new),
+                    Err(e) => Err(format!("the art model is unavailable: {e}")),
+                };
+                if out.send(Out::Done(req.requester, result)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Paints `req`; if the GPU fails, goes on on the CPU (telling the app) and paints it there.
+fn paint_or_fall_back(
+    model: &mut ArtModel,
+    req: &GenerateArt,
+    settings: &Settings,
+) -> Result<GeneratedArt, String> {
+    match catch(|| paint(model, req, settings.steps, &settings.out)) {
+        Ok(Err(PaintError::Gpu(e))) => {
+            warn!("the GPU failed, painting on the CPU from now on: {e}");
+            model.use_cpu();
+            let _ = settings.out.send(Out::Device(ArtDevice {
+                backend: Some(model.backend()),
+                ..ArtDevice::default()
+            }));
+            catch(|| paint(model, req, settings.steps, &settings.out))
+                .map_err(|panic| format!("painting panicked: {panic}"))?
+                .map_err(|e| e.to_string())
+        }
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!("painting panicked: {panic}")),
+    }
+}
+
+/// Applies the plugin's backend choice, given the renderer's device if the app renders.
+fn choose_backend(
+    model: &mut ArtModel,
+    choice: ArtBackend,
+    shared: Option<SharedGpu>,
+) -> ArtDevice {
+    #[cfg(feature = "gpu")]
+    if let Some(s) = shared {
+        let wanted = match choice {
+            ArtBackend::Gpu => true,
+            ArtBackend::Auto => !s.software,
+            _ => false,
         };
-        if out.send(Out::Done(req.requester, result)).is_err() {
-            return;
+        if wanted {
+            let adapter = s.adapter.clone();
+            let used = kiln_nftgen::gpu::GpuDevice::from_wgpu(s.device, s.queue, s.adapter)
+                .and_then(|gpu| model.use_gpu(&gpu));
+            match used {
+                Ok(()) => {
+                    info!("painting on the renderer's GPU: {adapter}");
+                    return ArtDevice {
+                        backend: Some(model.backend()),
+                        adapter: Some(adapter),
+                        shared_with_renderer: true,
+                    };
+                }
+                Err(e) => warn!("cannot paint on the renderer's GPU ({adapter}): {e}"),
+            }
+        } else if choice == ArtBackend::Auto {
+            // The app renders on a software rasterizer: there is no hardware GPU to find.
+            info!(
+                "the renderer runs on a software rasterizer ({}): painting on the CPU",
+                s.adapter
+            );
+            model.use_cpu();
+            return ArtDevice {
+                backend: Some(model.backend()),
+                ..ArtDevice::default()
+            };
+        }
+    }
+    #[cfg(not(feature = "gpu"))]
+    let _ = shared;
+    match model.select_backend(choice) {
+        Ok(backend) => {
+            #[cfg(feature = "gpu")]
+            let adapter = model.gpu().map(|g| g.adapter().to_string());
+            #[cfg(not(feature = "gpu"))]
+            let adapter = None;
+            if let Some(a) = &adapter {
+                info!("painting on a headless GPU: {a}");
+            }
+            ArtDevice {
+                backend: Some(backend),
+                adapter,
+                shared_with_renderer: false,
+            }
+        }
+        Err(e) => {
+            warn!("no GPU to paint on ({e}): painting on the CPU");
+            model.use_cpu();
+            ArtDevice {
+                backend: Some(model.backend()),
+                ..ArtDevice::default()
+            }
+        }
+    }
+}
+
+/// Why a picture was not painted: the GPU (worth falling back from) or anything else.
+enum PaintError {
+    Gpu(kiln_nftgen::GpuError),
+    Other(GenerateError),
+}
+
+impl std::fmt::Display for PaintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PaintError::Gpu(e) => e.fmt(f),
+            PaintError::Other(e) => e.fmt(f),
         }
     }
 }
@@ -208,7 +428,7 @@ fn paint(
     req: &GenerateArt,
     steps: Option<u32>,
     out: &Sender<Out>,
-) -> Result<GeneratedArt, String> {
+) -> Result<GeneratedArt, PaintError> {
     let mut request = GenerationRequest::new(req.prompt.clone(), req.seed);
     if let Some(s) = steps {
         request = request.steps(s);
@@ -236,16 +456,21 @@ fn paint(
                 Control::Continue
             }
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            GenerateError::Gpu(g) => PaintError::Gpu(g),
+            other => PaintError::Other(other),
+        })
 }
 
 fn dispatch_art(
     mut requests: MessageReader<GenerateArt>,
-    worker: Res<ArtWorker>,
+    mut worker: ResMut<ArtWorker>,
     mut failed: MessageWriter<ArtFailed>,
 ) {
     for req in requests.read() {
-        if worker.jobs.send(req.clone()).is_err() {
+        if worker.worker.send(Job::Paint(req.clone())) {
+            worker.in_flight.push(req.requester);
+        } else {
             failed.write(ArtFailed {
                 requester: req.requester,
                 reason: "the art worker has stopped".into(),
@@ -254,15 +479,40 @@ fn dispatch_art(
     }
 }
 
+/// Without a worker every request fails at once.
+fn refuse_art(
+    mut requests: MessageReader<GenerateArt>,
+    status: Res<ArtStatus>,
+    mut failed: MessageWriter<ArtFailed>,
+) {
+    for req in requests.read() {
+        let reason = match &*status {
+            ArtStatus::Unavailable(e) => e.clone(),
+            _ => "the art worker has stopped".into(),
+        };
+        failed.write(ArtFailed {
+            requester: req.requester,
+            reason,
+        });
+    }
+}
+
 fn receive_art(
-    worker: Res<ArtWorker>,
+    mut worker: ResMut<ArtWorker>,
     mut status: ResMut<ArtStatus>,
+    mut device: ResMut<ArtDevice>,
     mut images: ResMut<Assets<Image>>,
     mut progress: MessageWriter<ArtProgress>,
     mut ready: MessageWriter<ArtReady>,
     mut failed: MessageWriter<ArtFailed>,
 ) {
-    for out in worker.out.try_iter() {
+    let received: Vec<Out> = worker.out.try_iter().collect();
+    for out in received {
+        if let Out::Done(requester, _) = &out
+            && let Some(i) = worker.in_flight.iter().position(|e| e == requester)
+        {
+            worker.in_flight.remove(i);
+        }
         match out {
             Out::Loaded(Ok(id)) => {
                 info!("art model ready: {id}");
@@ -271,6 +521,19 @@ fn receive_art(
             Out::Loaded(Err(e)) => {
                 warn!("art model unavailable, art requests will fail: {e}");
                 *status = ArtStatus::Unavailable(e);
+            }
+            Out::Device(d) => {
+                *device = d;
+            }
+            Out::Crashed(message) => {
+                let reason = format!("the art worker stopped: {message}");
+                for requester in worker.in_flight.drain(..) {
+                    failed.write(ArtFailed {
+                        requester,
+                        reason: reason.clone(),
+                    });
+                }
+                *status = ArtStatus::Unavailable(reason);
             }
             Out::Progress(p) => {
                 progress.write(p);

@@ -8,6 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use kiln_nftgen::chain::{ChainClient, ChainConfig, ChainError, Verdict, Verification};
 use kiln_nftgen::{CreatorAddress, GeneratedArt, TokenId, TxHash};
 
+use crate::worker::{Worker, catch};
 use crate::{KilnSystems, configure_sets};
 
 /// Minting and verification. The worker thread connects at start-up: to the configured RPC, or
@@ -21,6 +22,8 @@ pub struct ChainPlugin {
     /// The art model verification re-runs recipes on [default: the shipped kiln-sprite-q; tokens
     /// of the f32 pipeline/1 find the shipped kiln-sprite weights by their hash].
     pub art_model: PathBuf,
+    /// How the chain worker (which re-runs recipes to verify them) shares the CPU with the game.
+    pub priority: crate::WorkerPriority,
 }
 
 impl Default for ChainPlugin {
@@ -28,6 +31,7 @@ impl Default for ChainPlugin {
         Self {
             config: None,
             art_model: kiln_nftgen::default_model_path(),
+            priority: crate::WorkerPriority::default(),
         }
     }
 }
@@ -118,34 +122,24 @@ enum Out {
     Verified(TokenVerified),
 }
 
+/// The chain worker. Dropping it closes the job queue and waits for the worker (up to
+/// [`crate::SHUTDOWN_DEADLINE`]), so a local chain it started is stopped (and its state
+/// written) before the app goes away.
 #[derive(Resource)]
 struct ChainWorker {
-    jobs: Option<Sender<Job>>,
+    worker: Option<Worker<Job>>,
     out: Receiver<Out>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChainWorker {
     fn send(&self, job: Job) -> bool {
-        self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok())
-    }
-}
-
-impl Drop for ChainWorker {
-    /// Closes the job queue and waits for the worker, so a local chain it started is stopped
-    /// (and its state written) before the app goes away.
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.worker.as_ref().is_some_and(|w| w.send(job))
     }
 }
 
 impl Plugin for ChainPlugin {
     fn build(&self, app: &mut App) {
         configure_sets(app);
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
         let config = self.config.clone();
         let model = self.art_model.clone();
@@ -156,19 +150,20 @@ impl Plugin for ChainPlugin {
             Ok,
         );
         let wallet = config.as_ref().ok().and_then(|c| c.signer_address().ok());
-        let spawned = std::thread::Builder::new()
-            .name("kiln-chain".into())
-            .spawn(move || {
-                // Verification re-runs recipes here: background work, like painting.
-                crate::WorkerPriority::Background.apply_to_this_thread();
-                worker(config, &model, &job_rx, &out_tx);
-            });
-        let (status, thread) = match spawned {
-            Ok(t) => (ChainStatus::Connecting, Some(t)),
-            Err(e) => (
-                ChainStatus::Unavailable(format!("cannot start the chain worker: {e}")),
-                None,
-            ),
+        let crashed = out_tx.clone();
+        let spawned = Worker::spawn(
+            "chain",
+            self.priority,
+            move |job_rx: Receiver<Job>| worker(config, &model, &job_rx, &out_tx),
+            move |message| {
+                let _ = crashed.send(Out::Connected(Err(format!(
+                    "the chain worker stopped: {message}"
+                ))));
+            },
+        );
+        let (status, worker) = match spawned {
+            Ok(w) => (ChainStatus::Connecting, Some(w)),
+            Err(e) => (ChainStatus::Unavailable(e), None),
         };
         app.add_message::<MintArt>()
             .add_message::<ArtMinted>()
@@ -177,11 +172,7 @@ impl Plugin for ChainPlugin {
             .add_message::<TokenVerified>()
             .insert_resource(status)
             .insert_resource(crate::KilnWallet(wallet))
-            .insert_resource(ChainWorker {
-                jobs: Some(jobs),
-                out,
-                thread,
-            })
+            .insert_resource(ChainWorker { worker, out })
             .add_systems(PreUpdate, receive_chain.in_set(KilnSystems::Receive))
             .add_systems(PostUpdate, dispatch_chain.in_set(KilnSystems::Dispatch));
     }
@@ -208,45 +199,65 @@ fn worker(
         return;
     }
     for job in jobs.iter() {
-        let sent = match (job, &client) {
-            (Job::Mint(m), Ok(c)) => match c.mint(&m.art) {
-                Ok(r) => out.send(Out::Minted(ArtMinted {
-                    requester: m.requester,
-                    token_id: r.token_id,
-                    tx: r.tx,
-                    block: r.block,
-                    png: c.store().png_path(m.art.content_hash),
-                })),
-                Err(e) => out.send(Out::MintFailed(MintFailed {
-                    requester: m.requester,
-                    reason: e.to_string(),
-                })),
-            },
-            (Job::Mint(m), Err(e)) => out.send(Out::MintFailed(MintFailed {
-                requester: m.requester,
-                reason: format!("no chain: {e}"),
-            })),
-            (Job::Verify(v), client) => {
-                let result = client
-                    .as_ref()
-                    .map_err(|e| format!("no chain: {e}"))
-                    .and_then(|c| {
-                        kiln_nftgen::chain::verify(c, v.token_id, None, model)
-                            .map_err(|e| e.to_string())
-                    });
-                out.send(Out::Verified(TokenVerified {
-                    requester: v.requester,
-                    token_id: v.token_id,
-                    verdict: result
-                        .as_ref()
-                        .map(|r| r.verdict.clone())
-                        .map_err(Clone::clone),
-                    report: result.ok().map(Box::new),
-                }))
-            }
+        // A job that panics fails alone, with the panic's message; the worker goes on.
+        let who = match &job {
+            Job::Mint(m) => (m.requester, None),
+            Job::Verify(v) => (v.requester, Some(v.token_id)),
         };
-        if sent.is_err() {
+        let answer = catch(|| run_job(job, &client, model)).unwrap_or_else(|panic| {
+            let reason = format!("the chain worker panicked: {panic}");
+            match who {
+                (requester, None) => Out::MintFailed(MintFailed { requester, reason }),
+                (requester, Some(token_id)) => Out::Verified(TokenVerified {
+                    requester,
+                    token_id,
+                    verdict: Err(reason),
+                    report: None,
+                }),
+            }
+        });
+        if out.send(answer).is_err() {
             return;
+        }
+    }
+}
+
+fn run_job(job: Job, client: &Result<ChainClient, String>, model: &std::path::Path) -> Out {
+    match (job, client) {
+        (Job::Mint(m), Ok(c)) => match c.mint(&m.art) {
+            Ok(r) => Out::Minted(ArtMinted {
+                requester: m.requester,
+                token_id: r.token_id,
+                tx: r.tx,
+                block: r.block,
+                png: c.store().png_path(m.art.content_hash),
+            }),
+            Err(e) => Out::MintFailed(MintFailed {
+                requester: m.requester,
+                reason: e.to_string(),
+            }),
+        },
+        (Job::Mint(m), Err(e)) => Out::MintFailed(MintFailed {
+            requester: m.requester,
+            reason: format!("no chain: {e}"),
+        }),
+        (Job::Verify(v), client) => {
+            let result = client
+                .as_ref()
+                .map_err(|e| format!("no chain: {e}"))
+                .and_then(|c| {
+                    kiln_nftgen::chain::verify(c, v.token_id, None, model)
+                        .map_err(|e| e.to_string())
+                });
+            Out::Verified(TokenVerified {
+                requester: v.requester,
+                token_id: v.token_id,
+                verdict: result
+                    .as_ref()
+                    .map(|r| r.verdict.clone())
+                    .map_err(Clone::clone),
+                report: result.ok().map(Box::new),
+            })
         }
     }
 }

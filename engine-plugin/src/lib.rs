@@ -65,28 +65,31 @@ mod art;
 #[cfg(feature = "chain")]
 mod chain;
 mod npc;
+mod worker;
 
 use bevy::app::{PluginGroup, PluginGroupBuilder};
 use bevy::prelude::*;
 
 pub use art::{
-    ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt, KilnWallet,
-    pixel_image,
+    ArtDevice, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt,
+    KilnWallet, pixel_image,
 };
 #[cfg(feature = "chain")]
 pub use chain::{
     ArtMinted, ChainPlugin, ChainStatus, MintArt, MintFailed, TokenVerified, VerifyToken,
 };
+pub use kiln_nftgen::{ArtBackend, Backend};
 pub use kiln_npc::{NpcReply, SavedChat};
 pub use npc::{
     Npc, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PersonaAsset,
     PersonaLoader, PlayerSaid, Talking,
 };
+pub use worker::{SHUTDOWN_DEADLINE, WorkerPriority};
 
 /// The usual imports.
 pub mod prelude {
     pub use crate::{
-        ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
+        ArtBackend, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
         KilnSystems, KilnWallet, Npc, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta,
         PlayerSaid, Talking, WorkerPriority,
     };
@@ -147,50 +150,5 @@ pub(crate) fn drop_off_thread<T: Send + 'static>(value: T) {
         .spawn(move || drop(value));
     if let Err(e) = spawned {
         tracing::warn!("cannot start a thread to release an engine handle: {e}");
-    }
-}
-
-/// How Kiln's worker threads (and the threads they start: llama.cpp's, candle's) share the CPU
-/// with the game.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum WorkerPriority {
-    /// The lowest normal priority (nice 19 on Linux): the game's threads win the CPU whenever
-    /// they want it, and the workers still get a small share of a saturated machine.
-    #[default]
-    Background,
-    /// Run only on CPU time nothing else wants (`SCHED_IDLE` on Linux; `Background` elsewhere):
-    /// the least frame-time cost, but replies and pictures stall while the game, or anything
-    /// else on the machine, keeps every core busy.
-    Idle,
-    /// The priority of the thread that built the app.
-    Normal,
-}
-
-impl WorkerPriority {
-    /// Applies the priority to the calling thread; threads it starts later inherit it.
-    pub(crate) fn apply_to_this_thread(self) {
-        use thread_priority::{ThreadPriority, set_current_thread_priority};
-        let result = match self {
-            WorkerPriority::Normal => return,
-            WorkerPriority::Background => set_current_thread_priority(ThreadPriority::Min),
-            #[cfg(target_os = "linux")]
-            WorkerPriority::Idle => {
-                use thread_priority::unix::{
-                    NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-                    set_thread_priority_and_policy, thread_native_id,
-                };
-                set_thread_priority_and_policy(
-                    thread_native_id(),
-                    ThreadPriority::Min,
-                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-                )
-                .or_else(|_| set_current_thread_priority(ThreadPriority::Min))
-            }
-            #[cfg(not(target_os = "linux"))]
-            WorkerPriority::Idle => set_current_thread_priority(ThreadPriority::Min),
-        };
-        if let Err(e) = result {
-            tracing::debug!("cannot lower a worker thread's priority: {e:?}");
-        }
     }
 }

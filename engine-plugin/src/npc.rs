@@ -11,6 +11,7 @@ use kiln_npc::{
     Chat, ChatEvent, ChatOptions, Engine, EngineConfig, NpcReply, Persona, RequestId, SavedChat,
 };
 
+use crate::worker::Worker;
 use crate::{KilnSystems, WorkerPriority, configure_sets, drop_off_thread};
 
 /// NPC dialogue. Loads the GGUF model on a worker thread at start-up; until it is ready, player
@@ -181,7 +182,8 @@ pub enum NpcEngineStatus {
 /// threads) are created there, so they inherit its OS priority and never cost the main thread.
 #[derive(Resource)]
 struct NpcEngine {
-    requests: Sender<(Entity, Persona, Option<SavedChat>)>,
+    /// `None` when the thread could not start (every NPC then answers with fallback lines).
+    worker: Option<Worker<(Entity, Persona, Option<SavedChat>)>>,
     out: Receiver<ServiceOut>,
 }
 
@@ -215,7 +217,6 @@ impl Plugin for NpcPlugin {
             .add_message::<NpcReplied>()
             .add_message::<NpcRemembered>()
             .insert_resource(NpcEngineStatus::Loading);
-        let (requests, request_rx) = crossbeam_channel::unbounded();
         let (out_tx, out) = crossbeam_channel::unbounded();
         let model = self.model.clone();
         let config = EngineConfig::default().with_threads(self.threads);
@@ -223,13 +224,27 @@ impl Plugin for NpcPlugin {
             .with_seed(self.seed)
             .with_threads(self.threads);
         let priority = self.priority;
-        let spawned = std::thread::Builder::new()
-            .name("kiln-npc".into())
-            .spawn(move || service(&model, config, &options, priority, &request_rx, &out_tx));
-        if let Err(e) = spawned {
-            app.insert_resource(NpcEngineStatus::Unavailable(e.to_string()));
-        }
-        app.insert_resource(NpcEngine { requests, out })
+        let crashed = out_tx.clone();
+        let spawned = Worker::spawn(
+            "npc",
+            priority,
+            move |request_rx: Receiver<(Entity, Persona, Option<SavedChat>)>| {
+                service(&model, config, &options, &request_rx, &out_tx)
+            },
+            move |message| {
+                let _ = crashed.send(ServiceOut::Loaded(Err(format!(
+                    "the NPC worker stopped: {message}"
+                ))));
+            },
+        );
+        let worker = match spawned {
+            Ok(w) => Some(w),
+            Err(e) => {
+                app.insert_resource(NpcEngineStatus::Unavailable(e));
+                None
+            }
+        };
+        app.insert_resource(NpcEngine { worker, out })
             .add_systems(
                 PreUpdate,
                 (poll_engine, attach_chats)
@@ -246,11 +261,9 @@ fn service(
     model: &std::path::Path,
     config: EngineConfig,
     options: &ChatOptions,
-    priority: WorkerPriority,
     requests: &Receiver<(Entity, Persona, Option<SavedChat>)>,
     out: &Sender<ServiceOut>,
 ) {
-    priority.apply_to_this_thread();
     let engine = Engine::load(model, config).map_err(|e| e.to_string());
     let loaded = engine
         .as_ref()
@@ -372,11 +385,8 @@ fn attach_chats(
         };
         match &*status {
             NpcEngineStatus::Ready => {
-                if engine
-                    .requests
-                    .send((entity, persona.0.clone(), npc.memory.clone()))
-                    .is_ok()
-                {
+                let request = (entity, persona.0.clone(), npc.memory.clone());
+                if engine.worker.as_ref().is_some_and(|w| w.send(request)) {
                     lines.opening = true;
                 } else {
                     answer_with_fallback(entity, &mut lines, &persona.0, &mut replied);

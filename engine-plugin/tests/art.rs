@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bevy::image::{Image, ImageSampler};
 use bevy::prelude::*;
-use bevy_kiln::{ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt};
+use bevy_kiln::{
+    ArtBackend, ArtDevice, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus,
+    Backend, GenerateArt,
+};
 use common::{app, record, run_until, seen};
 use kiln_nftgen::{ArtModel, Control, GenerationRequest};
 
@@ -79,6 +82,55 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
     let scene = &seen::<ArtReady>(&app)[1];
     assert_eq!((scene.record.width, scene.record.height), (64, 32));
     assert!(seen::<ArtFailed>(&app).is_empty());
+    // With no renderer and no hardware GPU (lavapipe is passed over), `Auto` paints on the CPU.
+    let device = app.world().resource::<ArtDevice>();
+    eprintln!("ArtBackend::Auto chose {device:?}");
+    if device.adapter.is_none() {
+        assert_eq!(device.backend, Some(Backend::Cpu));
+    }
+}
+
+/// `ArtBackend::Gpu` in a headless app opens a GPU of its own (Mesa's lavapipe here) and paints
+/// the CPU's pixels there; the record says `wgpu`.
+#[test]
+fn the_art_worker_paints_the_same_pixels_on_a_headless_gpu() {
+    let mut app = art_app(ArtPlugin {
+        steps: Some(4),
+        backend: ArtBackend::Gpu,
+        ..Default::default()
+    });
+    let altar = app.world_mut().spawn_empty().id();
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a blue potion".into(),
+        kind: ArtKind::Item,
+        seed: 3,
+        creator: None,
+        requester: altar,
+    });
+    run_until(&mut app, Duration::from_secs(120), "a picture", |app| {
+        !seen::<ArtReady>(app).is_empty() || !seen::<ArtFailed>(app).is_empty()
+    });
+    assert!(
+        seen::<ArtFailed>(&app).is_empty(),
+        "{:?}",
+        seen::<ArtFailed>(&app)
+    );
+    let device = app.world().resource::<ArtDevice>().clone();
+    assert_eq!(device.backend, Some(Backend::Wgpu));
+    assert!(
+        device.adapter.is_some() && !device.shared_with_renderer,
+        "{device:?}"
+    );
+    let ready = &seen::<ArtReady>(&app)[0];
+    assert_eq!(ready.record.backend, Backend::Wgpu);
+    let cpu = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
+    let expected = cpu
+        .generate(
+            &GenerationRequest::new("a blue potion", 3).steps(4),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    assert_eq!(ready.content_hash, expected.content_hash);
 }
 
 #[test]

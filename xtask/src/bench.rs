@@ -55,15 +55,21 @@ fn plugin(model: &Path) -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut added = Vec::new();
-    for priority in ["background", "idle", "normal"] {
+    for (priority, art) in [
+        ("background", "cpu"),
+        ("idle", "cpu"),
+        ("normal", "cpu"),
+        ("background", "gpu"),
+    ] {
         eprintln!(
-            "xtask: measuring frame times, workers at `{priority}` priority (about a minute)"
+            "xtask: measuring frame times, workers at `{priority}` priority, art on the {art} (about a minute)"
         );
         let out = output(
             Command::new(&bin)
-                .arg(priority)
+                .args([priority, art])
                 .env("KILN_NPC_MODEL", model),
         )?;
+        let priority = format!("{priority}, art on {art}");
         let rows: Vec<Value> = out
             .lines()
             .filter(|l| l.starts_with('{'))

@@ -33,6 +33,8 @@ use crate::model::sprite_q::SpriteQNet;
 #[cfg(test)]
 use plan::Args;
 use plan::{ARGS_BYTES, Dispatch, Entry, Layout, Params, Plan, STEP_WORDS};
+/// The wgpu this backend is built on (Bevy 0.19's), for sharing a device.
+pub use wgpu;
 
 /// The WGSL source of every kernel.
 pub const KERNELS_WGSL: &str = include_str!("kernels.wgsl");
