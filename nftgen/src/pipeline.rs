@@ -770,7 +770,6 @@ fn run_integer(
     let (w, h) = (record.width as usize, record.height as usize);
     let n = net.config().channels * w * h;
     let key = noise_q::noise_key(record.seed, record.creator.as_ref());
-    let x0 = noise_q::initial_noise(&key, n);
     let negative = net.prompt_features(&record.negative_prompt);
     let positive = net.prompt_features(&record.prompt);
     let g = noise_q::guidance_q16(record.guidance);
@@ -788,14 +787,14 @@ fn run_integer(
             (t, a, b)
         })
         .collect();
-    let x = match gpu {
+    let rgba = match gpu {
         #[cfg(feature = "gpu")]
         Some(gpu) => {
             let mut stopped = None;
             let job = crate::gpu::SampleJob {
                 width: w,
                 height: h,
-                x0: &x0,
+                key,
                 prompts: [&negative, &positive],
                 guidance_q16: g,
                 steps: &steps,
@@ -819,17 +818,21 @@ fn run_integer(
         }
         #[cfg(not(feature = "gpu"))]
         Some(never) => match *never {},
-        None => sample_on_cpu(net, x0, w, h, [&negative, &positive], g, &steps, &mut |i| {
-            report_step(on_step, i, record.steps)
-        })?,
-    };
-    let plane = w * h;
-    let mut rgba = vec![255u8; plane * 4];
-    for (p, px) in rgba.chunks_exact_mut(4).enumerate() {
-        for ch in 0..3 {
-            px[ch] = noise_q::to_u8(x[ch * plane + p]);
+        None => {
+            let x0 = noise_q::initial_noise(&key, n);
+            let x = sample_on_cpu(net, x0, w, h, [&negative, &positive], g, &steps, &mut |i| {
+                report_step(on_step, i, record.steps)
+            })?;
+            let plane = w * h;
+            let mut rgba = vec![255u8; plane * 4];
+            for (p, px) in rgba.chunks_exact_mut(4).enumerate() {
+                for ch in 0..3 {
+                    px[ch] = noise_q::to_u8(x[ch * plane + p]);
+                }
+            }
+            rgba
         }
-    }
+    };
     let content_hash = ContentHash::of_rgba8(record.width, record.height, &rgba);
     Ok(GeneratedArt {
         recipe_hash: record.recipe_hash(),

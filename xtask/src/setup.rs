@@ -32,7 +32,8 @@ const APT: &[(&str, &str)] = &[
     ("nodejs", "node --version"),
     ("npm", "npm --version"),
     // The demo game renders with Vulkan on Mesa's software driver (lavapipe), in a window
-    // (X11, or Xvfb where there is no display) or headless.
+    // (X11, or Xvfb where there is no display) or headless; the art GPU backend's tests run
+    // their compute shaders on it too.
     (
         "mesa-vulkan-drivers",
         "ls /usr/share/vulkan/icd.d/lvp_icd.*.json",

@@ -613,6 +613,58 @@ fn sample_step(@builtin(global_invocation_id) id: vec3<u32>) {
     work[a.o0 + e] = clamp(xa + ob, -SAMPLE_MAX, SAMPLE_MAX);
 }
 
+// The 32-bit mixer of the noise stream (noise_q::mix32).
+fn mix32(x0: u32) -> u32 {
+    var x = x0;
+    x = x ^ (x >> 16u);
+    x = x * 0x7feb352du;
+    x = x ^ (x >> 15u);
+    x = x * 0x846ca68bu;
+    x = x ^ (x >> 16u);
+    return x;
+}
+
+// The initial sample (§9.2): value i = normal_q12(uniform(key, 0, i)) · 16.
+// id.x + id.y·65536: value (< n0). o0 = sample, o1 = the key's lane-0 words (work, 4 words),
+// o2 = the inverse-CDF table (params, 4097 entries).
+@compute @workgroup_size(64)
+fn initial_noise(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = id.x + id.y * 65536u;
+    if (i >= a.n0) {
+        return;
+    }
+    let k0 = bitcast<u32>(work[a.o1]);
+    let k1 = bitcast<u32>(work[a.o1 + 1u]);
+    let k2 = bitcast<u32>(work[a.o1 + 2u]);
+    let k3 = bitcast<u32>(work[a.o1 + 3u]);
+    let u = mix32(k0 ^ mix32(k1 ^ mix32(k2 ^ mix32(k3 ^ i))));
+    let j = u >> 20u;
+    let f = i32((u >> 4u) & 0xFFFFu);
+    let lo = params[a.o2 + j];
+    let hi = params[a.o2 + j + 1u];
+    work[a.o0 + i] = (lo + (((hi - lo) * f + (1 << 15)) >> 16)) << 4u;
+}
+
+// A Q16 sample value as an 8-bit channel: round((v + 1)·127.5) half up on clamp(v, ±2^16).
+fn to_u8(v: i32) -> u32 {
+    let c = clamp(v, -65536, 65536) + 65536;
+    return u32((c * 255 + 65536) >> 17u);
+}
+
+// The sample's pixels as RGBA8 words (red in the low byte, alpha 255), one per pixel.
+// id.x + id.y·65536: pixel (< n0 = W·H). o0 = sample [3, H, W], o1 = destination.
+@compute @workgroup_size(64)
+fn pixels(@builtin(global_invocation_id) id: vec3<u32>) {
+    let p = id.x + id.y * 65536u;
+    if (p >= a.n0) {
+        return;
+    }
+    let plane = a.n0;
+    let rgba = to_u8(work[a.o0 + p]) | (to_u8(work[a.o0 + plane + p]) << 8u)
+        | (to_u8(work[a.o0 + 2u * plane + p]) << 16u) | (255u << 24u);
+    work[a.o1 + p] = bitcast<i32>(rgba);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Probes: single primitives over arrays, for the kernel tests.
 

@@ -32,7 +32,7 @@ pub use crate::error::GpuError;
 use crate::model::sprite_q::SpriteQNet;
 #[cfg(test)]
 use plan::Args;
-use plan::{ARGS_BYTES, Dispatch, Entry, Layout, Params, Plan, STEP_WORDS};
+use plan::{ARGS_BYTES, Dispatch, Entry, KEY_AT, Layout, Params, Plan};
 /// The wgpu this backend is built on (Bevy 0.19's), for sharing a device.
 pub use wgpu;
 
@@ -598,35 +598,38 @@ impl GpuSpriteQ {
         ])
     }
 
-    /// Runs the sampler of `job`: per step the network and the update in one command buffer,
-    /// then `on_step(i)` may stop the run (returning `false`). Returns the final sample, or
-    /// `None` when stopped.
+    /// Paints `job`: the initial noise, then per step the network and the update in one
+    /// command buffer, then the pixels. `on_step(i)` may stop the run (returning `false`).
+    /// Returns the RGBA8 pixels, or `None` when stopped.
     pub(crate) fn sample(
         &self,
         net: &SpriteQNet,
         job: &SampleJob<'_>,
         on_step: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<Option<Vec<i32>>, GpuError> {
+    ) -> Result<Option<Vec<u8>>, GpuError> {
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         let dp = self.plan_for(&mut plans, net, job.width, job.height)?;
         let l = &self.layout;
-        self.gpu.write(&self.work, l.x, job.x0)?;
+        let (step, all) = (dp.plan.step, &dp.plan.dispatches);
+        let key: Vec<i32> = job.key[..4].iter().map(|&k| k as i32).collect();
+        self.gpu.write(&self.work, KEY_AT, &key)?;
         self.gpu.write(
             &self.work,
             l.prompts,
             &[job.prompts[0], job.prompts[1]].concat(),
         )?;
+        self.gpu
+            .submit(|| self.gpu.encode(&dp.bind_group, &all[step..step + 1], step))?;
         // Step i + 1 is queued before step i is waited for, so the device never idles between
         // steps; each step is reported once it has run. (Its per-step values are written before
         // its own submission, which the queue orders after the step before.)
         let mut queued: Option<(usize, wgpu::SubmissionIndex)> = None;
         for (i, &(t, a, b)) in job.steps.iter().enumerate() {
-            let mut step = [0i32; STEP_WORDS];
-            step[..4].copy_from_slice(&[t as i32, a, b, job.guidance_q16]);
-            self.gpu.write(&self.work, 0, &step)?;
+            self.gpu
+                .write(&self.work, 0, &[t as i32, a, b, job.guidance_q16])?;
             let index = self
                 .gpu
-                .submit(|| self.gpu.encode(&dp.bind_group, &dp.plan.dispatches, 0))?;
+                .submit(|| self.gpu.encode(&dp.bind_group, &all[..step], 0))?;
             if let Some((done, before)) = queued.replace((i, index)) {
                 self.gpu.wait(before)?;
                 if !on_step(done) {
@@ -640,7 +643,12 @@ impl GpuSpriteQ {
                 return Ok(None);
             }
         }
-        self.gpu.read(&self.work, l.x, job.x0.len()).map(Some)
+        self.gpu
+            .submit_and_wait(|| self.gpu.encode(&dp.bind_group, &all[step + 1..], step + 1))?;
+        let words = self
+            .gpu
+            .read(&self.work, l.pixels, job.width * job.height)?;
+        Ok(Some(words.iter().flat_map(|w| w.to_le_bytes()).collect()))
     }
 }
 
@@ -648,8 +656,8 @@ impl GpuSpriteQ {
 pub(crate) struct SampleJob<'a> {
     pub width: usize,
     pub height: usize,
-    /// The initial sample `[C, H, W]` (Q16).
-    pub x0: &'a [i32],
+    /// The noise key (its first four words seed the initial sample).
+    pub key: [u32; 8],
     /// The pooled prompts (negative, positive).
     pub prompts: [&'a [i32]; 2],
     pub guidance_q16: i32,

@@ -28,13 +28,15 @@ pub(crate) enum Entry {
     Softmax,
     WeightedValues,
     SampleStep,
+    InitialNoise,
+    Pixels,
     ProbeMulShift,
     ProbeSilu,
 }
 
 impl Entry {
     /// Every entry point, in the order of their pipelines.
-    pub(crate) const ALL: [Entry; 19] = [
+    pub(crate) const ALL: [Entry; 21] = [
         Entry::QuantizeRows,
         Entry::Linear,
         Entry::Patchify,
@@ -52,6 +54,8 @@ impl Entry {
         Entry::Softmax,
         Entry::WeightedValues,
         Entry::SampleStep,
+        Entry::InitialNoise,
+        Entry::Pixels,
         Entry::ProbeMulShift,
         Entry::ProbeSilu,
     ];
@@ -76,6 +80,8 @@ impl Entry {
             Entry::Softmax => "softmax",
             Entry::WeightedValues => "weighted_values",
             Entry::SampleStep => "sample_step",
+            Entry::InitialNoise => "initial_noise",
+            Entry::Pixels => "pixels",
             Entry::ProbeMulShift => "probe_mul_shift",
             Entry::ProbeSilu => "probe_silu",
         }
@@ -190,6 +196,8 @@ pub(crate) struct Params {
     patch_out: Lin,
     exp: u32,
     silu: u32,
+    /// The noise's inverse-CDF table.
+    pub normal: u32,
 }
 
 /// Packs four int8 values into one word, the first in the low byte (as `pack4` in WGSL).
@@ -266,6 +274,7 @@ impl Params {
         let patch_out = b.linear(&net.patch_out);
         let exp = b.push(&net.exp_table);
         let silu = b.push(&net.silu_table);
+        let normal = b.push(&crate::sampling::noise_q::NORMAL_ICDF_Q12);
         Params {
             data: b.data,
             patch_in,
@@ -277,6 +286,7 @@ impl Params {
             patch_out,
             exp,
             silu,
+            normal,
         }
     }
 }
@@ -300,6 +310,8 @@ pub(crate) struct Layout {
     pub prompts: u32,
     /// The network's output rows `[2, tokens, C·p·p]`.
     pub out: u32,
+    /// The picture, one RGBA8 word per pixel.
+    pub pixels: u32,
     cond: u32,
     patches: u32,
     h0: u32,
@@ -326,6 +338,8 @@ pub(crate) struct Layout {
 
 /// Words at the start of `work` for the per-step values (timestep, A, B, G).
 pub(crate) const STEP_WORDS: usize = 16;
+/// Where in `work` the noise key's lane-0 words are (after the per-step values).
+pub(crate) const KEY_AT: u32 = 4;
 
 impl Layout {
     /// The regions for `tokens` tokens per row of `net`.
@@ -345,6 +359,7 @@ impl Layout {
         let x = take(n * pp);
         let prompts = take(2 * d);
         let out = take(2 * n * pp);
+        let pixels = take(n * cfg.patch * cfg.patch);
         let cond = take(2 * d);
         let patches = take(n * pp);
         let h0 = take(n * d);
@@ -372,6 +387,7 @@ impl Layout {
             x,
             prompts,
             out,
+            pixels,
             cond,
             patches,
             h0,
@@ -398,13 +414,16 @@ impl Layout {
     }
 }
 
-/// The dispatches of one step at `width × height`.
+/// The dispatches of one image at `width × height`.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    /// Every dispatch of one step, in order: the network, then the sampler's update.
+    /// Every dispatch, in order: one step (the network, then the sampler's update), then the
+    /// initial noise and the pixels (each run once).
     pub dispatches: Vec<Dispatch>,
-    /// How many of them are the network (the rest update the sample).
+    /// How many of them are the network.
     pub network: usize,
+    /// How many are one step (the network and the update).
+    pub step: usize,
 }
 
 struct PlanBuilder<'a> {
@@ -667,9 +686,30 @@ impl Plan {
             },
             flat(values),
         );
+        let step = b.out.len();
+        b.push(
+            Entry::InitialNoise,
+            Args {
+                n: [values as u32, 0, 0, 0],
+                o: [l.x, KEY_AT, p.normal, 0, 0, 0, 0, 0],
+                ..Args::default()
+            },
+            flat(values),
+        );
+        let plane = width * height;
+        b.push(
+            Entry::Pixels,
+            Args {
+                n: [plane as u32, 0, 0, 0],
+                o: [l.x, l.pixels, 0, 0, 0, 0, 0, 0],
+                ..Args::default()
+            },
+            flat(plane),
+        );
         Plan {
             dispatches: b.out,
             network,
+            step,
         }
     }
 }

@@ -298,3 +298,70 @@ fn linear_layer_and_whole_network_equal_the_cpu() {
     let cpu_rows = net.forward(gemm::Kernel::active(), &img, 64, 32, 999, [&empty, &dusk]);
     assert_eq!(gpu_rows, cpu_rows, "64×32 at t = 999");
 }
+
+#[test]
+fn noise_and_pixel_kernels_equal_the_cpu() {
+    use crate::sampling::noise_q::{NORMAL_ICDF_Q12, initial_noise, noise_key, to_u8};
+    let gpu = gpu();
+    // The initial sample of a 64×32 scene, for two keys (with and without a creator).
+    let creator: crate::CreatorAddress = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        .parse()
+        .unwrap();
+    let values = 3 * 64 * 32;
+    for key in [noise_key(42, None), noise_key(42, Some(&creator))] {
+        let mut work = vec![0i32; 8 + values];
+        for (w, &k) in work.iter_mut().zip(&key[..4]) {
+            *w = k as i32;
+        }
+        let out = gpu
+            .probe(
+                Entry::InitialNoise,
+                args([values as u32, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0], [0; 4]),
+                flat(values),
+                &NORMAL_ICDF_Q12,
+                &work,
+            )
+            .unwrap();
+        assert_eq!(&out[8..], &initial_noise(&key, values)[..]);
+        if key == noise_key(42, None) {
+            // The golden test vectors (tests/golden.rs).
+            assert_eq!(
+                &out[8..14],
+                &[56672, -99264, -35120, -31888, -14080, -35408]
+            );
+        }
+    }
+
+    // Pixels: every clamp edge and pseudo-random samples, three planes of 32×32.
+    let (wide, _) = inputs();
+    let plane = 32 * 32;
+    let mut x: Vec<i32> = wide[..3 * plane].iter().map(|&v| v >> 12).collect();
+    x[..8].copy_from_slice(&[-65537, -65536, -65535, -1, 0, 1, 65536, 65537]);
+    let work: Vec<i32> = x
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, plane))
+        .collect();
+    let out = gpu
+        .probe(
+            Entry::Pixels,
+            args(
+                [plane as u32, 0, 0, 0],
+                [0, 3 * plane as u32, 0, 0, 0, 0, 0, 0],
+                [0; 4],
+            ),
+            flat(plane),
+            &[0],
+            &work,
+        )
+        .unwrap();
+    for (p, &word) in out[3 * plane..].iter().enumerate() {
+        let want = [
+            to_u8(x[p]),
+            to_u8(x[plane + p]),
+            to_u8(x[2 * plane + p]),
+            255,
+        ];
+        assert_eq!(word.to_le_bytes(), want, "pixel {p}");
+    }
+}
