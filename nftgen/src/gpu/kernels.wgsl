@@ -237,8 +237,8 @@ fn quantize_rows(@builtin(global_invocation_id) id: vec3<u32>) {
 
 // One output of a linear layer. id.x: output channel (< n2), id.y: row (< n0).
 // n1 = words per row (k/4); o0 = quantized rows (words), o1 = their exponents, o2 = weights in
-// params ([out][words]), o3 = bias, o4 = mult, o5 = shift (params), o6 = destination
-// ([rows][out]); i0 = the output limit.
+// params (word-major, [words][out]: neighbouring outputs read neighbouring words), o3 = bias,
+// o4 = mult, o5 = shift (params), o6 = destination ([rows][out]); i0 = the output limit.
 @compute @workgroup_size(64)
 fn linear(@builtin(global_invocation_id) id: vec3<u32>) {
     let o = id.x;
@@ -248,10 +248,10 @@ fn linear(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let kw = a.n1;
     let x = a.o0 + r * kw;
-    let w = a.o2 + o * kw;
+    let w = a.o2 + o;
     var acc = 0;
     for (var i = 0u; i < kw; i++) {
-        acc = acc + dot4I8Packed(bitcast<u32>(work[x + i]), bitcast<u32>(params[w + i]));
+        acc = acc + dot4I8Packed(bitcast<u32>(work[x + i]), bitcast<u32>(params[w + i * a.n2]));
     }
     let e = work[a.o1 + r];
     let y = mul_shift(acc, params[a.o4 + o], u32(params[a.o5 + o] - e));

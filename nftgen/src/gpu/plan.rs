@@ -217,10 +217,12 @@ impl Builder {
     }
 
     fn linear(&mut self, l: &QLinear) -> Lin {
+        // Word-major (`[in/4][out]`): the invocations of neighbouring outputs read
+        // neighbouring words, as GPUs like their loads.
         let words = l.inp.div_ceil(4);
         let w = self.data.len() as u32;
-        for row in l.weight.chunks_exact(l.inp) {
-            for g in 0..words {
+        for g in 0..words {
+            for row in l.weight.chunks_exact(l.inp) {
                 let mut q = [0i8; 4];
                 for (b, slot) in q.iter_mut().enumerate() {
                     if let Some(&v) = row.get(4 * g + b) {
