@@ -147,8 +147,7 @@ pub struct ArtDevice {
 pub(crate) struct SharedGpu {
     device: kiln_nftgen::gpu::wgpu::Device,
     queue: kiln_nftgen::gpu::wgpu::Queue,
-    adapter: String,
-    software: bool,
+    info: kiln_nftgen::gpu::wgpu::AdapterInfo,
 }
 
 #[cfg(not(feature = "gpu"))]
@@ -268,8 +267,8 @@ fn offer_device(
         (Some(device), Some(queue), Some(info)) => Some(SharedGpu {
             device: device.wgpu_device().clone(),
             queue: (**queue.0).clone(),
-            adapter: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
-            software: info.device_type == kiln_nftgen::gpu::wgpu::DeviceType::Cpu,
+            // RenderAdapterInfo → WgpuWrapper → AdapterInfo.
+            info: (***info).clone(),
         }),
         _ => None,
     };
@@ -347,14 +346,15 @@ fn choose_backend(
 ) -> ArtDevice {
     #[cfg(feature = "gpu")]
     if let Some(s) = shared {
+        use kiln_nftgen::gpu::{GpuDevice, adapter_name, is_software_adapter};
         let wanted = match choice {
             ArtBackend::Gpu => true,
-            ArtBackend::Auto => !s.software,
+            ArtBackend::Auto => !is_software_adapter(&s.info),
             _ => false,
         };
+        let adapter = adapter_name(&s.info);
         if wanted {
-            let adapter = s.adapter.clone();
-            let used = kiln_nftgen::gpu::GpuDevice::from_wgpu(s.device, s.queue, s.adapter)
+            let used = GpuDevice::from_wgpu(s.device, s.queue, &s.info)
                 .and_then(|gpu| model.use_gpu(&gpu));
             match used {
                 Ok(()) => {
@@ -369,10 +369,7 @@ fn choose_backend(
             }
         } else if choice == ArtBackend::Auto {
             // The app renders on a software rasterizer: there is no hardware GPU to find.
-            info!(
-                "the renderer runs on a software rasterizer ({}): painting on the CPU",
-                s.adapter
-            );
+            info!("the renderer runs on a software rasterizer ({adapter}): painting on the CPU");
             model.use_cpu();
             return ArtDevice {
                 backend: Some(model.backend()),

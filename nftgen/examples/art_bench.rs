@@ -129,8 +129,7 @@ fn gpu_rows() -> Result<()> {
     gpu.use_gpu(&device)?;
     let adapter = device.adapter().to_string();
     // A software rasterizer is for correctness: fewer, shorter runs.
-    let software = adapter.contains("Cpu");
-    let (reps, step_counts): (usize, &[u32]) = if software {
+    let (reps, step_counts): (usize, &[u32]) = if device.is_software() {
         (1, &[20])
     } else {
         (5, &[10, 20, 50])

@@ -349,15 +349,15 @@ impl ArtModel {
 
     /// Chooses where a `kiln-pipeline/2` model paints and returns the backend it now runs on.
     /// `Auto` opens a real GPU (not a software rasterizer) and falls back to the CPU with a log
-    /// line; `Gpu` opens any adapter (lavapipe too) and reports why none opened. Other families keep the device they were loaded on (`Gpu` is an error).
+    /// line; `Gpu` opens any adapter (lavapipe too) and reports why none opened. Other families
+    /// keep the device they were loaded on (`Gpu` is an error).
     pub fn select_backend(&mut self, choice: ArtBackend) -> Result<Backend, GpuError> {
-        let integer = matches!(self.inner, Inner::SpriteQ(_));
         match choice {
             ArtBackend::Cpu => {
                 self.use_cpu();
                 Ok(self.backend)
             }
-            ArtBackend::Auto if !integer => Ok(self.backend),
+            ArtBackend::Auto if self.integer_net().is_err() => Ok(self.backend),
             ArtBackend::Auto => match self.open_gpu(false) {
                 Ok(b) => Ok(b),
                 Err(reason) => {
@@ -372,7 +372,8 @@ impl ArtModel {
 
     #[cfg(feature = "gpu")]
     fn open_gpu(&mut self, allow_software: bool) -> Result<Backend, GpuError> {
-        self.check_gpu_family()?;
+        // Refused before any device is opened.
+        self.integer_net()?;
         let gpu = if allow_software {
             crate::gpu::GpuDevice::open_headless()?
         } else {
@@ -384,35 +385,28 @@ impl ArtModel {
 
     #[cfg(not(feature = "gpu"))]
     fn open_gpu(&mut self, _allow_software: bool) -> Result<Backend, GpuError> {
-        self.check_gpu_family()?;
+        self.integer_net()?;
         Err(GpuError::Unsupported {
             detail: "kiln-nftgen was built without its `gpu` feature".into(),
         })
     }
 
-    fn check_gpu_family(&self) -> Result<(), GpuError> {
-        if matches!(self.inner, Inner::SpriteQ(_)) {
-            Ok(())
-        } else {
-            Err(GpuError::Unsupported {
-                detail: format!(
-                    "`{}` runs {}; the GPU backend runs `{PIPELINE_2}` models (kiln-sprite-q)",
-                    self.id,
-                    self.pipeline()
-                ),
-            })
-        }
+    /// [`ArtModel::sprite_q_net`], or why this model cannot take the GPU backend.
+    fn integer_net(&self) -> Result<&SpriteQNet, GpuError> {
+        self.sprite_q_net().ok_or_else(|| GpuError::Unsupported {
+            detail: format!(
+                "`{}` runs {}; the GPU backend runs `{PIPELINE_2}` models (kiln-sprite-q)",
+                self.id,
+                self.pipeline()
+            ),
+        })
     }
 
     /// Paints on `gpu` from now on (a `kiln-pipeline/2` model): uploads the weights once.
     /// Records made afterwards name the `wgpu` backend; the pixels are the CPU's.
     #[cfg(feature = "gpu")]
     pub fn use_gpu(&mut self, gpu: &crate::gpu::GpuDevice) -> Result<(), GpuError> {
-        self.check_gpu_family()?;
-        let Inner::SpriteQ(net) = &self.inner else {
-            unreachable!("checked above")
-        };
-        let uploaded = crate::gpu::GpuSpriteQ::upload(gpu, net)?;
+        let uploaded = crate::gpu::GpuSpriteQ::upload(gpu, self.integer_net()?)?;
         self.gpu = Some(std::sync::Arc::new(uploaded));
         self.backend = Backend::Wgpu;
         Ok(())
@@ -420,7 +414,7 @@ impl ArtModel {
 
     /// Paints on the CPU from now on (a no-op for models loaded on a candle device).
     pub fn use_cpu(&mut self) {
-        if matches!(self.inner, Inner::SpriteQ(_)) {
+        if self.integer_net().is_ok() {
             #[cfg(feature = "gpu")]
             {
                 self.gpu = None;

@@ -46,6 +46,7 @@ struct DeviceInner {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: String,
+    software: bool,
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
     /// Alignment of dynamic uniform offsets.
@@ -116,7 +117,7 @@ impl GpuDevice {
         })?;
         let info = adapter.get_info();
         let name = adapter_name(&info);
-        if !allow_software && info.device_type == wgpu::DeviceType::Cpu {
+        if !allow_software && is_software_adapter(&info) {
             return Err(GpuError::NoAdapter {
                 detail: format!(
                     "only a software rasterizer is present ({name}); the CPU kernels are faster"
@@ -130,20 +131,21 @@ impl GpuDevice {
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device {
-            adapter: name.clone(),
+            adapter: name,
             detail: e.to_string(),
         })?;
-        Self::from_wgpu(device, queue, name)
+        Self::from_wgpu(device, queue, &info)
     }
 
-    /// Uses a device the application already has (Bevy's `RenderDevice`), compiling the art
-    /// kernels on it. `adapter` names it in logs and errors.
+    /// Uses a device the application already has (Bevy's `RenderDevice`, with its
+    /// `RenderAdapterInfo`), compiling the art kernels on it.
     pub fn from_wgpu(
         device: wgpu::Device,
         queue: wgpu::Queue,
-        adapter: impl Into<String>,
+        info: &wgpu::AdapterInfo,
     ) -> Result<Self, GpuError> {
-        let adapter = adapter.into();
+        let adapter = adapter_name(info);
+        let software = is_software_adapter(info);
         let kernels = |detail: String| GpuError::Kernels {
             adapter: adapter.clone(),
             detail,
@@ -207,6 +209,7 @@ impl GpuDevice {
                 device,
                 queue,
                 adapter,
+                software,
                 layout,
                 pipelines,
                 align,
@@ -217,6 +220,11 @@ impl GpuDevice {
     /// The adapter's name, driver and type, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
     pub fn adapter(&self) -> &str {
         &self.inner.adapter
+    }
+
+    /// Whether the adapter is a software rasterizer (Mesa's lavapipe, …): the same bits, slowly.
+    pub fn is_software(&self) -> bool {
+        self.inner.software
     }
 
     /// The wgpu device.
@@ -470,8 +478,15 @@ impl GpuDevice {
     }
 }
 
-fn adapter_name(info: &wgpu::AdapterInfo) -> String {
+/// An adapter's name, backend and type, as logs and errors show it, e.g. `llvmpipe (LLVM 15.0.6,
+/// 256 bits) (Vulkan, Cpu)`.
+pub fn adapter_name(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+/// Whether an adapter is a software rasterizer rather than a GPU.
+pub fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
 }
 
 /// A step plan with its arguments on the device.
