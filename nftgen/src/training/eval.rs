@@ -108,6 +108,20 @@ fn labels(spec: &SampleSpec) -> [u32; 2] {
             idx(data::index_of(Terrain::ALL, &s.terrain)),
             idx(data::index_of(TimeOfDay::ALL, &s.time)),
         ],
+        SampleSpec::Character(c) => [
+            idx(data::index_of(data::Role::ALL, &c.role)),
+            idx(data::index_of(Colour::ALL, &c.clothing)),
+        ],
+        SampleSpec::Tile(t) => [
+            idx(data::index_of(data::GroundKind::ALL, &t.ground)),
+            t.flowers
+                .map_or(0, |c| 1 + idx(data::index_of(Colour::ALL, &c))),
+        ],
+        SampleSpec::Prop(p) => [
+            idx(data::index_of(data::PropKind::ALL, &p.kind)),
+            p.colour
+                .map_or(0, |c| 1 + idx(data::index_of(Colour::ALL, &c))),
+        ],
     }
 }
 

@@ -48,12 +48,20 @@ enum Command {
         /// Output directory (created).
         #[arg(long)]
         out: PathBuf,
-        /// Number of samples (items and scenes alternate).
+        /// Number of samples (v1: items and scenes alternate; v2: items and props, scenes,
+        /// character sheets and tiles in turn).
         #[arg(long, default_value_t = 64)]
         count: u64,
         /// Data set seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Which data set: `v1` (smooth items and scenes) or `v2` (pixel art in Kiln's palette,
+        /// with characters, tiles and props).
+        #[arg(long, default_value = "v1", value_parser = parse_data_set)]
+        data_set: kiln_nftgen::data::DataSet,
+        /// Pixels per image pixel in sheet.png.
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
     },
     /// Train kiln-sprite on the procedural data (resumes from OUT/checkpoint.safetensors).
     Train {
@@ -518,15 +526,51 @@ fn write_png_plain(path: &Path, w: u32, h: u32, rgba: &[u8]) -> anyhow::Result<(
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_data(out: &Path, count: u64, seed: u64) -> anyhow::Result<()> {
+fn parse_data_set(s: &str) -> Result<kiln_nftgen::data::DataSet, String> {
+    match s {
+        "v1" => Ok(kiln_nftgen::data::DataSet::V1),
+        "v2" => Ok(kiln_nftgen::data::DataSet::V2),
+        _ => Err(format!("unknown data set `{s}`: expected v1 or v2")),
+    }
+}
+
+fn write_data(
+    out: &Path,
+    count: u64,
+    seed: u64,
+    set: kiln_nftgen::data::DataSet,
+    scale: usize,
+) -> anyhow::Result<()> {
     use kiln_nftgen::data;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut lines = String::new();
     let mut sheet = Vec::new();
+    let mut stats = std::collections::BTreeMap::new();
     for i in 0..count {
-        let s = data::sample(seed, i);
+        let s = match set {
+            data::DataSet::V1 => data::sample(seed, i),
+            data::DataSet::V2 => data::sample_v2(seed, data::Group::ALL[(i % 4) as usize], i / 4),
+        };
         let name = format!("{i:06}.png");
         write_png_plain(&out.join(&name), s.width, s.height, &s.rgba)?;
+        let kind = match s.spec {
+            data::SampleSpec::Item(_) => "item",
+            data::SampleSpec::Scene(_) => "scene",
+            data::SampleSpec::Character(_) => "character sheet",
+            data::SampleSpec::Tile(_) => "tile",
+            data::SampleSpec::Prop(_) => "prop",
+        };
+        let (distinct, top12) = data::colour_stats(&s.rgba);
+        let e = stats
+            .entry(kind)
+            .or_insert((usize::MAX, 0, f32::MAX, 0f32, 0));
+        *e = (
+            e.0.min(distinct),
+            e.1.max(distinct),
+            e.2.min(top12),
+            e.3.max(top12),
+            e.4 + 1,
+        );
         lines.push_str(&serde_json::json!({"file": name, "caption": s.caption, "width": s.width, "height": s.height}).to_string());
         lines.push('\n');
         if sheet.len() < 64 {
@@ -538,12 +582,19 @@ fn write_data(out: &Path, count: u64, seed: u64) -> anyhow::Result<()> {
         .iter()
         .map(|s| (s.width, s.height, s.rgba.as_slice()))
         .collect();
-    let (w, h, px) = data::contact_sheet(&cells, 8, 1);
+    let (w, h, px) = data::contact_sheet(&cells, 8, scale);
     write_png_plain(&out.join("sheet.png"), w, h, &px)?;
     println!(
         "wrote {count} samples, captions.jsonl and sheet.png to {}",
         out.display()
     );
+    for (kind, (lo, hi, top_lo, top_hi, n)) in stats {
+        println!(
+            "  {n} {kind}s: {lo}-{hi} distinct colours, the 12 most common cover {:.0}-{:.0}%",
+            100.0 * top_lo,
+            100.0 * top_hi
+        );
+    }
     Ok(())
 }
 
@@ -817,7 +868,13 @@ fn main() -> ExitCode {
             steps,
             scale,
         } => sheet(&out, model, prompts, scenes, seeds, steps, scale).map(|_| true),
-        Command::Data { out, count, seed } => write_data(&out, count, seed).map(|_| true),
+        Command::Data {
+            out,
+            count,
+            seed,
+            data_set,
+            scale,
+        } => write_data(&out, count, seed, data_set, scale).map(|_| true),
         Command::Quantize { from, out, name } => (|| {
             let from = from.unwrap_or_else(kiln_nftgen::v1_model_path);
             let cfg = kiln_nftgen::training::quantize::quantize_file(&from, &out, &name)?;

@@ -1,10 +1,24 @@
 //! Items: weapons, armour, potions, gems and other loot.
 
 use super::canvas::{Canvas, STEEL, WOOD, jitter, uniform};
+use super::palette::{KEY, PALETTE, ix, nearest, ramp};
+use super::pixels::{OUTLINE, Pixels};
 use super::{Colour, ItemKind, ItemSpec};
 use crate::sampling::noise::NoiseRng;
 
-pub(super) fn draw_item(c: &mut Canvas, item: ItemSpec, rng: &mut NoiseRng) {
+/// The flat background of items drawn for the second data set, which the palette step turns
+/// into the key (magenta; no palette colour but the key is near it).
+pub(super) const KEY_RGB: [f32; 3] = [1.0, 0.0, 1.0];
+
+/// Draws `item` and returns its centre. With `key`, the background is flat [`KEY_RGB`] and
+/// there is no glow (the second data set draws both in palette colours); the random stream is
+/// used alike either way.
+pub(super) fn draw_item(
+    c: &mut Canvas,
+    item: ItemSpec,
+    rng: &mut NoiseRng,
+    key: bool,
+) -> (f32, f32) {
     // Dark, slightly tinted background with a soft vignette.
     let mut bg = [
         uniform(rng, 0.05, 0.16),
@@ -16,15 +30,20 @@ pub(super) fn draw_item(c: &mut Canvas, item: ItemSpec, rng: &mut NoiseRng) {
         bg = bg.map(|v| v + 0.5);
     }
     let (w, h) = (c.w as f32, c.h as f32);
-    c.fill(
-        bg,
-        |_, _| true,
-        |x, y| 1.2 - 0.6 * (((x - w / 2.0).powi(2) + (y - h / 2.0).powi(2)).sqrt() / w),
-    );
+    if key {
+        bg = KEY_RGB;
+        c.fill(bg, |_, _| true, |_, _| 1.0);
+    } else {
+        c.fill(
+            bg,
+            |_, _| true,
+            |x, y| 1.2 - 0.6 * (((x - w / 2.0).powi(2) + (y - h / 2.0).powi(2)).sqrt() / w),
+        );
+    }
     let main = jitter(item.colour.rgb(), rng, 0.08);
     let (ox, oy) = (uniform(rng, -2.5, 2.5), uniform(rng, -2.5, 2.5));
     let (cx, cy) = (16.0 + ox, 16.0 + oy);
-    if item.glowing {
+    if item.glowing && !key {
         let glow = item.colour.rgb().map(|v| (v * 0.6 + 0.4).min(1.0));
         for y in 0..c.h as i32 {
             for x in 0..c.w as i32 {
@@ -215,4 +234,48 @@ pub(super) fn draw_item(c: &mut Canvas, item: ItemSpec, rng: &mut NoiseRng) {
             }
         }
     }
+    (cx, cy)
+}
+
+/// An item of the second data set: drawn on the key, snapped to the palette, outlined, with
+/// its glow as a light rim in a dark halo of its colour's ramp, on a flat background.
+pub(super) fn draw_item_v2(item: ItemSpec, rng: &mut NoiseRng) -> Pixels {
+    let (w, h) = super::ITEM_SIZE;
+    let mut c = Canvas::new(w as usize, h as usize);
+    let (cx, cy) = draw_item(&mut c, item, rng, true);
+    let mut p = Pixels::new(w as i32, h as i32, KEY, false);
+    for (i, px) in c.to_rgba8().chunks(4).enumerate() {
+        // Shaded key (a carved-out part) is still the key.
+        let key = px[1] < 40 && px[0] > 120 && px[2] > 120;
+        if !key {
+            p.px[i] = 1 + nearest(&PALETTE[1..], [px[0], px[1], px[2]]) as u8;
+        }
+    }
+    p.outline(OUTLINE);
+    let r = ramp(item.colour);
+    if item.glowing {
+        // A light rim around the outline, in a dark halo.
+        p.outline(r[2]);
+    }
+    let pick = |rng: &mut NoiseRng, all: &[u8]| all[(rng.next_u64() % all.len() as u64) as usize];
+    let bg = if item.colour == Colour::Black {
+        pick(rng, &[ix::LIGHT_GREY, ix::PALE_GREY])
+    } else {
+        pick(rng, &[ix::CHARCOAL, ix::DARK_GREY, 55, 56])
+    };
+    for y in 0..p.h {
+        for x in 0..p.w {
+            if p.get(x, y) != KEY {
+                continue;
+            }
+            let d2 = (x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2);
+            let glow = if item.glowing && d2 <= 13.0 * 13.0 {
+                r[0]
+            } else {
+                bg
+            };
+            p.set(x, y, glow);
+        }
+    }
+    p
 }

@@ -4,7 +4,10 @@ use super::canvas::{Canvas, uniform};
 use super::{SceneSpec, Terrain, TimeOfDay, Weather};
 use crate::sampling::noise::NoiseRng;
 
-pub(super) fn draw_scene(c: &mut Canvas, scene: SceneSpec, rng: &mut NoiseRng) {
+/// Draws `scene`. With `pixel_art` (the second data set, snapped to the palette afterwards),
+/// night is lighter and fog thinner, so that a night or a foggy scene keeps more than one or
+/// two palette colours.
+pub(super) fn draw_scene(c: &mut Canvas, scene: SceneSpec, rng: &mut NoiseRng, pixel_art: bool) {
     let (w, h) = (c.w as f32, c.h as f32);
     let (top, bottom) = match scene.time {
         TimeOfDay::Dawn => ([0.45, 0.45, 0.75], [1.0, 0.7, 0.45]),
@@ -24,6 +27,7 @@ pub(super) fn draw_scene(c: &mut Canvas, scene: SceneSpec, rng: &mut NoiseRng) {
         TimeOfDay::Day => 1.0,
         TimeOfDay::Dawn => 0.8,
         TimeOfDay::Dusk => 0.6,
+        TimeOfDay::Night if pixel_art => 0.55,
         TimeOfDay::Night => 0.3,
     };
     // Sun or stars and moons.
@@ -152,7 +156,12 @@ pub(super) fn draw_scene(c: &mut Canvas, scene: SceneSpec, rng: &mut NoiseRng) {
         Weather::Fog => {
             for y in 0..c.h as i32 {
                 for x in 0..c.w as i32 {
-                    c.blend(x, y, [0.75, 0.75, 0.78], 0.45);
+                    c.blend(
+                        x,
+                        y,
+                        [0.75, 0.75, 0.78],
+                        if pixel_art { 0.25 } else { 0.45 },
+                    );
                 }
             }
         }
