@@ -6,6 +6,24 @@ mod common;
 use common::*;
 use kiln_nftgen::{ArtModel, Control, GenerationRequest};
 
+/// Runs `nftgen train --out <dir>/<name> --preset tiny --warmup 1 <extra>` and returns the
+/// model file it wrote.
+fn train_tiny(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let mut args = vec![
+        "train",
+        "--out",
+        path_str(&out),
+        "--preset",
+        "tiny",
+        "--warmup",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    assert_success(&nftgen(&args, &[]));
+    out.join("kiln-sprite.safetensors")
+}
+
 #[test]
 fn split_and_threaded_runs_give_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,24 +85,9 @@ fn split_and_threaded_runs_give_the_same_weights() {
 fn quantization_aware_fine_tuning_starts_from_a_model_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let train = |name: &str, extra: &[&str]| {
-        let out = dir.path().join(name);
-        let mut args = vec![
-            "train",
-            "--out",
-            path_str(&out),
-            "--preset",
-            "tiny",
-            "--batch",
-            "4",
-            "--warmup",
-            "1",
-            "--ema-start",
-            "2",
-        ];
+        let mut args = vec!["--batch", "4", "--ema-start", "2"];
         args.extend_from_slice(extra);
-        let r = nftgen(&args, &[]);
-        assert_success(&r);
-        out.join("kiln-sprite.safetensors")
+        train_tiny(dir.path(), name, &args)
     };
     let base = train("base", &["--steps", "1"]);
     let from = path_str(&base).to_string();
@@ -126,6 +129,61 @@ fn quantization_aware_fine_tuning_starts_from_a_model_and_resumes_exactly() {
         )
         .unwrap();
     assert_eq!(art.record.pipeline, "kiln-pipeline/2");
+}
+
+/// A v1 model grows into the second data set: the new words get rows, training visits every
+/// group (a six-step cycle: items and props, sheets, tiles, scenes), and the result paints a
+/// character sheet and a tile at their sizes and quantizes like any kiln-sprite.
+#[test]
+fn a_v1_model_grows_into_the_second_data_set_and_paints_sheets_and_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--batch", "2"];
+        args.extend_from_slice(extra);
+        train_tiny(dir.path(), name, &args)
+    };
+    let base = train("base", &["--steps", "1"]);
+    let v2 = train(
+        "v2",
+        &[
+            "--steps",
+            "6",
+            "--from",
+            path_str(&base),
+            "--data-set",
+            "v2",
+        ],
+    );
+    let model = ArtModel::load(&v2).unwrap();
+    for (w, h) in [(48, 64), (16, 16), (32, 32), (64, 32)] {
+        assert!(model.check_size(w, h).is_ok(), "{w}x{h}");
+    }
+    let sheet = model
+        .generate(
+            &GenerationRequest::new("a blacksmith in red with brown hair", 1)
+                .size(48, 64)
+                .steps(2),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    assert_eq!((sheet.width, sheet.height), (48, 64));
+    let csv = std::fs::read_to_string(dir.path().join("v2/loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    let q = dir.path().join("q.safetensors");
+    assert_success(&nftgen(
+        &["quantize", "--from", path_str(&v2), "--out", path_str(&q)],
+        &[],
+    ));
+    let tile = ArtModel::load(&q)
+        .unwrap()
+        .generate(
+            &GenerationRequest::new("a grass tile", 1)
+                .size(16, 16)
+                .steps(2),
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+    assert_eq!(tile.rgba.len(), 16 * 16 * 4);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Training kiln-sprite on the procedural data set, on the CPU with candle's autograd.
 //!
-//! Every step is a pure function of the options' seeds and the step number: the batch (scenes
-//! at 64×32 on every third step, items at 32×32 on the others), the noise, the timesteps and which
+//! Every step is a pure function of the options' seeds and the step number: the batch (for the
+//! first data set scenes at 64×32 on every third step, items at 32×32 on the others; for the
+//! second a cycle over its groups, [`Trainer::group_of_step`]), the noise, the timesteps and which
 //! captions are dropped for classifier-free guidance all come from [`NoiseRng`] streams. So a run
 //! resumed from a checkpoint continues exactly as an uninterrupted run would, and a rerun gives
 //! the same weights. The optimiser is Adam with decoupled weight decay, written here so its
@@ -73,6 +74,9 @@ pub struct TrainOptions {
     /// its int8 layers as kiln-sprite-q will run them.
     #[serde(default)]
     pub qat: bool,
+    /// Which procedural data set the batches come from (runs of v1 stored none: v1).
+    #[serde(default)]
+    pub data_set: data::DataSet,
 }
 
 fn default_schedule_steps() -> u64 {
@@ -102,6 +106,7 @@ impl Default for TrainOptions {
             ema_start: default_ema_start(),
             ema_decay: default_ema_decay(),
             qat: false,
+            data_set: data::DataSet::V1,
         }
     }
 }
@@ -118,6 +123,66 @@ pub fn training_config() -> SpriteConfig {
         [data::SCENE_SIZE.0, data::SCENE_SIZE.1],
     ];
     cfg
+}
+
+/// The architecture of kiln-sprite v2: [`training_config`] with the second data set's
+/// vocabulary and sizes (items and props, scenes, character sheets, tiles).
+pub fn training_config_v2() -> SpriteConfig {
+    let mut cfg = training_config();
+    cfg.name = "kiln-sprite-v2".into();
+    cfg.text.vocab = data::vocabulary_v2();
+    cfg.sizes = data::Group::ALL
+        .iter()
+        .map(|g| [g.size().0, g.size().1])
+        .collect();
+    cfg
+}
+
+/// Turns a kiln-sprite v1 model (config and weights) into the start of a v2 run: the config of
+/// [`training_config_v2`] (kept: every architecture field of `cfg`), and a word-embedding table
+/// with the v1 rows where they were, the new words' rows drawn N(0, 1) from `seed` (as fresh
+/// embeddings are) and the hash buckets after them. The position table already covers a
+/// sheet's 12×16 patches.
+pub fn migrate_to_v2(
+    cfg: &SpriteConfig,
+    weights: &HashMap<String, Tensor>,
+    seed: u64,
+) -> Result<(SpriteConfig, HashMap<String, Tensor>), TrainError> {
+    let v2 = training_config_v2();
+    let old_vocab = cfg.text.vocab.len();
+    if cfg.text.vocab[..] != v2.text.vocab[..old_vocab] {
+        return Err(TrainError::Backend(candle_core::Error::Msg(
+            "the model's vocabulary is not the first data set's: it cannot grow into v2's".into(),
+        )));
+    }
+    let mut next = cfg.clone();
+    next.name = v2.name;
+    next.text.vocab = v2.text.vocab;
+    next.sizes = v2.sizes;
+    next.validate()
+        .map_err(|e| TrainError::Backend(candle_core::Error::Msg(e)))?;
+    let mut out = weights.clone();
+    let embed = weights.get("text.embed").ok_or_else(|| {
+        TrainError::Backend(candle_core::Error::Msg("no `text.embed` weights".into()))
+    })?;
+    let d = cfg.dim;
+    let added = next.text.vocab.len() - old_vocab;
+    let fresh = Tensor::from_vec(
+        NoiseRng::new(seed ^ 0x7E47_0002).normals(added * d),
+        (added, d),
+        &Device::Cpu,
+    )?;
+    let known = 2 + old_vocab;
+    let grown = Tensor::cat(
+        &[
+            embed.narrow(0, 0, known)?,
+            fresh,
+            embed.narrow(0, known, cfg.text.hash_buckets)?,
+        ],
+        0,
+    )?;
+    out.insert("text.embed".into(), grown);
+    Ok((next, out))
 }
 
 struct Slot {
@@ -161,7 +226,19 @@ impl Trainer {
             .ok_or_else(|| checkpoint_error(path, "not a kiln-sprite model (no config)"))
             .and_then(|json| serde_json::from_str(json).map_err(|e| checkpoint_error(path, e)))?;
         let weights = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        if opts.data_set == data::DataSet::V2 && cfg.text.vocab != data::vocabulary_v2() {
+            let (cfg, weights) = migrate_to_v2(&cfg, &weights, opts.seed)?;
+            return Self::build(cfg, opts, &weights, None, 0);
+        }
         Self::build(cfg, opts, &weights, None, 0)
+    }
+
+    /// Which group of the second data set step `s` trains on: a cycle of six steps — items
+    /// and props twice, character sheets twice (the most to learn: role, clothes, hair, four
+    /// directions and the walk), a scene once and tiles once.
+    pub fn group_of_step(s: u64) -> data::Group {
+        use data::Group::*;
+        [Small, Sheet, Tile, Small, Scene, Sheet][(s % 6) as usize]
     }
 
     /// Whether step `s` trains on scenes (every third step) rather than items: items have more
@@ -300,8 +377,17 @@ impl Trainer {
         let mut tokens = Vec::new();
         let (mut w, mut h) = (0, 0);
         for j in 0..b as u64 {
-            let index = 2 * (s * b as u64 + j) + u64::from(Self::is_scene_step(s));
-            let sample = data::sample(self.opts.data_seed, index);
+            let sample = match self.opts.data_set {
+                data::DataSet::V1 => {
+                    let index = 2 * (s * b as u64 + j) + u64::from(Self::is_scene_step(s));
+                    data::sample(self.opts.data_seed, index)
+                }
+                data::DataSet::V2 => data::sample_v2(
+                    self.opts.data_seed,
+                    Self::group_of_step(s),
+                    s * b as u64 + j,
+                ),
+            };
             (w, h) = (sample.width as usize, sample.height as usize);
             for ch in 0..3 {
                 pixels.extend(sample.rgba.chunks(4).map(|p| p[ch] as f32 / 127.5 - 1.0));
@@ -461,4 +547,59 @@ fn replace_file(
         })
     })
     .map_err(|e| checkpoint_error(path, failure.take().unwrap_or_else(|| e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_to_v2_keeps_every_v1_row_and_adds_the_new_words() {
+        let mut cfg = SpriteConfig::tiny();
+        cfg.text.vocab = data::vocabulary();
+        cfg.sizes = training_config().sizes;
+        let weights = sprite::random_weights(&cfg, 5).unwrap();
+        let (next, grown) = migrate_to_v2(&cfg, &weights, 5).unwrap();
+        assert_eq!(next.text.vocab, data::vocabulary_v2());
+        assert_eq!(next.sizes.len(), 4);
+        assert_eq!(next.dim, cfg.dim);
+        let rows = |t: &Tensor, from: usize, n: usize| {
+            t.narrow(0, from, n)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (old, new) = (&weights["text.embed"], &grown["text.embed"]);
+        assert_eq!(new.dims(), [next.text.rows(), cfg.dim]);
+        let known = 2 + cfg.text.vocab.len();
+        assert_eq!(rows(old, 0, known), rows(new, 0, known));
+        let buckets = cfg.text.hash_buckets;
+        let added = next.text.vocab.len() - cfg.text.vocab.len();
+        assert_eq!(rows(old, known, buckets), rows(new, known + added, buckets));
+        // The encoder finds every v1 word at its old row and the new ones after them.
+        let (e1, e2) = (
+            PromptEncoder::new(&cfg.text),
+            PromptEncoder::new(&next.text),
+        );
+        assert_eq!(
+            e1.encode("a glowing red sword"),
+            e2.encode("a glowing red sword")
+        );
+        assert!(
+            e2.encode("a blacksmith")
+                .iter()
+                .all(|&t| (t as usize) < known + added)
+        );
+        for (name, w) in &weights {
+            if name != "text.embed" {
+                assert_eq!(grown[name].dims(), w.dims(), "{name}");
+            }
+        }
+        // A model of another vocabulary does not grow.
+        let mut other = cfg.clone();
+        other.text.vocab.swap(0, 1);
+        assert!(migrate_to_v2(&other, &weights, 5).is_err());
+    }
 }

@@ -109,6 +109,10 @@ enum Command {
         /// before `nftgen quantize`.
         #[arg(long)]
         qat: bool,
+        /// The data set: `v1` or `v2` (pixel art with characters, tiles and props; a v1 model
+        /// given with --from grows the v2 vocabulary).
+        #[arg(long, default_value = "v1", value_parser = parse_data_set)]
+        data_set: kiln_nftgen::data::DataSet,
     },
     /// Evaluate a kiln-sprite model on held-out prompts (class, colour, terrain, time; diversity).
     Eval {
@@ -630,7 +634,10 @@ fn train(
         Trainer::from_model(from, opts)
             .with_context(|| format!("cannot start from {}", from.display()))?
     } else {
-        let mut cfg = training_config();
+        let mut cfg = match opts.data_set {
+            kiln_nftgen::data::DataSet::V1 => training_config(),
+            kiln_nftgen::data::DataSet::V2 => kiln_nftgen::train::training_config_v2(),
+        };
         if preset == "tiny" {
             let tiny = sprite::SpriteConfig::tiny();
             cfg = sprite::SpriteConfig {
@@ -809,6 +816,7 @@ fn main() -> ExitCode {
             ema_decay,
             from,
             qat,
+            data_set,
         } => {
             let opts = kiln_nftgen::train::TrainOptions {
                 steps,
@@ -820,6 +828,7 @@ fn main() -> ExitCode {
                 warmup,
                 ema_decay,
                 qat,
+                data_set,
                 ..Default::default()
             };
             train(

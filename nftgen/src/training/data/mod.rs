@@ -567,7 +567,10 @@ impl Sample {
 }
 
 /// The procedural data sets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DataSet {
     /// Items and scenes with smooth shading (kiln-sprite v1 and kiln-sprite-q v1.x).
     #[default]
