@@ -174,16 +174,23 @@ fn a_v1_model_grows_into_the_second_data_set_and_paints_sheets_and_tiles() {
         &["quantize", "--from", path_str(&v2), "--out", path_str(&q)],
         &[],
     ));
-    let tile = ArtModel::load(&q)
-        .unwrap()
-        .generate(
-            &GenerationRequest::new("a grass tile", 1)
-                .size(16, 16)
-                .steps(2),
-            &mut |_| Control::Continue,
-        )
-        .unwrap();
+    // The integer model carries Kiln's palette: every pixel is one of its colours, on the CPU
+    // and on the GPU alike.
+    let mut q = ArtModel::load(&q).unwrap();
+    let request = GenerationRequest::new("a grass tile", 1)
+        .size(16, 16)
+        .steps(2);
+    let tile = q.generate(&request, &mut |_| Control::Continue).unwrap();
     assert_eq!(tile.rgba.len(), 16 * 16 * 4);
+    let palette = kiln_nftgen::data::palette::PALETTE;
+    assert!(
+        tile.rgba
+            .chunks(4)
+            .all(|p| palette.iter().any(|e| e[..] == *p))
+    );
+    q.select_backend(kiln_nftgen::ArtBackend::Gpu).unwrap();
+    let on_gpu = q.generate(&request, &mut |_| Control::Continue).unwrap();
+    assert_eq!(on_gpu.rgba, tile.rgba);
 }
 
 #[test]

@@ -651,8 +651,11 @@ fn to_u8(v: i32) -> u32 {
     return u32((c * 255 + 65536) >> 17u);
 }
 
-// The sample's pixels as RGBA8 words (red in the low byte, alpha 255), one per pixel.
-// id.x + id.y·65536: pixel (< n0 = W·H). o0 = sample [3, H, W], o1 = destination.
+// The sample's pixels as RGBA8 words (red in the low byte, alpha 255), one per pixel; with a
+// palette, each snapped to its nearest entry (least squared RGB distance, ties to the lower
+// index), whose word it takes, alpha included.
+// id.x + id.y·65536: pixel (< n0 = W·H). o0 = sample [3, H, W], o1 = destination;
+// n1 = palette entries (0: none) at params[o2].
 @compute @workgroup_size(64)
 fn pixels(@builtin(global_invocation_id) id: vec3<u32>) {
     let p = id.x + id.y * 65536u;
@@ -660,8 +663,22 @@ fn pixels(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let plane = a.n0;
-    let rgba = to_u8(work[a.o0 + p]) | (to_u8(work[a.o0 + plane + p]) << 8u)
-        | (to_u8(work[a.o0 + 2u * plane + p]) << 16u) | (255u << 24u);
+    let r = to_u8(work[a.o0 + p]);
+    let g = to_u8(work[a.o0 + plane + p]);
+    let b = to_u8(work[a.o0 + 2u * plane + p]);
+    var rgba = r | (g << 8u) | (b << 16u) | (255u << 24u);
+    var best = 0x7fffffff;
+    for (var e = 0u; e < a.n1; e++) {
+        let entry = bitcast<u32>(params[a.o2 + e]);
+        let dr = i32(entry & 255u) - i32(r);
+        let dg = i32((entry >> 8u) & 255u) - i32(g);
+        let db = i32((entry >> 16u) & 255u) - i32(b);
+        let d = dr * dr + dg * dg + db * db;
+        if (d < best) {
+            best = d;
+            rgba = entry;
+        }
+    }
     work[a.o1 + p] = bitcast<i32>(rgba);
 }
 

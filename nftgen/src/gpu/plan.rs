@@ -204,6 +204,8 @@ pub(crate) struct Params {
     silu: u32,
     /// The noise's inverse-CDF table.
     pub normal: u32,
+    /// The palette (one RGBA8 word per entry, red in the low byte) and its length (0: none).
+    palette: (u32, u32),
 }
 
 /// Packs four int8 values into one word, the first in the low byte (as `pack4` in WGSL).
@@ -283,6 +285,14 @@ impl Params {
         let exp = b.push(&net.exp_table);
         let silu = b.push(&net.silu_table);
         let normal = b.push(&crate::sampling::noise_q::NORMAL_ICDF_Q12);
+        let entries: Vec<i32> = net
+            .config()
+            .palette
+            .iter()
+            .flatten()
+            .map(|e| i32::from_le_bytes(*e))
+            .collect();
+        let palette = (b.push(&entries), entries.len() as u32);
         Params {
             data: b.data,
             patch_in,
@@ -295,6 +305,7 @@ impl Params {
             exp,
             silu,
             normal,
+            palette,
         }
     }
 }
@@ -708,8 +719,8 @@ impl Plan {
         b.push(
             Entry::Pixels,
             Args {
-                n: [plane as u32, 0, 0, 0],
-                o: [l.x, l.pixels, 0, 0, 0, 0, 0, 0],
+                n: [plane as u32, p.palette.1, 0, 0],
+                o: [l.x, l.pixels, p.palette.0, 0, 0, 0, 0, 0],
                 ..Args::default()
             },
             flat(plane),

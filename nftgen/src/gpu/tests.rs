@@ -364,4 +364,38 @@ fn noise_and_pixel_kernels_equal_the_cpu() {
         ];
         assert_eq!(word.to_le_bytes(), want, "pixel {p}");
     }
+
+    // With a palette (a transparent key, a tie between two greys): each pixel takes its
+    // nearest entry, alpha included, as the CPU's palette step does.
+    let palette: [[u8; 4]; 6] = [
+        [255, 0, 255, 0],
+        [0, 0, 0, 255],
+        [255, 255, 255, 255],
+        [128, 128, 128, 255],
+        [128, 128, 128, 200],
+        [200, 40, 40, 255],
+    ];
+    let words: Vec<i32> = palette.iter().map(|e| i32::from_le_bytes(*e)).collect();
+    let out = gpu
+        .probe(
+            Entry::Pixels,
+            args(
+                [plane as u32, palette.len() as u32, 0, 0],
+                [0, 3 * plane as u32, 0, 0, 0, 0, 0, 0],
+                [0; 4],
+            ),
+            flat(plane),
+            &words,
+            &work,
+        )
+        .unwrap();
+    let mut used = std::collections::HashSet::new();
+    for (p, &word) in out[3 * plane..].iter().enumerate() {
+        let rgb = [to_u8(x[p]), to_u8(x[plane + p]), to_u8(x[2 * plane + p])];
+        let want = palette[crate::model::sprite_q::ops::nearest_palette(&palette, rgb)];
+        assert_eq!(word.to_le_bytes(), want, "pixel {p}");
+        used.insert(want);
+    }
+    assert!(used.len() >= 4, "the samples reach {} entries", used.len());
+    assert!(!used.contains(&palette[4]), "a tie goes to the lower index");
 }

@@ -227,6 +227,9 @@ pub fn quantize(
         default_steps: cfg.default_steps,
         default_guidance: cfg.default_guidance,
         quantized_from: source_sha256,
+        // A model trained on the second data set paints in its palette (§9.7).
+        palette: (cfg.text.vocab == crate::training::data::vocabulary_v2())
+            .then(|| crate::training::data::palette::PALETTE.to_vec()),
     };
     qcfg.validate().map_err(QuantizeError::Unsupported)?;
     let w = Weights(tensors);

@@ -63,6 +63,10 @@ pub struct SpriteQConfig {
     /// The f32 model this was quantized from (`sha256` hex), for the model card.
     #[serde(default)]
     pub quantized_from: Option<String>,
+    /// The palette the pixels are snapped to (RGBA entries; `nftgen/RECIPE.md` §9.7), for a
+    /// model trained on palette pixel art; none: the pixels are the sample's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette: Option<Vec<[u8; 4]>>,
 }
 
 impl SpriteQConfig {
@@ -111,6 +115,13 @@ impl SpriteQConfig {
         crate::model::sprite::check_sizes(&self.sizes, self.patch, self.max_grid)?;
         if self.name.is_empty() {
             return Err("name is empty".into());
+        }
+        if self
+            .palette
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.len() > 256)
+        {
+            return Err("palette must have 1..=256 entries".into());
         }
         Ok(())
     }

@@ -436,6 +436,24 @@ fn normalize_q15(out: &mut [u32], sum: u32) {
 
 /// Marsaglia's xorshift32 from `seed` (non-zero): the pseudo-random inputs of the kernels'
 /// tests.
+/// The palette step of §9.7: the index of the entry nearest to `rgb` — least squared RGB
+/// distance in `i32` (at most 3 · 255² = 195,075), ties to the lower index.
+pub fn nearest_palette(palette: &[[u8; 4]], rgb: [u8; 3]) -> usize {
+    let mut best = (i32::MAX, 0);
+    for (i, p) in palette.iter().enumerate() {
+        let d: i32 = (0..3)
+            .map(|k| {
+                let e = i32::from(p[k]) - i32::from(rgb[k]);
+                e * e
+            })
+            .sum();
+        if d < best.0 {
+            best = (d, i);
+        }
+    }
+    best.1
+}
+
 #[cfg(test)]
 pub(crate) fn xorshift32(mut seed: u32) -> impl FnMut() -> u32 {
     move || {

@@ -137,22 +137,10 @@ pub fn ramp(colour: super::Colour) -> [u8; 4] {
     }
 }
 
-/// The palette entry nearest to `rgb`: least squared RGB distance (an `i32`: at most
-/// 3 · 255² = 195,075), ties to the lower index. Exact integer arithmetic.
+/// The palette entry nearest to `rgb` (the pipeline's palette step,
+/// [`crate::model::sprite_q::ops::nearest_palette`]).
 pub fn nearest(palette: &[[u8; 4]], rgb: [u8; 3]) -> usize {
-    let mut best = (i32::MAX, 0);
-    for (i, p) in palette.iter().enumerate() {
-        let d: i32 = (0..3)
-            .map(|k| {
-                let e = i32::from(p[k]) - i32::from(rgb[k]);
-                e * e
-            })
-            .sum();
-        if d < best.0 {
-            best = (d, i);
-        }
-    }
-    best.1
+    crate::model::sprite_q::ops::nearest_palette(palette, rgb)
 }
 
 /// Replaces every RGBA8 pixel by its nearest palette entry (alpha included).
@@ -169,4 +157,34 @@ pub fn to_rgba8(indices: &[u8]) -> Vec<u8> {
         .iter()
         .flat_map(|&i| PALETTE[usize::from(i)])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest as _;
+
+    /// The palette goes into every model trained on the second data set, and so into their
+    /// hashes and their tokens' pixels: it is pinned.
+    #[test]
+    fn the_palette_is_pinned_and_snaps_exactly() {
+        let bytes: Vec<u8> = PALETTE.iter().flatten().copied().collect();
+        assert_eq!(
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            "c2579f529e3054fc4f6262fe7a2ff8b2ff616f11bd3b324a52c1699aa13f5454"
+        );
+        // Every entry is its own nearest, and only the key is transparent.
+        for (i, e) in PALETTE.iter().enumerate() {
+            assert_eq!(nearest(&PALETTE, [e[0], e[1], e[2]]), i);
+            assert_eq!(e[3] == 0, i == usize::from(KEY));
+        }
+        assert_eq!(nearest(&PALETTE, [250, 10, 240]), usize::from(KEY));
+        assert_eq!(nearest(&PALETTE, [0, 0, 0]), usize::from(ix::BLACK));
+        let mut px = vec![250, 10, 240, 255, 17, 17, 21, 255];
+        snap(&mut px);
+        assert_eq!(px, [255, 0, 255, 0, 16, 16, 20, 255]);
+    }
 }
