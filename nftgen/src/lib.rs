@@ -112,7 +112,7 @@ pub use error::{GenerateError, GpuError, ModelError, PngError, RecordError, Requ
 pub use model::sprite_q::PIPELINE_2;
 pub use pipeline::{
     ArtBackend, ArtModel, Control, GeneratedArt, GenerationRequest, MAX_GUIDANCE, MAX_PROMPT_BYTES,
-    MAX_STEPS, ModelFamily, Progress,
+    MAX_STEPS, ModelFamily, Progress, SheetLayout,
 };
 pub use provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,

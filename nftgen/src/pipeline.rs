@@ -76,6 +76,50 @@ pub enum ModelFamily {
     StableDiffusion,
 }
 
+/// The layout of a character sheet as kiln-sprite v2 paints it (one recipe, one picture, one
+/// token): [`SheetLayout::ROWS`] directions top to bottom (down, left, right, up) ×
+/// [`SheetLayout::COLUMNS`] walk frames left to right (standing, left foot forward, right foot
+/// forward) of [`SheetLayout::FRAME`]-pixel squares. It serializes as the texture-atlas
+/// description `nftgen generate --sheet` writes beside the PNG; in Bevy it is
+/// `TextureAtlasLayout::from_grid(UVec2::splat(FRAME), COLUMNS, ROWS, None, None)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SheetLayout {
+    /// Side of one frame in pixels.
+    pub frame: u32,
+    /// Frames per row.
+    pub columns: u32,
+    /// Rows (directions).
+    pub rows: u32,
+    /// What each row shows, top to bottom.
+    pub directions: [&'static str; 4],
+    /// What each column shows, left to right.
+    pub frames: [&'static str; 3],
+}
+
+impl SheetLayout {
+    /// Side of one frame in pixels.
+    pub const FRAME: u32 = 16;
+    /// Frames per row.
+    pub const COLUMNS: u32 = 3;
+    /// Rows: one per direction.
+    pub const ROWS: u32 = 4;
+    /// (width, height) of a sheet.
+    pub const SIZE: (u32, u32) = (Self::FRAME * Self::COLUMNS, Self::FRAME * Self::ROWS);
+    /// (width, height) of a seamless ground tile.
+    pub const TILE_SIZE: (u32, u32) = (16, 16);
+
+    /// The layout of every sheet.
+    pub fn get() -> Self {
+        SheetLayout {
+            frame: Self::FRAME,
+            columns: Self::COLUMNS,
+            rows: Self::ROWS,
+            directions: ["down", "left", "right", "up"],
+            frames: ["standing", "left foot forward", "right foot forward"],
+        }
+    }
+}
+
 /// What to paint. Build with [`GenerationRequest::new`] and the setters; unset values take the
 /// model's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +175,14 @@ impl GenerationRequest {
     pub fn size(mut self, width: u32, height: u32) -> Self {
         self.size = Some((width, height));
         self
+    }
+    /// Paints a character sheet ([`SheetLayout`]): "a blacksmith in red with brown hair".
+    pub fn sheet(self) -> Self {
+        self.size(SheetLayout::SIZE.0, SheetLayout::SIZE.1)
+    }
+    /// Paints a seamless ground tile ([`SheetLayout::TILE_SIZE`]): "a cobblestone tile".
+    pub fn tile(self) -> Self {
+        self.size(SheetLayout::TILE_SIZE.0, SheetLayout::TILE_SIZE.1)
     }
     /// Sets the negative prompt.
     pub fn negative(mut self, negative: impl Into<String>) -> Self {

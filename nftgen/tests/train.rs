@@ -174,6 +174,58 @@ fn a_v1_model_grows_into_the_second_data_set_and_paints_sheets_and_tiles() {
         &["quantize", "--from", path_str(&v2), "--out", path_str(&q)],
         &[],
     ));
+    // `nftgen generate --sheet` writes the sheet and its atlas layout, `--tile` the tile and a
+    // tiled preview; a model without those sizes is refused with what it cannot paint.
+    let sheet_png = dir.path().join("guard.png");
+    let args = |out: &std::path::Path, kind: &'static str, model: &str| {
+        let p = path_str(out).to_string();
+        let m = model.to_string();
+        move || {
+            nftgen(
+                &[
+                    "generate",
+                    "--prompt",
+                    "a guard in blue with black hair",
+                    "--seed",
+                    "3",
+                    "--steps",
+                    "2",
+                    "--creator",
+                    "none",
+                    "--backend",
+                    "cpu",
+                    kind,
+                    "--out",
+                    &p,
+                    "--model",
+                    &m,
+                ],
+                &[],
+            )
+        }
+    };
+    assert_success(&args(&sheet_png, "--sheet", path_str(&q))());
+    let atlas: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("guard.png.atlas.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            atlas["frame"].as_u64(),
+            atlas["columns"].as_u64(),
+            atlas["rows"].as_u64()
+        ),
+        (Some(16), Some(3), Some(4))
+    );
+    assert_eq!(atlas["directions"][3], "up");
+    let painted = kiln_nftgen::png_io::read(&sheet_png).unwrap();
+    assert_eq!((painted.width, painted.height), (48, 64));
+    assert_success(&args(&dir.path().join("t.png"), "--tile", path_str(&q))());
+    assert!(dir.path().join("t.png.tiled.png").is_file());
+    let shipped = kiln_nftgen::default_model_path();
+    let refused = args(&dir.path().join("no.png"), "--sheet", path_str(&shipped))();
+    assert_one_line_error(&refused, "does not paint character sheets");
+    assert!(!dir.path().join("no.png").exists());
+
     // The integer model carries Kiln's palette: every pixel is one of its colours, on the CPU
     // and on the GPU alike.
     let mut q = ArtModel::load(&q).unwrap();

@@ -287,8 +287,17 @@ struct GenerateArgs {
     #[arg(long)]
     steps: Option<u32>,
     /// Size as WIDTHxHEIGHT [default: the model's first size].
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["sheet", "tile"])]
     size: Option<String>,
+    /// Paint a character's walk-cycle sheet (48x64: rows down, left, right, up; columns
+    /// standing and two steps, 16x16 frames) and write its texture-atlas layout beside the PNG
+    /// as `<out>.atlas.json`. The prompt names the character: "a guard in blue with black hair".
+    #[arg(long, conflicts_with = "tile")]
+    sheet: bool,
+    /// Paint a seamless 16x16 ground tile ("a cobblestone tile") and a 3x3 tiled preview beside
+    /// it as `<out>.tiled.png`.
+    #[arg(long)]
+    tile: bool,
     /// Classifier-free guidance scale [default: the model's].
     #[arg(long)]
     guidance: Option<f32>,
@@ -409,6 +418,17 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     req.guidance = a.guidance;
     req.size = size;
     req.creator = creator;
+    if a.sheet || a.tile {
+        req = if a.sheet { req.sheet() } else { req.tile() };
+        let (w, h) = req.size.expect("set above");
+        if model.check_size(w, h).is_err() {
+            bail!(
+                "{} does not paint {}s ({w}x{h}); kiln-sprite-q v2 does",
+                model.id(),
+                if a.sheet { "character sheet" } else { "tile" }
+            );
+        }
+    }
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let art = model.generate(&req, &mut |p| {
@@ -433,6 +453,29 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     })?;
     png_io::write(&a.out, &art)?;
     let secs = started.elapsed().as_secs_f64();
+    if a.sheet {
+        let atlas = with_suffix(&a.out, ".atlas.json");
+        std::fs::write(
+            &atlas,
+            serde_json::to_string_pretty(&kiln_nftgen::SheetLayout::get())?,
+        )
+        .with_context(|| format!("cannot write {}", atlas.display()))?;
+        eprintln!("atlas layout: {}", atlas.display());
+    }
+    if a.tile {
+        let preview = with_suffix(&a.out, ".tiled.png");
+        let (w, h) = (art.width as usize, art.height as usize);
+        let mut px = vec![0u8; 9 * w * h * 4];
+        for y in 0..3 * h {
+            for x in 0..3 * w {
+                let src = ((y % h) * w + x % w) * 4;
+                let dst = (y * 3 * w + x) * 4;
+                px[dst..dst + 4].copy_from_slice(&art.rgba[src..src + 4]);
+            }
+        }
+        write_png_plain(&preview, 3 * art.width, 3 * art.height, &px)?;
+        eprintln!("tiled 3x3: {}", preview.display());
+    }
     if a.json {
         // Built by hand so the record keeps its canonical field order.
         println!(
@@ -454,6 +497,13 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `out` with `suffix` appended to its file name (`a.png` → `a.png.atlas.json`).
+fn with_suffix(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<bool> {

@@ -945,6 +945,13 @@ mod tests {
             }
         }
         assert_ne!(sample_v2(3, Group::Sheet, 0), sample_v2(4, Group::Sheet, 0));
+        // The layout the pipeline and the game read is the one the data draws.
+        let layout = crate::SheetLayout::get();
+        assert_eq!(crate::SheetLayout::SIZE, SHEET_SIZE);
+        assert_eq!(crate::SheetLayout::TILE_SIZE, TILE_SIZE);
+        assert_eq!((layout.frame, layout.columns), (FRAME_SIZE, SHEET_FRAMES));
+        let rows: Vec<&str> = Facing::ALL.iter().map(|f| f.word()).collect();
+        assert_eq!(rows, layout.directions);
         let c = CharacterSpec {
             role: Role::Blacksmith,
             clothing: Colour::Red,
