@@ -135,6 +135,11 @@ enum Command {
         /// Training samples to compare against for the nearest-copy check.
         #[arg(long, default_value_t = 2000)]
         compare: u64,
+        /// The data set the model learnt: `v1` (items and scenes) or `v2` (also character
+        /// sheets, tiles and props; PROMPTS are split evenly over the five kinds, and the gates
+        /// add role, clothing, one character per sheet, tile seams and palette colours).
+        #[arg(long, default_value = "v1", value_parser = parse_data_set)]
+        data_set: kiln_nftgen::data::DataSet,
     },
     /// Paint a contact sheet: one row per prompt, one column per seed, as one PNG.
     Sheet {
@@ -898,8 +903,34 @@ fn main() -> ExitCode {
             guidance,
             seen,
             compare,
+            data_set,
         } => (|| {
             let m = load_model(model, DevicePreference::Cpu)?;
+            if data_set == kiln_nftgen::data::DataSet::V2 {
+                if seen || guidance.is_some() {
+                    bail!("--seen and --guidance are for --data-set v1");
+                }
+                let r = kiln_nftgen::eval::v2::evaluate_v2(
+                    &m,
+                    (prompts / 5).max(1),
+                    steps,
+                    compare,
+                    0,
+                    &mut |done, total| {
+                        if done % 20 == 0 || done == total {
+                            eprintln!("painted {done}/{total}");
+                        }
+                    },
+                )?;
+                println!("{}", serde_json::to_string(&r)?);
+                for g in r.gates.iter().filter(|g| !g.passed) {
+                    eprintln!(
+                        "gate failed: {} = {} (threshold {})",
+                        g.name, g.value, g.threshold
+                    );
+                }
+                return Ok(r.passed);
+            }
             let opts = kiln_nftgen::eval::EvalOptions {
                 prompts,
                 seen,

@@ -5,6 +5,8 @@
 //! the prompts it judges use the combinations [`data::is_held_out`] keeps out of kiln-sprite's
 //! training.
 
+pub mod v2;
+
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 
@@ -32,14 +34,14 @@ pub fn features(rgba: &[u8], width: u32, height: u32) -> Vec<f32> {
 }
 
 /// A two-headed MLP over pooled pixels.
-struct Mlp {
+pub(crate) struct Mlp {
     w1: Tensor,
     b1: Tensor,
     heads: Vec<(Tensor, Tensor)>,
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let h = x.matmul(&self.w1)?.broadcast_add(&self.b1)?.relu()?;
         self.heads
             .iter()
@@ -79,6 +81,73 @@ fn mlp(
         heads.push((w, b));
     }
     Ok(Mlp { w1, b1, heads })
+}
+
+/// Draws one judge example: its features and two labels.
+pub(crate) type Example<'a> = dyn FnMut(&mut NoiseRng) -> (Vec<f32>, [u32; 2]) + 'a;
+
+/// Trains a two-headed judge on `n` examples from `make` (features and the two labels) and
+/// measures it on 500 fresh ones; returns the net, its variables and the two heads' accuracy.
+pub(crate) fn fit(
+    rng: &mut NoiseRng,
+    make: &mut Example<'_>,
+    n: usize,
+    classes: &[usize],
+    seed: u64,
+) -> candle_core::Result<(Mlp, VarMap, [f32; 2])> {
+    let mut set = |rng: &mut NoiseRng, n: usize| -> candle_core::Result<(Tensor, Tensor)> {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for _ in 0..n {
+            let (x, y) = make(rng);
+            xs.extend(x);
+            ys.extend(y);
+        }
+        let dim = xs.len() / n;
+        Ok((
+            Tensor::from_vec(xs, (n, dim), &Device::Cpu)?,
+            Tensor::from_vec(ys, (n, 2), &Device::Cpu)?,
+        ))
+    };
+    let (x, y) = set(rng, n)?;
+    let (tx, ty) = set(rng, 500)?;
+    let varmap = VarMap::new();
+    let net = mlp(&varmap, x.dim(1)?, 128, classes, seed)?;
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 3e-3,
+            weight_decay: 1e-4,
+            ..Default::default()
+        },
+    )?;
+    let batch = 128;
+    for _epoch in 0..30 {
+        for start in (0..n).step_by(batch) {
+            let len = batch.min(n - start);
+            let xb = x.narrow(0, start, len)?;
+            let yb = y.narrow(0, start, len)?;
+            let outs = net.forward(&xb)?;
+            let mut loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+            for (h, logits) in outs.iter().enumerate() {
+                let target = yb.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
+                loss = (loss + candle_nn::loss::cross_entropy(logits, &target)?)?;
+            }
+            opt.backward_step(&loss)?;
+        }
+    }
+    let mut accuracy = [0f32; 2];
+    let outs = net.forward(&tx)?;
+    for (h, logits) in outs.iter().enumerate() {
+        let pred = logits.argmax(D::Minus1)?;
+        let target = ty.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
+        accuracy[h] = pred
+            .eq(&target)?
+            .to_dtype(DType::F32)?
+            .mean_all()?
+            .to_scalar::<f32>()?;
+    }
+    Ok((net, varmap, accuracy))
 }
 
 /// Reads item kind and colour, and scene terrain and time of day, from images.
@@ -135,62 +204,19 @@ impl Judge {
         let mut accuracy = [0f32; 4];
         let mut vars = Vec::new();
         for (k, item) in [true, false].into_iter().enumerate() {
-            let make = |rng: &mut NoiseRng, n: usize| -> candle_core::Result<(Tensor, Tensor)> {
-                let mut xs = Vec::new();
-                let mut ys = Vec::new();
-                for _ in 0..n {
+            let classes: &[usize] = if item { &[10, 10] } else { &[5, 4] };
+            let (net, varmap, acc) = fit(
+                &mut rng,
+                &mut |rng| {
                     let spec = SampleSpec::draw_any(rng, item);
                     let s = data::render(spec, rng);
-                    xs.extend(features(&s.rgba, s.width, s.height));
-                    ys.extend(labels(&spec));
-                }
-                let dim = xs.len() / n;
-                Ok((
-                    Tensor::from_vec(xs, (n, dim), &Device::Cpu)?,
-                    Tensor::from_vec(ys, (n, 2), &Device::Cpu)?,
-                ))
-            };
-            let (x, y) = make(&mut rng, per_kind)?;
-            let (tx, ty) = make(&mut rng, 500)?;
-            let classes: &[usize] = if item { &[10, 10] } else { &[5, 4] };
-            let varmap = VarMap::new();
-            let net = mlp(&varmap, x.dim(1)?, 128, classes, seed ^ k as u64)?;
-            let mut opt = candle_nn::AdamW::new(
-                varmap.all_vars(),
-                candle_nn::ParamsAdamW {
-                    lr: 3e-3,
-                    weight_decay: 1e-4,
-                    ..Default::default()
+                    (features(&s.rgba, s.width, s.height), labels(&spec))
                 },
+                per_kind,
+                classes,
+                seed ^ k as u64,
             )?;
-            let n = x.dim(0)?;
-            let batch = 128;
-            for epoch in 0..30 {
-                for start in (0..n).step_by(batch) {
-                    let len = batch.min(n - start);
-                    let xb = x.narrow(0, start, len)?;
-                    let yb = y.narrow(0, start, len)?;
-                    let outs = net.forward(&xb)?;
-                    let mut loss = Tensor::zeros((), DType::F32, &Device::Cpu)?;
-                    for (h, logits) in outs.iter().enumerate() {
-                        let target = yb.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
-                        loss = (loss + candle_nn::loss::cross_entropy(logits, &target)?)?;
-                    }
-                    opt.backward_step(&loss)?;
-                }
-                let _ = epoch;
-            }
-            let outs = net.forward(&tx)?;
-            for (h, logits) in outs.iter().enumerate() {
-                let pred = logits.argmax(D::Minus1)?;
-                let target = ty.narrow(1, h, 1)?.squeeze(1)?.contiguous()?;
-                let right = pred
-                    .eq(&target)?
-                    .to_dtype(DType::F32)?
-                    .mean_all()?
-                    .to_scalar::<f32>()?;
-                accuracy[2 * k + h] = right;
-            }
+            accuracy[2 * k..2 * k + 2].copy_from_slice(&acc);
             heads.push(net);
             vars.push(varmap);
         }
