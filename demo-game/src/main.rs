@@ -10,11 +10,11 @@
 // Systems declare their world access as parameters and queries; many and long is normal there.
 #![allow(clippy::too_many_arguments, clippy::type_complexity)]
 
-mod play;
+mod app;
+mod gameplay;
 mod save;
 mod tour;
 mod ui;
-mod village;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +27,6 @@ use bevy::window::ExitCondition;
 use bevy::winit::{UpdateMode, WinitPlugin, WinitSettings};
 use bevy_kiln::{ArtBackend, ArtPlugin, ChainPlugin, KilnPlugins, NpcPlugin};
 use clap::Parser;
-
-/// The window's (and the headless picture's) size in logical pixels.
-pub const VIEW: UVec2 = UVec2::new(960, 600);
 
 #[derive(Parser, Debug)]
 #[command(name = "kiln-demo", about = "Kiln's demo village")]
@@ -60,17 +57,6 @@ struct Cli {
     /// The repository's `assets/` directory (personas).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets"))]
     assets: PathBuf,
-}
-
-/// Settings the systems read.
-#[derive(Resource, Debug, Clone)]
-pub struct DemoConfig {
-    /// The game's data directory.
-    pub data_dir: PathBuf,
-    /// Tour output directory.
-    pub out: PathBuf,
-    /// Rendering without a window.
-    pub headless: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,7 +119,7 @@ fn main() -> anyhow::Result<()> {
         app.add_plugins(defaults.set(WindowPlugin {
             primary_window: Some(Window {
                 title: "Kiln village".into(),
-                resolution: (VIEW.x, VIEW.y).into(),
+                resolution: (app::VIEW.x, app::VIEW.y).into(),
                 resizable: false,
                 ..default()
             }),
@@ -157,19 +143,14 @@ fn main() -> anyhow::Result<()> {
             ..default()
         },
     })
-    .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.12)))
-    .insert_resource(DemoConfig {
-        data_dir: data_dir.clone(),
-        out: cli.out.clone(),
-        headless,
-    })
-    .insert_resource(save::SaveGame::load_or_default(&data_dir))
-    .add_plugins((village::VillagePlugin, play::PlayPlugin, ui::UiPlugin));
-    if tour {
-        app.add_plugins(tour::TourPlugin);
-    } else {
-        app.add_plugins(play::KeyboardPlugin);
-    }
+    .add_plugins(app::DemoPlugin {
+        config: app::DemoConfig {
+            data_dir: data_dir.clone(),
+            out: cli.out.clone(),
+            headless,
+        },
+        tour,
+    });
     let exit = app.run();
     match exit {
         AppExit::Success => Ok(()),

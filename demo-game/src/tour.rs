@@ -10,10 +10,10 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_dis
 use bevy_kiln::{ArtMinted, ArtReady, ChainStatus, NpcEngineStatus, NpcReplied, TokenVerified};
 use serde_json::{Value, json};
 
-use crate::DemoConfig;
-use crate::play::{AltarState, Intent, Mode};
+use crate::app::{AppSystems, DemoConfig};
+use crate::gameplay::rules::{AltarState, Intent, Mode};
+use crate::gameplay::village::{ALTAR_AT, Altar, Backdrop, HeadlessTarget, Player, Villager};
 use crate::save::SaveGame;
-use crate::village::{ALTAR_AT, Altar, Backdrop, HeadlessTarget, Player, Villager};
 
 /// What each NPC is asked.
 pub const LINES: [(&str, &str); 3] = [
@@ -108,10 +108,7 @@ impl Plugin for TourPlugin {
         })
         .add_systems(
             Update,
-            (record, play, finish)
-                .chain()
-                .before(crate::play::PlaySet)
-                .after(crate::village::VillageSet),
+            (record, play, finish).chain().in_set(AppSystems::Input),
         );
     }
 }
@@ -186,7 +183,10 @@ fn record(
     }
     for v in verified.read() {
         let (verdict, summary) = match &v.verdict {
-            Ok(verdict) => (crate::play::verdict_name(verdict), verdict.describe()),
+            Ok(verdict) => (
+                crate::gameplay::rules::verdict_name(verdict),
+                verdict.describe(),
+            ),
             Err(e) => ("error".to_string(), e.clone()),
         };
         println!("tour: token {} verified: {summary}", v.token_id);

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bevy::input::keyboard::{Key, KeyboardInput};
 use bevy::prelude::*;
 use bevy_kiln::{
     ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, KilnWallet, MintArt,
@@ -11,8 +10,9 @@ use bevy_kiln::{
 };
 use kiln_nftgen::{GeneratedArt, TokenId};
 
+use crate::app::AppSystems;
+use crate::gameplay::village::{Altar, Fleeing, Nearby, Villager, WALK_MAX, WALK_MIN};
 use crate::save::{GalleryEntry, Line, SaveGame};
-use crate::village::{Altar, Fleeing, Nearby, Player, Villager, WALK_MAX, WALK_MIN};
 
 /// What the player wants, from the keyboard or the tour.
 #[derive(Message, Debug, Clone, PartialEq)]
@@ -105,14 +105,10 @@ pub enum AltarState {
 #[derive(Resource, Debug, Default, Clone)]
 pub struct Notice(pub String);
 
-/// The game's rules (after the village's systems; the UI shows their results after them).
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PlaySet;
-
 /// The game's rules.
-pub struct PlayPlugin;
+pub struct RulesPlugin;
 
-impl Plugin for PlayPlugin {
+impl Plugin for RulesPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<Intent>()
             .init_resource::<Mode>()
@@ -131,8 +127,7 @@ impl Plugin for PlayPlugin {
                     verified,
                 )
                     .chain()
-                    .in_set(PlaySet)
-                    .after(crate::village::VillageSet),
+                    .in_set(AppSystems::Rules),
             )
             .add_observer(reply_delta);
     }
@@ -467,80 +462,6 @@ pub fn short(id: &str) -> String {
         format!("{}...{}", &id[..6], &id[id.len() - 4..])
     } else {
         id.to_string()
-    }
-}
-
-/// The keyboard: arrows/WASD walk, E interacts, typing fills the text box, Enter submits,
-/// M mints, G opens the gallery, V re-verifies, Esc closes.
-pub struct KeyboardPlugin;
-
-impl Plugin for KeyboardPlugin {
-    fn build(&self, app: &mut App) {
-        app.add_systems(Update, keyboard.before(handle_intents));
-    }
-}
-
-fn keyboard(
-    keys: Res<ButtonInput<KeyCode>>,
-    mut typing: MessageReader<KeyboardInput>,
-    mode: Res<Mode>,
-    mut typed: ResMut<TypedText>,
-    mut intents: MessageWriter<Intent>,
-    time: Res<Time>,
-    player: Single<&mut Transform, With<Player>>,
-) {
-    if let Mode::Typing(_) = *mode {
-        for key in typing.read().filter(|k| k.state.is_pressed()) {
-            match &key.logical_key {
-                Key::Enter => intents.write(Intent::Submit(typed.0.clone())),
-                Key::Escape => intents.write(Intent::Close),
-                Key::Backspace => {
-                    typed.0.pop();
-                    continue;
-                }
-                Key::Space => {
-                    typed.0.push(' ');
-                    continue;
-                }
-                Key::Character(c) if typed.0.chars().count() < 200 => {
-                    typed.0.push_str(c);
-                    continue;
-                }
-                _ => continue,
-            };
-        }
-        return;
-    }
-    typing.clear();
-    for (key, intent) in [
-        (KeyCode::KeyE, Intent::Interact),
-        (KeyCode::KeyM, Intent::Mint),
-        (KeyCode::KeyG, Intent::ToggleGallery),
-        (KeyCode::KeyV, Intent::Reverify),
-        (KeyCode::Escape, Intent::Close),
-    ] {
-        if keys.just_pressed(key) {
-            intents.write(intent);
-        }
-    }
-    let mut dir = Vec2::ZERO;
-    for (keys_for, d) in [
-        ([KeyCode::ArrowLeft, KeyCode::KeyA], Vec2::NEG_X),
-        ([KeyCode::ArrowRight, KeyCode::KeyD], Vec2::X),
-        ([KeyCode::ArrowUp, KeyCode::KeyW], Vec2::Y),
-        ([KeyCode::ArrowDown, KeyCode::KeyS], Vec2::NEG_Y),
-    ] {
-        if keys.any_pressed(keys_for) {
-            dir += d;
-        }
-    }
-    if dir != Vec2::ZERO {
-        let mut transform = player.into_inner();
-        let next = transform.translation.truncate()
-            + dir.normalize() * crate::village::SPEED * time.delta_secs();
-        transform.translation = next
-            .clamp(WALK_MIN, WALK_MAX)
-            .extend(transform.translation.z);
     }
 }
 

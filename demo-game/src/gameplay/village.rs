@@ -8,8 +8,9 @@ use bevy::sprite::Anchor;
 use bevy_kiln::{ArtKind, ArtReady, ArtStatus, GenerateArt, Npc};
 use kiln_nftgen::png_io;
 
-use crate::DemoConfig;
+use crate::app::{AppSystems, DemoConfig, VIEW};
 use crate::save::SaveGame;
+use crate::ui::widgets::label;
 
 /// The folder of the data directory that caches painted scenery.
 pub const SCENERY_DIR: &str = "scenery";
@@ -107,10 +108,6 @@ pub enum Nearby {
     Altar,
 }
 
-/// The village's systems (walking, scenery, who is in reach); the game's rules run after them.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VillageSet;
-
 /// The village.
 pub struct VillagePlugin;
 
@@ -128,7 +125,7 @@ impl Plugin for VillagePlugin {
                     find_nearby,
                 )
                     .chain()
-                    .in_set(VillageSet),
+                    .in_set(AppSystems::World),
             );
     }
 }
@@ -187,12 +184,8 @@ fn spawn_camera(
     mut images: ResMut<Assets<Image>>,
 ) {
     if config.headless {
-        let mut target = Image::new_target_texture(
-            crate::VIEW.x,
-            crate::VIEW.y,
-            TextureFormat::Rgba8UnormSrgb,
-            None,
-        );
+        let mut target =
+            Image::new_target_texture(VIEW.x, VIEW.y, TextureFormat::Rgba8UnormSrgb, None);
         target.texture_descriptor.usage |= TextureUsages::COPY_SRC;
         let handle = images.add(target);
         commands.insert_resource(HeadlessTarget(handle.clone()));
@@ -209,17 +202,6 @@ fn spawn_camera(
 /// The picture the headless camera renders into.
 #[derive(Resource, Debug, Clone)]
 pub struct HeadlessTarget(pub Handle<Image>);
-
-fn label(text: impl Into<String>, size: f32) -> impl Bundle {
-    (
-        Text2d::new(text),
-        TextFont {
-            font_size: FontSize::Px(size),
-            ..default()
-        },
-        TextColor(Color::WHITE),
-    )
-}
 
 fn spawn_village(
     mut commands: Commands,
