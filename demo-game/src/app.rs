@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 
 use crate::gameplay::{input, rules, village};
-use crate::{save, tour, ui};
+use crate::{save, screens, tour, ui};
 
 /// The window's (and the headless picture's) size in logical pixels.
 pub const VIEW: UVec2 = UVec2::new(960, 600);
@@ -58,7 +58,12 @@ impl Plugin for DemoPlugin {
         .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.12)))
         .insert_resource(save::SaveGame::load_or_default(&self.config.data_dir))
         .insert_resource(self.config.clone())
-        .add_plugins((village::VillagePlugin, rules::RulesPlugin, ui::UiPlugin));
+        .add_plugins((
+            screens::ScreensPlugin,
+            village::VillagePlugin,
+            rules::RulesPlugin,
+            ui::UiPlugin,
+        ));
         if self.tour {
             app.add_plugins(tour::TourPlugin);
         } else {

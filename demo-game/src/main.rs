@@ -13,6 +13,7 @@
 mod app;
 mod gameplay;
 mod save;
+mod screens;
 mod tour;
 mod ui;
 

@@ -12,8 +12,11 @@ use serde_json::{Value, json};
 
 use crate::app::{AppSystems, DemoConfig};
 use crate::gameplay::rules::{AltarState, Intent, Mode};
-use crate::gameplay::village::{ALTAR_AT, Altar, Backdrop, HeadlessTarget, Player, Villager};
+use crate::gameplay::village::{
+    ALTAR_AT, Altar, HeadlessTarget, Player, VillagePainting, Villager,
+};
 use crate::save::SaveGame;
+use crate::screens::Screen;
 
 /// What each NPC is asked.
 pub const LINES: [(&str, &str); 3] = [
@@ -27,6 +30,7 @@ pub const ALTAR_PROMPT: &str = "a glowing blue sword";
 
 #[derive(Debug, Clone)]
 enum Step {
+    Start,
     WaitVillage,
     WalkTo(Vec2),
     WalkToNpc(&'static str),
@@ -62,7 +66,14 @@ pub struct TourPlugin;
 
 impl Plugin for TourPlugin {
     fn build(&self, app: &mut App) {
-        let mut steps = vec![Step::WaitVillage, Step::Frames(5), Step::Shot("01-village")];
+        let mut steps = vec![
+            Step::Frames(3),
+            Step::Shot("00-title"),
+            Step::Start,
+            Step::WaitVillage,
+            Step::Frames(5),
+            Step::Shot("01-village"),
+        ];
         for (i, (name, line)) in LINES.into_iter().enumerate() {
             steps.extend([
                 Step::WalkToNpc(name),
@@ -203,7 +214,8 @@ fn play(
     mut commands: Commands,
     config: Res<DemoConfig>,
     headless: Option<Res<HeadlessTarget>>,
-    backdrops: Query<&Backdrop>,
+    screen: Res<State<Screen>>,
+    mut next_screen: ResMut<NextState<Screen>>,
     npc_status: Res<NpcEngineStatus>,
     chain: Res<ChainStatus>,
     altar_state: Res<AltarState>,
@@ -238,8 +250,12 @@ fn play(
             return;
         }
         let done = match &step {
+            Step::Start => {
+                next_screen.set(Screen::Painting);
+                true
+            }
             Step::WaitVillage => {
-                backdrops.iter().all(|b| b.ready)
+                *screen.get() == Screen::Playing
                     && *npc_status != NpcEngineStatus::Loading
                     && *chain != ChainStatus::Connecting
             }
@@ -311,6 +327,7 @@ fn play(
 fn finish(
     mut tour: ResMut<Tour>,
     config: Res<DemoConfig>,
+    painting: Res<VillagePainting>,
     device: Res<bevy_kiln::ArtDevice>,
     mut exit: MessageWriter<AppExit>,
 ) {
@@ -336,6 +353,11 @@ fn finish(
         "headless": config.headless,
         "conversations": tour.conversations,
         "art": tour.art,
+        "village": {
+            "pictures": painting.total,
+            "from_cache": painting.cached,
+            "painted": painting.painted,
+        },
         "art_device": {
             "backend": device.backend.map(|b| b.as_str()),
             "adapter": device.adapter,

@@ -107,7 +107,7 @@ fn check_tour(out: &Path, t: &Value) -> Vec<PathBuf> {
         .iter()
         .map(|p| PathBuf::from(p.as_str().unwrap()))
         .collect();
-    assert_eq!(shots.len(), 6, "{shots:?}");
+    assert_eq!(shots.len(), 7, "{shots:?}");
     let pictures: Vec<Shot> = shots.iter().map(|p| read_png(p)).collect();
     for (path, shot) in shots.iter().zip(&pictures) {
         assert_eq!(shot.width, 960, "{}", path.display());
@@ -152,6 +152,9 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
         first["art_device"]
     );
     check_tour(&first_out, &first);
+    // The first start painted the village (behind the painting screen).
+    assert_eq!(first["village"]["painted"], 4, "{}", first["village"]);
+    assert_eq!(first["village"]["from_cache"], 0);
     for name in ["village", "forest", "mountains", "sea"] {
         assert!(data.join("scenery").join(format!("{name}.png")).is_file());
     }
@@ -184,6 +187,9 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     );
     assert_eq!(second["art_device"]["shared_with_renderer"], true);
     check_tour(&second_out, &second);
+    // The restart checked the cached pictures' records and painted nothing.
+    assert_eq!(second["village"]["from_cache"], 4, "{}", second["village"]);
+    assert_eq!(second["village"]["painted"], 0);
     assert_ne!(second["minted"]["token_id"], first["minted"]["token_id"]);
     let save: Value =
         serde_json::from_slice(&std::fs::read(data.join("save.json")).unwrap()).unwrap();

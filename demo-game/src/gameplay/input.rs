@@ -8,6 +8,7 @@ use bevy::prelude::*;
 use crate::app::AppSystems;
 use crate::gameplay::rules::{Intent, Mode, TypedText};
 use crate::gameplay::village::{Player, SPEED, WALK_MAX, WALK_MIN};
+use crate::screens::Screen;
 
 /// The keyboard: arrows/WASD walk, E interacts, typing fills the text box, Enter submits,
 /// M mints, G opens the gallery, V re-verifies, Esc closes.
@@ -15,7 +16,12 @@ pub struct KeyboardPlugin;
 
 impl Plugin for KeyboardPlugin {
     fn build(&self, app: &mut App) {
-        app.add_systems(Update, keyboard.in_set(AppSystems::Input));
+        app.add_systems(
+            Update,
+            keyboard
+                .in_set(AppSystems::Input)
+                .run_if(in_state(Screen::Playing).or_else(in_state(Screen::Gallery))),
+        );
     }
 }
 

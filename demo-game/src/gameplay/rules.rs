@@ -13,6 +13,7 @@ use kiln_nftgen::{GeneratedArt, TokenId};
 use crate::app::AppSystems;
 use crate::gameplay::village::{Altar, Fleeing, Nearby, Villager, WALK_MAX, WALK_MIN};
 use crate::save::{GalleryEntry, Line, SaveGame};
+use crate::screens::Screen;
 
 /// What the player wants, from the keyboard or the tour.
 #[derive(Message, Debug, Clone, PartialEq)]
@@ -50,8 +51,6 @@ pub enum Mode {
     Typing(Addressee),
     /// An NPC's shop panel.
     Shop(Entity),
-    /// The gallery of minted art.
-    Gallery,
 }
 
 /// The text being typed.
@@ -149,6 +148,7 @@ fn handle_intents(
     mut mint: MessageWriter<MintArt>,
     mut verify: MessageWriter<VerifyToken>,
     wallet: Res<KilnWallet>,
+    (screen, mut next_screen): (Res<State<Screen>>, ResMut<NextState<Screen>>),
 ) {
     for intent in intents.read() {
         match (intent, mode.clone()) {
@@ -234,11 +234,21 @@ fn handle_intents(
                 }
                 _ => notice.0 = "Paint something at the altar first.".into(),
             },
-            (Intent::ToggleGallery, Mode::Gallery) | (Intent::Close, _) => {
+            (Intent::ToggleGallery, _) if *screen.get() == Screen::Gallery => {
+                next_screen.set(Screen::Playing);
+            }
+            (Intent::Close, _) => {
                 *mode = Mode::Walking;
                 typed.0.clear();
+                if *screen.get() == Screen::Gallery {
+                    next_screen.set(Screen::Playing);
+                }
             }
-            (Intent::ToggleGallery, _) => *mode = Mode::Gallery,
+            (Intent::ToggleGallery, _) => {
+                *mode = Mode::Walking;
+                typed.0.clear();
+                next_screen.set(Screen::Gallery);
+            }
             (Intent::Reverify, _) => {
                 for entry in &mut save.gallery {
                     if let Ok(token_id) = entry.token_id.parse::<TokenId>() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::sprite::Anchor;
-use bevy_kiln::{ArtKind, ArtReady, ArtStatus, GenerateArt, Npc};
+use bevy_kiln::{ArtKind, ArtProgress, ArtReady, ArtStatus, GenerateArt, Npc};
 use kiln_nftgen::png_io;
 
 use crate::app::{AppSystems, DemoConfig, VIEW};
@@ -96,6 +96,27 @@ pub struct Backdrop {
     pub ready: bool,
 }
 
+/// How far the village's pictures are: loaded from the cache or painted, of how many, and the
+/// picture being painted now (prompt, step, steps).
+#[derive(Resource, Debug, Default, Clone, PartialEq)]
+pub struct VillagePainting {
+    /// Pictures the village needs.
+    pub total: usize,
+    /// Loaded from the cache (their records checked).
+    pub cached: usize,
+    /// Painted this start.
+    pub painted: usize,
+    /// The picture being painted: prompt, step, steps.
+    pub current: Option<(String, u32, u32)>,
+}
+
+impl VillagePainting {
+    /// Pictures in place.
+    pub fn done(&self) -> usize {
+        self.cached + self.painted
+    }
+}
+
 /// What the player can use right now, if anything.
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Nearby {
@@ -114,11 +135,16 @@ pub struct VillagePlugin;
 impl Plugin for VillagePlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Nearby>()
+            .insert_resource(VillagePainting {
+                total: SCENERY.len(),
+                ..default()
+            })
             .add_systems(Startup, (spawn_camera, spawn_village))
             .add_systems(
                 Update,
                 (
-                    paint_missing_scenery,
+                    load_or_paint_scenery,
+                    scenery_progress,
                     receive_scenery,
                     walk_to_target,
                     flee,
@@ -203,13 +229,7 @@ fn spawn_camera(
 #[derive(Resource, Debug, Clone)]
 pub struct HeadlessTarget(pub Handle<Image>);
 
-fn spawn_village(
-    mut commands: Commands,
-    assets: Res<AssetServer>,
-    save: Res<SaveGame>,
-    config: Res<DemoConfig>,
-    mut images: ResMut<Assets<Image>>,
-) {
+fn spawn_village(mut commands: Commands, assets: Res<AssetServer>, save: Res<SaveGame>) {
     let size = Vec2::new(64.0, 32.0) * SCENERY_SCALE;
     for (i, (name, prompt, seed)) in SCENERY.into_iter().enumerate() {
         let at = Vec2::new(
@@ -220,12 +240,7 @@ fn spawn_village(
             },
             if i < 2 { size.y / 2.0 } else { -size.y / 2.0 },
         );
-        let cached = load_cached(&scenery_path(&config, name), prompt, seed);
-        let ready = cached.is_some();
-        let mut sprite = match cached {
-            Some(image) => Sprite::from_image(images.add(image)),
-            None => Sprite::from_color(Color::srgb(0.2, 0.24, 0.2), Vec2::ONE),
-        };
+        let mut sprite = Sprite::from_color(Color::srgb(0.2, 0.24, 0.2), Vec2::ONE);
         sprite.custom_size = Some(size);
         // Dimmed so the characters stand out.
         sprite.color = Color::srgb(0.75, 0.75, 0.75);
@@ -236,7 +251,7 @@ fn spawn_village(
                 name,
                 prompt,
                 seed,
-                ready,
+                ready: false,
             },
         ));
     }
@@ -305,40 +320,69 @@ fn scenery_path(config: &DemoConfig, name: &str) -> PathBuf {
         .join(format!("{name}.png"))
 }
 
-/// A cached backdrop, if the file exists and holds this recipe's picture.
-fn load_cached(path: &std::path::Path, prompt: &str, seed: u64) -> Option<Image> {
+/// A cached backdrop, if the file exists, holds this recipe's picture painted by `model`, and
+/// its pixels are the ones its record's content hash names.
+fn load_cached(path: &std::path::Path, prompt: &str, seed: u64, model: &str) -> Option<Image> {
     let png = png_io::read(path).ok()?;
-    if png.record.prompt != prompt || png.record.seed != seed {
+    if png.record.prompt != prompt
+        || png.record.seed != seed
+        || png.record.model.id != model
+        || !png.pixels_match()
+    {
         return None;
     }
     Some(bevy_kiln::pixel_image(png.width, png.height, png.rgba))
 }
 
-/// Asks Kiln for every backdrop not in the cache, once the art model is ready.
-fn paint_missing_scenery(
+/// Once the art model is ready: every backdrop whose cached picture checks out is loaded, the
+/// others are asked of Kiln.
+fn load_or_paint_scenery(
     status: Res<ArtStatus>,
-    backdrops: Query<(Entity, &Backdrop)>,
+    config: Res<DemoConfig>,
+    mut backdrops: Query<(Entity, &mut Backdrop, &mut Sprite)>,
+    mut painting: ResMut<VillagePainting>,
+    mut images: ResMut<Assets<Image>>,
     mut asked: Local<bool>,
     mut paint: MessageWriter<GenerateArt>,
 ) {
-    if *asked || !matches!(*status, ArtStatus::Ready(_)) {
+    let ArtStatus::Ready(model) = &*status else {
+        return;
+    };
+    if *asked {
         return;
     }
     *asked = true;
-    for (entity, b) in &backdrops {
-        if !b.ready {
-            info!(
-                "painting the {} backdrop: \"{}\" (seed {})",
-                b.name, b.prompt, b.seed
-            );
-            paint.write(GenerateArt {
-                prompt: b.prompt.into(),
-                kind: ArtKind::Scene,
-                seed: b.seed,
-                // Scenery belongs to the village, not to a player: painted for no creator.
-                creator: None,
-                requester: entity,
-            });
+    for (entity, mut b, mut sprite) in &mut backdrops {
+        if let Some(image) = load_cached(&scenery_path(&config, b.name), b.prompt, b.seed, model) {
+            sprite.image = images.add(image);
+            b.ready = true;
+            painting.cached += 1;
+            continue;
+        }
+        info!(
+            "painting the {} backdrop: \"{}\" (seed {})",
+            b.name, b.prompt, b.seed
+        );
+        paint.write(GenerateArt {
+            prompt: b.prompt.into(),
+            kind: ArtKind::Scene,
+            seed: b.seed,
+            // Scenery belongs to the village, not to a player: painted for no creator.
+            creator: None,
+            requester: entity,
+        });
+    }
+}
+
+/// The step of the backdrop being painted, for the painting screen.
+fn scenery_progress(
+    mut progress: MessageReader<ArtProgress>,
+    backdrops: Query<&Backdrop>,
+    mut painting: ResMut<VillagePainting>,
+) {
+    for p in progress.read() {
+        if let Ok(b) = backdrops.get(p.requester) {
+            painting.current = Some((b.prompt.to_string(), p.step, p.total));
         }
     }
 }
@@ -347,6 +391,7 @@ fn paint_missing_scenery(
 fn receive_scenery(
     mut ready: MessageReader<ArtReady>,
     mut backdrops: Query<(&mut Backdrop, &mut Sprite)>,
+    mut painting: ResMut<VillagePainting>,
     config: Res<DemoConfig>,
 ) {
     for r in ready.read() {
@@ -355,6 +400,8 @@ fn receive_scenery(
         };
         sprite.image = r.image.clone();
         backdrop.ready = true;
+        painting.painted += 1;
+        painting.current = None;
         let path = scenery_path(&config, backdrop.name);
         let written = std::fs::create_dir_all(path.parent().unwrap_or(&path))
             .map_err(|e| e.to_string())

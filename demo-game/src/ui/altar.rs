@@ -2,7 +2,7 @@
 
 use bevy::prelude::*;
 
-use super::widgets::{panel, text};
+use super::widgets::{panel, progress_bar, text};
 use crate::gameplay::rules::AltarState;
 use crate::gameplay::village::AltarPicture;
 
@@ -35,23 +35,7 @@ fn spawn(mut commands: Commands) {
         Visibility::Hidden,
         children![
             (text("", 13.0), ProgressText),
-            (
-                Node {
-                    width: percent(100),
-                    height: px(12),
-                    ..default()
-                },
-                BackgroundColor(Color::srgb(0.2, 0.2, 0.25)),
-                children![(
-                    Node {
-                        width: percent(0),
-                        height: percent(100),
-                        ..default()
-                    },
-                    BackgroundColor(Color::srgb(0.95, 0.7, 0.2)),
-                    ProgressFill,
-                )],
-            ),
+            progress_bar(percent(100), 12.0, ProgressFill),
         ],
     ));
 }

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 
 use super::widgets::{coloured_text, panel, show, text};
-use crate::gameplay::rules::{Mode, short};
+use crate::gameplay::rules::short;
 use crate::save::SaveGame;
+use crate::screens::Screen;
 
 #[derive(Component)]
 struct GalleryPanel;
@@ -81,7 +82,7 @@ fn spawn(mut commands: Commands) {
 }
 
 fn gallery(
-    mode: Res<Mode>,
+    screen: Res<State<Screen>>,
     save: Res<SaveGame>,
     mut thumbnails: ResMut<Thumbnails>,
     images: Res<Assets<Image>>,
@@ -89,10 +90,10 @@ fn gallery(
     rows: Single<Entity, With<GalleryRows>>,
     mut commands: Commands,
 ) {
-    if !mode.is_changed() && !save.is_changed() {
+    if !screen.is_changed() && !save.is_changed() {
         return;
     }
-    let open = *mode == Mode::Gallery;
+    let open = *screen.get() == Screen::Gallery;
     **panel = show(open);
     if !open {
         return;

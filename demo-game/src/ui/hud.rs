@@ -7,6 +7,7 @@ use super::widgets::{coloured_text, panel, text};
 use crate::gameplay::rules::{Addressee, Mode, Notice, short};
 use crate::gameplay::village::Nearby;
 use crate::save::SaveGame;
+use crate::screens::Screen;
 
 #[derive(Component)]
 struct StatusText;
@@ -62,6 +63,7 @@ fn status_line(
     device: Res<ArtDevice>,
     chain: Res<ChainStatus>,
     mode: Res<Mode>,
+    screen: Res<State<Screen>>,
     nearby: Res<Nearby>,
     notice: Res<Notice>,
     mut status: Single<&mut Text, (With<StatusText>, Without<NoticeText>)>,
@@ -91,7 +93,8 @@ fn status_line(
     let hint = match (&*mode, *nearby) {
         (Mode::Typing(Addressee::Altar), _) => "describe an item, Enter paints it, Esc cancels",
         (Mode::Typing(_), _) => "type your line, Enter says it, Esc cancels",
-        (Mode::Shop(_), _) | (Mode::Gallery, _) => "Esc closes",
+        _ if *screen.get() == Screen::Gallery => "V verifies again | G or Esc closes",
+        (Mode::Shop(_), _) => "Esc closes",
         (Mode::Walking, Nearby::Npc(_)) => "E talk | M mint | G gallery",
         (Mode::Walking, Nearby::Altar) => "E paint at the altar | M mint | G gallery",
         (Mode::Walking, Nearby::Nothing) => "arrows/WASD walk | G gallery",

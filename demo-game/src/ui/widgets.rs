@@ -44,3 +44,44 @@ pub fn label(text: impl Into<String>, size: f32) -> impl Bundle {
         TextColor(Color::WHITE),
     )
 }
+
+/// A full-window screen over the village, its children centred in a column, gone when the game
+/// leaves `screen`.
+pub fn full_screen(screen: crate::screens::Screen, row_gap: f32) -> impl Bundle {
+    (
+        DespawnOnExit(screen),
+        Node {
+            width: percent(100),
+            height: percent(100),
+            flex_direction: FlexDirection::Column,
+            justify_content: JustifyContent::Center,
+            align_items: AlignItems::Center,
+            row_gap: px(row_gap),
+            ..default()
+        },
+        BackgroundColor(Color::srgb(0.06, 0.07, 0.1)),
+        GlobalZIndex(10),
+    )
+}
+
+/// A progress bar `width` wide and `height` pixels high whose fill (empty at first) carries
+/// `marker`: set the fill's `Node::width` to a percentage.
+pub fn progress_bar(width: Val, height: f32, marker: impl Component) -> impl Bundle {
+    (
+        Node {
+            width,
+            height: px(height),
+            ..default()
+        },
+        BackgroundColor(Color::srgb(0.2, 0.2, 0.25)),
+        children![(
+            Node {
+                width: percent(0),
+                height: percent(100),
+                ..default()
+            },
+            BackgroundColor(Color::srgb(0.95, 0.7, 0.2)),
+            marker,
+        )],
+    )
+}
