@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bevy::asset::RenderAssetUsages;
-use bevy::image::{Image, ImageSampler};
+use bevy::image::{Image, ImageSampler, TextureAtlasLayout, TextureAtlasPlugin};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use kiln_nftgen::{
     ArtBackend, ArtModel, Backend, ContentHash, Control, CreatorAddress, GenerateError,
-    GeneratedArt, GenerationRecord, GenerationRequest,
+    GeneratedArt, GenerationRecord, GenerationRequest, SheetLayout,
 };
 use wgpu_types::{Extent3d, TextureDimension, TextureFormat};
 
@@ -53,10 +53,16 @@ impl Default for ArtPlugin {
 /// What to paint: the size follows from it and the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArtKind {
-    /// An item icon (kiln-sprite: 32×32).
+    /// An item icon, or a building or prop (kiln-sprite: 32×32).
     Item,
     /// A scene backdrop (kiln-sprite: 64×32; other models: their default size).
     Scene,
+    /// A character's walk-cycle sheet ([`SheetLayout`](kiln_nftgen::SheetLayout): 48×64, rows
+    /// down, left, right, up × standing and two steps); [`ArtReady::atlas`] holds its
+    /// texture-atlas layout. Needs a model that paints sheets (kiln-sprite-q v2).
+    Sheet,
+    /// A seamless 16×16 ground tile. Needs a model that paints tiles (kiln-sprite-q v2).
+    Tile,
 }
 
 /// Paint `prompt` with `seed`. `requester` is any entity of yours; the answers name it.
@@ -107,6 +113,9 @@ pub struct ArtReady {
     pub content_hash: ContentHash,
     /// Pixels and record together, as minting wants them.
     pub art: Arc<GeneratedArt>,
+    /// For a character sheet: its texture-atlas layout (16-pixel frames, 3 columns, 4 rows), for
+    /// a `Sprite` with a `TextureAtlas`; `None` for other pictures.
+    pub atlas: Option<Handle<TextureAtlasLayout>>,
 }
 
 /// The art could not be painted.
@@ -174,6 +183,8 @@ struct ArtWorker {
     out: Receiver<Out>,
     /// Requesters waiting for an answer, oldest first: told [`ArtFailed`] if the worker dies.
     in_flight: Vec<Entity>,
+    /// The texture-atlas layout every character sheet shares (made with the first sheet).
+    sheet_atlas: Option<Handle<TextureAtlasLayout>>,
 }
 
 impl Plugin for ArtPlugin {
@@ -181,6 +192,10 @@ impl Plugin for ArtPlugin {
         configure_sets(app);
         if !app.world().contains_resource::<Assets<Image>>() {
             app.init_asset::<Image>();
+        }
+        // As Bevy's sprite plugin does: the atlas layouts of character sheets need their assets.
+        if !app.is_plugin_added::<TextureAtlasPlugin>() {
+            app.add_plugins(TextureAtlasPlugin);
         }
         let (out_tx, out) = crossbeam_channel::unbounded::<Out>();
         let (model, steps, backend) = (self.model.clone(), self.steps, self.backend);
@@ -229,6 +244,7 @@ impl Plugin for ArtPlugin {
                 worker,
                 out,
                 in_flight: Vec::new(),
+                sheet_atlas: None,
             })
             .add_systems(
                 PreUpdate,
@@ -430,12 +446,18 @@ fn paint(
     if let Some(s) = steps {
         request = request.steps(s);
     }
-    if req.kind == ArtKind::Scene
-        && let Some([w, h]) = model
-            .sizes()
-            .and_then(|sizes| sizes.iter().copied().find(|[w, h]| w > h))
-    {
-        request = request.size(w, h);
+    match req.kind {
+        ArtKind::Scene => {
+            if let Some([w, h]) = model
+                .sizes()
+                .and_then(|sizes| sizes.iter().copied().find(|[w, h]| w > h))
+            {
+                request = request.size(w, h);
+            }
+        }
+        ArtKind::Sheet => request = request.sheet(),
+        ArtKind::Tile => request = request.tile(),
+        ArtKind::Item => {}
     }
     request.creator = req.creator;
     let requester = req.requester;
@@ -498,7 +520,7 @@ fn receive_art(
     mut worker: ResMut<ArtWorker>,
     mut status: ResMut<ArtStatus>,
     mut device: ResMut<ArtDevice>,
-    mut images: ResMut<Assets<Image>>,
+    (mut images, mut atlases): (ResMut<Assets<Image>>, ResMut<Assets<TextureAtlasLayout>>),
     mut progress: MessageWriter<ArtProgress>,
     mut ready: MessageWriter<ArtReady>,
     mut failed: MessageWriter<ArtFailed>,
@@ -537,12 +559,27 @@ fn receive_art(
             }
             Out::Done(requester, Ok(art)) => {
                 let image = images.add(to_image(&art));
+                let atlas = ((art.width, art.height) == SheetLayout::SIZE).then(|| {
+                    worker
+                        .sheet_atlas
+                        .get_or_insert_with(|| {
+                            atlases.add(TextureAtlasLayout::from_grid(
+                                UVec2::splat(SheetLayout::FRAME),
+                                SheetLayout::COLUMNS,
+                                SheetLayout::ROWS,
+                                None,
+                                None,
+                            ))
+                        })
+                        .clone()
+                });
                 ready.write(ArtReady {
                     requester,
                     image,
                     record: art.record.clone(),
                     content_hash: art.content_hash,
                     art: Arc::new(*art),
+                    atlas,
                 });
             }
             Out::Done(requester, Err(reason)) => {
