@@ -46,6 +46,8 @@ struct PersonaFile {
     max_sentences: u8,
     #[serde(default)]
     examples: Vec<Example>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    appearance: Option<String>,
 }
 
 fn default_max_sentences() -> u8 {
@@ -79,7 +81,8 @@ fn default_max_sentences() -> u8 {
 /// non-empty; `emotions` and `actions` are non-empty lists of distinct lower-case identifiers
 /// (`[a-z][a-z0-9_]*`, at most 32 characters) and `actions` contains `none`; `action_hints` only
 /// name listed actions; `max_sentences` is 1 to 4; every example uses listed emotions and actions
-/// and a `say` the reply grammar could produce.
+/// and a `say` the reply grammar could produce; the optional `appearance` (a prompt for the NPC's
+/// art) is one line of at most 120 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PersonaFile", into = "PersonaFile")]
 pub struct Persona {
@@ -152,6 +155,13 @@ fn validate(f: &PersonaFile) -> Result<(), (String, String)> {
     check_text("backstory", &f.backstory, 2000)?;
     check_text("speech_style", &f.speech_style, 300)?;
     check_text("greeting", &f.greeting, 300)?;
+    if let Some(a) = &f.appearance {
+        // A prompt for the art model: short, one line.
+        check_text("appearance", a, 120)?;
+        if a.contains(['\n', '\r']) {
+            return Err(("appearance".into(), "must be one line".into()));
+        }
+    }
     for (i, k) in f.knowledge.iter().enumerate() {
         check_text(&format!("knowledge[{i}]"), k, 300)?;
     }
@@ -237,6 +247,12 @@ impl Persona {
     /// The NPC's role, e.g. "the blacksmith of Emberfall".
     pub fn role(&self) -> &str {
         &self.file.role
+    }
+    /// How the NPC looks, as a prompt for the art model ("a blacksmith in orange with black
+    /// hair"): a game paints the NPC's sprites and portrait from it. Not part of what the
+    /// language model reads.
+    pub fn appearance(&self) -> Option<&str> {
+        self.file.appearance.as_deref()
     }
     /// What the NPC says when the player first approaches (not generated).
     pub fn greeting(&self) -> &str {

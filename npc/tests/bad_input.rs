@@ -146,7 +146,13 @@ fn good_persona_parses_and_every_shipped_one_validates() {
         let p = common::persona(name);
         assert!(p.allows_action("none"));
         assert!(p.examples().len() >= 3, "{name} needs few-shot examples");
+        // The demo paints every shipped NPC from its appearance.
+        assert!(p.appearance().is_some_and(|a| a.starts_with("a")), "{name}");
     }
+    assert_eq!(
+        Persona::from_toml_str(GOOD, "x.toml").unwrap().appearance(),
+        None
+    );
 }
 
 #[test]
@@ -162,6 +168,8 @@ fn bad_personas_name_the_field() {
         (r#"actions = ["none", "open shop"]"#, "actions[1]"),
         (r#"max_sentences = 0"#, "max_sentences"),
         (r#"max_sentences = 9"#, "max_sentences"),
+        (r#"appearance = " ""#, "appearance"),
+        (r#"appearance = "a smith\nin red""#, "appearance"),
     ];
     for (line, field) in cases {
         let key = line.split(" =").next().unwrap();
