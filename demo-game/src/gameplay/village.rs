@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::sprite::Anchor;
-use bevy_kiln::{ArtKind, ArtProgress, ArtReady, ArtStatus, GenerateArt, Npc};
+use bevy_kiln::{ArtFailed, ArtKind, ArtProgress, ArtReady, ArtStatus, GenerateArt, Npc};
 use kiln_nftgen::png_io;
 
 use crate::app::{AppSystems, DemoConfig, VIEW};
@@ -106,14 +106,16 @@ pub struct VillagePainting {
     pub cached: usize,
     /// Painted this start.
     pub painted: usize,
+    /// Could not be painted (the village shows a placeholder; the game goes on).
+    pub failed: usize,
     /// The picture being painted: prompt, step, steps.
     pub current: Option<(String, u32, u32)>,
 }
 
 impl VillagePainting {
-    /// Pictures in place.
+    /// Pictures settled: in place, or given up on.
     pub fn done(&self) -> usize {
-        self.cached + self.painted
+        self.cached + self.painted + self.failed
     }
 }
 
@@ -390,10 +392,21 @@ fn scenery_progress(
 /// Painted backdrops replace their placeholders and are written to the cache.
 fn receive_scenery(
     mut ready: MessageReader<ArtReady>,
+    mut failed: MessageReader<ArtFailed>,
     mut backdrops: Query<(&mut Backdrop, &mut Sprite)>,
     mut painting: ResMut<VillagePainting>,
     config: Res<DemoConfig>,
 ) {
+    for f in failed.read() {
+        if let Ok((backdrop, _)) = backdrops.get(f.requester) {
+            warn!(
+                "the {} backdrop could not be painted: {}",
+                backdrop.name, f.reason
+            );
+            painting.failed += 1;
+            painting.current = None;
+        }
+    }
     for r in ready.read() {
         let Ok((mut backdrop, mut sprite)) = backdrops.get_mut(r.requester) else {
             continue;
@@ -470,5 +483,55 @@ fn find_nearby(
     }
     if *nearby != best.1 {
         *nearby = best.1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backdrop Kiln cannot paint is given up on (its placeholder stays), so the painting
+    /// screen still opens the village.
+    #[test]
+    fn a_backdrop_that_fails_to_paint_is_counted_and_the_village_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_message::<ArtReady>()
+            .add_message::<ArtFailed>()
+            .insert_resource(DemoConfig {
+                data_dir: dir.path().into(),
+                out: dir.path().into(),
+                headless: true,
+            })
+            .insert_resource(VillagePainting {
+                total: 2,
+                cached: 1,
+                ..default()
+            })
+            .add_systems(Update, receive_scenery);
+        let backdrop = app
+            .world_mut()
+            .spawn((
+                Sprite::default(),
+                Backdrop {
+                    name: "sea",
+                    prompt: "the sea by day",
+                    seed: 11,
+                    ready: false,
+                },
+            ))
+            .id();
+        let stranger = app.world_mut().spawn_empty().id();
+        for requester in [backdrop, stranger] {
+            app.world_mut().write_message(ArtFailed {
+                requester,
+                reason: "the art worker stopped".into(),
+            });
+        }
+        app.update();
+        let painting = app.world().resource::<VillagePainting>();
+        assert_eq!((painting.failed, painting.done()), (1, 2));
+        assert!(!app.world().get::<Backdrop>(backdrop).unwrap().ready);
     }
 }

@@ -48,11 +48,14 @@ fn progress(
     mut detail: Single<&mut Text, (With<Detail>, Without<Headline>)>,
     mut fill: Single<&mut Node, With<Fill>>,
 ) {
-    let head = format!(
+    let mut head = format!(
         "Painting the village {}/{}",
         painting.done(),
         painting.total
     );
+    if painting.failed > 0 {
+        head.push_str(&format!(" ({} could not be painted)", painting.failed));
+    }
     headline.set_if_neq(Text(head));
     let line = match &*status {
         ArtStatus::Loading => "loading the art model".to_string(),

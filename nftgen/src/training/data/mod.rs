@@ -7,7 +7,8 @@
 //! the parameters ("a glowing green potion", "a desert at dusk with two moons").
 //!
 //! The second data set ([`DataSet::V2`], [`sample_v2`]) is pixel art in [`palette::PALETTE`]
-//! only: the same items and scenes snapped to the palette, plus characters as walk-cycle sheets
+//! only: the same items redrawn crisp (outlined, on a flat ground) and scenes snapped to the
+//! palette, plus characters as walk-cycle sheets
 //! (48×64: four directions × three frames of 16×16), seamless 16×16 ground tiles, and 32×32
 //! buildings and props. Characters and props stand on the palette's transparent key.
 
