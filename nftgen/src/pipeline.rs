@@ -875,13 +875,9 @@ fn run_integer(
                 for ch in 0..3 {
                     px[ch] = noise_q::to_u8(x[ch * plane + p]);
                 }
-                if let Some(palette) = &net.config().palette {
-                    let i = crate::model::sprite_q::ops::nearest_palette(
-                        palette,
-                        [px[0], px[1], px[2]],
-                    );
-                    px.copy_from_slice(&palette[i]);
-                }
+            }
+            if let Some(palette) = &net.config().palette {
+                crate::model::sprite_q::ops::snap_to_palette(palette, &mut rgba);
             }
             rgba
         }

@@ -436,6 +436,14 @@ fn normalize_q15(out: &mut [u32], sum: u32) {
 
 /// Marsaglia's xorshift32 from `seed` (non-zero): the pseudo-random inputs of the kernels'
 /// tests.
+/// The palette step of §9.7 over RGBA8 pixels: each takes the four bytes of the entry nearest
+/// to its colour ([`nearest_palette`]), alpha included.
+pub fn snap_to_palette(palette: &[[u8; 4]], rgba: &mut [u8]) {
+    for px in rgba.chunks_exact_mut(4) {
+        px.copy_from_slice(&palette[nearest_palette(palette, [px[0], px[1], px[2]])]);
+    }
+}
+
 /// The palette step of §9.7: the index of the entry nearest to `rgb` — least squared RGB
 /// distance in `i32` (at most 3 · 255² = 195,075), ties to the lower index.
 pub fn nearest_palette(palette: &[[u8; 4]], rgb: [u8; 3]) -> usize {

@@ -11,9 +11,9 @@ use super::{CharacterSpec, Facing, Hair, Role};
 use crate::sampling::noise::NoiseRng;
 
 /// Side of one frame in pixels.
-pub const FRAME: i32 = 16;
+pub const FRAME: i32 = crate::SheetLayout::FRAME as i32;
 /// Frames per direction.
-pub const FRAMES: i32 = 3;
+pub const FRAMES: i32 = crate::SheetLayout::COLUMNS as i32;
 
 /// What varies between two characters of the same caption.
 #[derive(Debug, Clone, Copy)]
@@ -166,11 +166,11 @@ fn front(p: &mut Pixels, spec: CharacterSpec, look: Look, b: Body, frame: i32, b
         p.set(6, b.eyes(), ix::BLACK);
         p.set(9, b.eyes(), ix::BLACK);
     }
-    role_front(p, spec, b, back, frame);
+    role_front(p, spec, look.skin, b, back, frame);
 }
 
 /// What the role adds seen from the front or the back.
-fn role_front(p: &mut Pixels, spec: CharacterSpec, b: Body, back: bool, frame: i32) {
+fn role_front(p: &mut Pixels, spec: CharacterSpec, skin: u8, b: Body, back: bool, frame: i32) {
     let cloth = ramp(spec.clothing);
     let (t0, l0) = (b.t0(), b.l0());
     match spec.role {
@@ -200,10 +200,9 @@ fn role_front(p: &mut Pixels, spec: CharacterSpec, b: Body, back: bool, frame: i
         Role::Oracle => {
             // A robe to the feet over the legs, a hood, a staff with a shining orb.
             robe(p, cloth, l0, (4, 8), frame, [6, 9]);
-            let face = look_face(p, b);
             p.rect(4, b.top, 8, b.head + 1, cloth[0]);
             if !back {
-                p.rect(6, b.top + 2, 4, b.head - 1, face);
+                p.rect(6, b.top + 2, 4, b.head - 1, skin);
                 p.set(6, b.eyes(), ix::BLACK);
                 p.set(9, b.eyes(), ix::BLACK);
             }
@@ -259,11 +258,6 @@ fn robe(
     }
 }
 
-/// The skin colour drawn on a frame's face (read back from the face's centre).
-fn look_face(p: &Pixels, b: Body) -> u8 {
-    p.get(7, b.top + b.head - 1)
-}
-
 /// A character seen from the side, facing left.
 fn side(p: &mut Pixels, spec: CharacterSpec, look: Look, b: Body, frame: i32) {
     let cloth = ramp(spec.clothing);
@@ -304,11 +298,11 @@ fn side(p: &mut Pixels, spec: CharacterSpec, look: Look, b: Body, frame: i32) {
         hair,
     );
     p.set(6, b.eyes(), ix::BLACK);
-    role_side(p, spec, b, frame);
+    role_side(p, spec, look.skin, b, frame);
 }
 
 /// What the role adds seen from the side.
-fn role_side(p: &mut Pixels, spec: CharacterSpec, b: Body, frame: i32) {
+fn role_side(p: &mut Pixels, spec: CharacterSpec, skin: u8, b: Body, frame: i32) {
     let cloth = ramp(spec.clothing);
     let (t0, l0) = (b.t0(), b.l0());
     match spec.role {
@@ -324,9 +318,8 @@ fn role_side(p: &mut Pixels, spec: CharacterSpec, b: Body, frame: i32) {
         }
         Role::Oracle => {
             robe(p, cloth, l0, (5, 6), frame, [5, 6]);
-            let face = look_face(p, b);
             p.rect(5, b.top, 6, b.head + 1, cloth[0]);
-            p.rect(5, b.top + 2, 3, b.head - 1, face);
+            p.rect(5, b.top + 2, 3, b.head - 1, skin);
             p.set(6, b.eyes(), ix::BLACK);
             p.vline(3, b.top + 1, 15 - b.top, ix::WOOD_DARK);
             p.rect(3, b.top - 1, 1, 2, ramp(super::Colour::Cyan)[2]);

@@ -762,6 +762,17 @@ pub fn seam_steps(rgba: &[u8], width: u32, height: u32) -> (f32, f32) {
     )
 }
 
+/// One 16×16 frame (column, row) of a sheet's RGBA8 pixels.
+pub fn sheet_frame(sheet: &[u8], col: u32, row: u32) -> Vec<u8> {
+    let (w, f) = (SHEET_SIZE.0, FRAME_SIZE);
+    let mut out = Vec::with_capacity((f * f * 4) as usize);
+    for y in 0..f {
+        let start = (((row * f + y) * w + col * f) * 4) as usize;
+        out.extend_from_slice(&sheet[start..start + (f * 4) as usize]);
+    }
+    out
+}
+
 /// An RGBA8 image borrowed for [`contact_sheet`]: (width, height, pixels).
 pub type ImageRef<'a> = (u32, u32, &'a [u8]);
 
@@ -1041,14 +1052,7 @@ mod tests {
 
     #[test]
     fn sheets_draw_one_character_walking_in_four_directions() {
-        let frame = |s: &Sample, col: u32, row: u32| -> Vec<u8> {
-            let mut out = Vec::new();
-            for y in 0..FRAME_SIZE {
-                let start = (((row * FRAME_SIZE + y) * s.width + col * FRAME_SIZE) * 4) as usize;
-                out.extend_from_slice(&s.rgba[start..start + (FRAME_SIZE * 4) as usize]);
-            }
-            out
-        };
+        let frame = |s: &Sample, col: u32, row: u32| sheet_frame(&s.rgba, col, row);
         let mirror = |f: &[u8]| -> Vec<u8> {
             f.chunks(4 * FRAME_SIZE as usize)
                 .flat_map(|row| row.chunks(4).rev().flatten().copied().collect::<Vec<u8>>())

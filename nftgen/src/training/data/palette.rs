@@ -137,18 +137,12 @@ pub fn ramp(colour: super::Colour) -> [u8; 4] {
     }
 }
 
-/// The palette entry nearest to `rgb` (the pipeline's palette step,
-/// [`crate::model::sprite_q::ops::nearest_palette`]).
-pub fn nearest(palette: &[[u8; 4]], rgb: [u8; 3]) -> usize {
-    crate::model::sprite_q::ops::nearest_palette(palette, rgb)
-}
+pub use crate::model::sprite_q::ops::nearest_palette as nearest;
 
-/// Replaces every RGBA8 pixel by its nearest palette entry (alpha included).
+/// Replaces every RGBA8 pixel by its nearest entry of [`PALETTE`] (the pipeline's palette step,
+/// [`crate::model::sprite_q::ops::snap_to_palette`]), alpha included.
 pub fn snap(rgba: &mut [u8]) {
-    for p in rgba.chunks_exact_mut(4) {
-        let e = PALETTE[nearest(&PALETTE, [p[0], p[1], p[2]])];
-        p.copy_from_slice(&e);
-    }
+    crate::model::sprite_q::ops::snap_to_palette(&PALETTE, rgba);
 }
 
 /// RGBA8 pixels of an image of palette indices.

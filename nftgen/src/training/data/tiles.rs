@@ -9,7 +9,7 @@ use super::{Colour, GroundKind, TileSpec};
 use crate::sampling::noise::NoiseRng;
 
 /// Side of a tile in pixels.
-pub const TILE: i32 = 16;
+pub const TILE: i32 = crate::SheetLayout::TILE_SIZE.0 as i32;
 
 fn pick(rng: &mut NoiseRng, n: i32) -> i32 {
     (rng.next_u64() % n as u64) as i32

@@ -11,6 +11,7 @@ use candle_nn::VarMap;
 use super::{COPY_DISTANCE, GATE_ITEM_CLASS, GATE_ITEM_COLOUR, GATE_SCENE_TERRAIN, Gate, Mlp};
 use super::{distance, features, fit, labels};
 use crate::sampling::noise::NoiseRng;
+use crate::training::data::sheet_frame as frame;
 use crate::training::data::{
     self, CharacterSpec, Colour, GroundKind, Group, Hair, ItemKind, ItemSpec, PropKind, PropSpec,
     Role, Sample, SampleSpec, SceneSpec, Terrain, TileSpec, TimeOfDay, Weather,
@@ -49,17 +50,6 @@ fn frame_features(f: &[u8]) -> Vec<f32> {
         }
     }
     features(&up, 2 * n as u32, 2 * n as u32)
-}
-
-/// One 16×16 frame (column, row) of a sheet's RGBA8 pixels.
-pub fn frame(sheet: &[u8], col: u32, row: u32) -> Vec<u8> {
-    let (w, f) = (data::SHEET_SIZE.0, data::FRAME_SIZE);
-    let mut out = Vec::with_capacity((f * f * 4) as usize);
-    for y in 0..f {
-        let start = (((row * f + y) * w + col * f) * 4) as usize;
-        out.extend_from_slice(&sheet[start..start + (f * 4) as usize]);
-    }
-    out
 }
 
 struct Head {
