@@ -45,8 +45,7 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
         creator: None,
         requester: altar,
     });
-    // kiln-sprite-q v1.1 paints no character sheets: that request fails alone, with the sizes
-    // it does paint.
+    // A character sheet: twelve 16×16 frames with their atlas layout.
     let villager = app.world_mut().spawn_empty().id();
     app.world_mut().write_message(GenerateArt {
         prompt: "a guard in blue with black hair".into(),
@@ -55,27 +54,43 @@ fn an_art_request_becomes_an_image_with_the_pixels_nftgen_paints() {
         creator: None,
         requester: villager,
     });
-    run_until(&mut app, Duration::from_secs(60), "two pictures", |app| {
-        seen::<ArtReady>(app).len() == 2 && seen::<ArtFailed>(app).len() == 1
+    // A request the recipe refuses (an empty prompt) fails alone, with the reason.
+    let stranger = app.world_mut().spawn_empty().id();
+    app.world_mut().write_message(GenerateArt {
+        prompt: " ".into(),
+        kind: ArtKind::Item,
+        seed: 4,
+        creator: None,
+        requester: stranger,
+    });
+    run_until(&mut app, Duration::from_secs(60), "three pictures", |app| {
+        seen::<ArtReady>(app).len() == 3 && seen::<ArtFailed>(app).len() == 1
     });
     let refused = &seen::<ArtFailed>(&app)[0];
-    assert_eq!(refused.requester, villager);
+    assert_eq!(refused.requester, stranger);
+    assert!(refused.reason.contains("empty"), "{}", refused.reason);
     assert!(
-        refused.reason.contains("48x64 is not supported"),
-        "{}",
-        refused.reason
-    );
-    assert!(
-        matches!(app.world().resource::<ArtStatus>(), ArtStatus::Ready(id) if id == "kiln-sprite-q-v1.1")
+        matches!(app.world().resource::<ArtStatus>(), ArtStatus::Ready(id) if id == "kiln-sprite-q-v2")
     );
     let steps: Vec<u32> = seen::<ArtProgress>(&app).iter().map(|p| p.step).collect();
-    assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
-    assert!(seen::<ArtReady>(&app).iter().all(|r| r.atlas.is_none()));
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7, 8].repeat(3));
     assert!(
-        seen::<ArtProgress>(&app)
+        seen::<ArtReady>(&app)[..2]
             .iter()
-            .all(|p| p.total == 8 && p.requester == altar)
+            .all(|r| r.atlas.is_none())
     );
+    assert!(seen::<ArtProgress>(&app).iter().all(|p| p.total == 8));
+    let sheet = &seen::<ArtReady>(&app)[2];
+    assert_eq!(sheet.requester, villager);
+    assert_eq!((sheet.record.width, sheet.record.height), (48, 64));
+    let atlas = sheet
+        .atlas
+        .as_ref()
+        .expect("a sheet comes with its atlas layout");
+    let layouts = app.world().resource::<Assets<TextureAtlasLayout>>();
+    let layout = layouts.get(atlas).expect("the layout asset exists");
+    assert_eq!(layout.textures.len(), 12);
+    assert_eq!(layout.textures[0].size(), UVec2::splat(16));
 
     // The record alone reproduces the picture (what `nftgen generate` and `nftgen verify` run),
     // and it is the record `nftgen generate` writes for the same prompt, seed and steps.

@@ -882,6 +882,12 @@ fn run_integer(
             rgba
         }
     };
+    // The colour limit (§9.7) runs on the snapped pixels, here for both backends: a few
+    // thousand pixels, one pass to count and one to replace.
+    let mut rgba = rgba;
+    if let (Some(palette), Some(limit)) = (&net.config().palette, net.config().colour_limit(w, h)) {
+        crate::model::sprite_q::ops::limit_colours(palette, limit, &mut rgba);
+    }
     let content_hash = ContentHash::of_rgba8(record.width, record.height, &rgba);
     Ok(GeneratedArt {
         recipe_hash: record.recipe_hash(),

@@ -99,15 +99,30 @@ fn pipeline_1_paints_its_golden_images() {
     }
 }
 
-/// SHA-256 of the shipped kiln-pipeline/2 weights: the default, kiln-sprite-q-v1.1
-/// (`assets/models/kiln-sprite-q.safetensors`, quantization-aware), and kiln-sprite-q-v1
-/// (`kiln-sprite-q-v1.safetensors`, the post-training export of kiln-sprite v1), which stays
-/// so that its tokens verify.
-const SPRITE_Q_SHA256: &str = "f1e32637a851f78d128b416dd277b49693561fad157e9088931c9f614ecb95b8";
+/// SHA-256 of the shipped kiln-pipeline/2 weights: the default, kiln-sprite-q-v2
+/// (`assets/models/kiln-sprite-q.safetensors`: the second data set, quantization-aware, with
+/// the palette step); kiln-sprite-q-v1.1 (`kiln-sprite-q-v1.1.safetensors`, the
+/// quantization-aware fine-tune of kiln-sprite v1) and kiln-sprite-q-v1
+/// (`kiln-sprite-q-v1.safetensors`, the post-training export of kiln-sprite v1), which stay so
+/// that their tokens verify.
+const SPRITE_Q_SHA256: &str = "81aeb795969542019f767e0e6246082df10599a5384741ba7db0aa8527943285";
+const SPRITE_Q_V1_1_SHA256: &str =
+    "f1e32637a851f78d128b416dd277b49693561fad157e9088931c9f614ecb95b8";
 const SPRITE_Q_V1_SHA256: &str = "f78f586a3741705f5d0001d5cc989d8501e2ba7eb71567ae5be8221a129d0ef1";
-/// SHA-256 of the f32 weights kiln-sprite-q-v1.1 was exported from (the quantization-aware
-/// fine-tune of kiln-sprite v1; not shipped, recorded in the file's config).
-const QAT_F32_SHA256: &str = "f350c4e9cbf25db85600286cd3fb9167d4957edce3cc83653e7d27ed161f9de2";
+/// SHA-256 of the f32 weights each quantization-aware model was exported from (not shipped,
+/// recorded in the file's config): v2's, then v1.1's.
+const QAT_F32_SHA256: [(&str, &str, &str); 2] = [
+    (
+        "kiln-sprite-q.safetensors",
+        "kiln-sprite-q-v2",
+        "4271cc063412675d7308528e45bb63161580781edb9826b984e38afd126e6fc6",
+    ),
+    (
+        "kiln-sprite-q-v1.1.safetensors",
+        "kiln-sprite-q-v1.1",
+        "f350c4e9cbf25db85600286cd3fb9167d4957edce3cc83653e7d27ed161f9de2",
+    ),
+];
 
 #[test]
 fn shipped_pipeline_2_weights_are_pinned_and_are_exports_of_f32_weights() {
@@ -117,11 +132,21 @@ fn shipped_pipeline_2_weights_are_pinned_and_are_exports_of_f32_weights() {
         hex(&Sha256::digest(&bytes))
     };
     assert_eq!(sha("kiln-sprite-q.safetensors"), SPRITE_Q_SHA256);
+    assert_eq!(sha("kiln-sprite-q-v1.1.safetensors"), SPRITE_Q_V1_1_SHA256);
     assert_eq!(sha("kiln-sprite-q-v1.safetensors"), SPRITE_Q_V1_SHA256);
-    let model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
-    let cfg = model.sprite_q_net().unwrap().config();
-    assert_eq!(cfg.name, "kiln-sprite-q-v1.1");
-    assert_eq!(cfg.quantized_from.as_deref(), Some(QAT_F32_SHA256));
+    for (file, name, from) in QAT_F32_SHA256 {
+        let model = ArtModel::load(repo_file(&format!("assets/models/{file}"))).unwrap();
+        let cfg = model.sprite_q_net().unwrap().config();
+        assert_eq!(cfg.name, name);
+        assert_eq!(cfg.quantized_from.as_deref(), Some(from));
+    }
+    // v2 carries the 64-colour palette of its data set (its pictures are snapped to it); the
+    // models of the first data set carry none.
+    let v2 = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    assert_eq!(
+        v2.sprite_q_net().unwrap().config().palette.as_deref(),
+        Some(&kiln_nftgen::data::palette::PALETTE[..])
+    );
     // `nftgen quantize` of the shipped f32 weights writes exactly kiln-sprite-q-v1: the exporter
     // is pinned too.
     let dir = tempfile::tempdir().unwrap();
@@ -156,9 +181,17 @@ fn pipeline_2_golden_cases() -> [GenerationRequest; 3] {
 }
 
 /// The pinned content hashes of [`pipeline_2_golden_cases`]: (model file, hashes).
-const PIPELINE_2_GOLDEN: [(&str, [&str; 3]); 2] = [
+const PIPELINE_2_GOLDEN: [(&str, [&str; 3]); 3] = [
     (
         "kiln-sprite-q.safetensors",
+        [
+            "0x29323d4161f30312230e9077fbae0733f98bc08322d1fdd4f0b7ff2acfe5ba82",
+            "0x799bbd73d93d9516862817002db2709d22124c180f6125b6c86cb2304c9fe630",
+            "0x97966027f91d7380661c29e98ec099dec3c4d26595c62c5d82be72056217f977",
+        ],
+    ),
+    (
+        "kiln-sprite-q-v1.1.safetensors",
         [
             "0xf75c4e95cfae75f296e45d72d79072dd40c6ef479e7ada0dede1c806aac29eca",
             "0x7d99bad16ecbc0ff74df0da1458a90a033e6f003529437f69b1bc09b659a8bdd",
@@ -174,6 +207,44 @@ const PIPELINE_2_GOLDEN: [(&str, [&str; 3]); 2] = [
         ],
     ),
 ];
+
+/// Recipes only the second data set's model paints, with their pinned content hashes: a
+/// character sheet (four directions × three frames, 48×64) and a seamless ground tile (16×16).
+/// Both go through the palette step.
+fn pipeline_2_v2_golden_cases() -> [(GenerationRequest, &'static str); 2] {
+    [
+        (
+            GenerationRequest::new("a blacksmith in orange with black hair", 22)
+                .sheet()
+                .steps(6),
+            "0x0479e7a975a4b8f1f10b5791c6ffa88f6f34adfa86850b7238b2b0317a1e64ba",
+        ),
+        (
+            GenerationRequest::new("a cobblestone tile", 5).tile(),
+            "0xe74a2c51bf2dcba876a07229f27cfb9cd30912c434b2aeb4ee36546d0f42b3b1",
+        ),
+    ]
+}
+
+/// Paints [`pipeline_2_v2_golden_cases`] with the default model on `backend` and checks them.
+fn check_v2_golden(backend: ArtBackend) {
+    let mut model = ArtModel::load(repo_file("assets/models/kiln-sprite-q.safetensors")).unwrap();
+    model.select_backend(backend).unwrap();
+    let (got, want): (Vec<String>, Vec<&str>) = pipeline_2_v2_golden_cases()
+        .iter()
+        .map(|(req, want)| {
+            let art = model.generate(req, &mut |_| Control::Continue).unwrap();
+            // Every pixel is a palette entry.
+            for px in art.rgba.chunks_exact(4) {
+                assert!(
+                    kiln_nftgen::data::palette::PALETTE.contains(&[px[0], px[1], px[2], px[3]])
+                );
+            }
+            (art.content_hash.to_string(), *want)
+        })
+        .unzip();
+    assert_eq!(got, want, "{backend:?}");
+}
 
 /// Paints the golden cases with `file` on `backend` and returns their content hashes.
 fn paint_golden(file: &str, backend: ArtBackend) -> Vec<String> {
@@ -200,6 +271,7 @@ fn pipeline_2_paints_its_golden_images_on_every_machine() {
             "{file} on the CPU"
         );
     }
+    check_v2_golden(ArtBackend::Cpu);
 }
 
 /// The same golden images on the GPU backend (WGSL kernels through wgpu; Mesa's lavapipe here).
@@ -213,6 +285,7 @@ fn pipeline_2_paints_its_golden_images_on_the_gpu() {
             "{file} on the GPU"
         );
     }
+    check_v2_golden(ArtBackend::Gpu);
 }
 
 /// The first values of the integer noise stream (RECIPE.md §9.2): test vectors for other

@@ -221,8 +221,10 @@ fn a_v1_model_grows_into_the_second_data_set_and_paints_sheets_and_tiles() {
     assert_eq!((painted.width, painted.height), (48, 64));
     assert_success(&args(&dir.path().join("t.png"), "--tile", path_str(&q))());
     assert!(dir.path().join("t.png.tiled.png").is_file());
-    let shipped = kiln_nftgen::default_model_path();
-    let refused = args(&dir.path().join("no.png"), "--sheet", path_str(&shipped))();
+    // A model of the first data set (kiln-sprite-q-v1.1) paints no sheets.
+    let v1 = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/models/kiln-sprite-q-v1.1.safetensors");
+    let refused = args(&dir.path().join("no.png"), "--sheet", path_str(&v1))();
     assert_one_line_error(&refused, "does not paint character sheets");
     assert!(!dir.path().join("no.png").exists());
 

@@ -210,6 +210,9 @@ pub fn quantize(
             "only v-prediction models have an integer sampler".into(),
         ));
     }
+    // A model trained on the second data set paints in its palette, with its colour limits
+    // (§9.7).
+    let v2 = cfg.text.vocab == crate::training::data::vocabulary_v2();
     let qcfg = SpriteQConfig {
         family: FAMILY.into(),
         name: name.into(),
@@ -227,9 +230,15 @@ pub fn quantize(
         default_steps: cfg.default_steps,
         default_guidance: cfg.default_guidance,
         quantized_from: source_sha256,
-        // A model trained on the second data set paints in its palette (§9.7).
-        palette: (cfg.text.vocab == crate::training::data::vocabulary_v2())
-            .then(|| crate::training::data::palette::PALETTE.to_vec()),
+        palette: v2.then(|| crate::training::data::palette::PALETTE.to_vec()),
+        palette_colours: if v2 {
+            crate::training::data::palette::COLOUR_LIMITS
+                .into_iter()
+                .filter(|&[w, h, _]| cfg.sizes.contains(&[w, h]))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     qcfg.validate().map_err(QuantizeError::Unsupported)?;
     let w = Weights(tensors);

@@ -67,6 +67,10 @@ pub struct SpriteQConfig {
     /// model trained on palette pixel art; none: the pixels are the sample's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub palette: Option<Vec<[u8; 4]>>,
+    /// The colour limit of §9.7 per picture size, `[width, height, most opaque colours]`
+    /// (only with a palette; a size not listed has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub palette_colours: Vec<[u32; 3]>,
 }
 
 impl SpriteQConfig {
@@ -123,7 +127,28 @@ impl SpriteQConfig {
         {
             return Err("palette must have 1..=256 entries".into());
         }
+        let entries = self.palette.as_ref().map_or(0, Vec::len) as u32;
+        for &[w, h, k] in &self.palette_colours {
+            if !self.sizes.contains(&[w, h]) {
+                return Err(format!(
+                    "palette_colours names {w}x{h}, not one of the sizes"
+                ));
+            }
+            if k == 0 || k > entries {
+                return Err(format!(
+                    "palette_colours for {w}x{h} must be 1..={entries} (the palette's entries)"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The colour limit of §9.7 for a `width`×`height` picture, if it has one.
+    pub fn colour_limit(&self, width: usize, height: usize) -> Option<usize> {
+        self.palette_colours
+            .iter()
+            .find(|&&[w, h, _]| (w as usize, h as usize) == (width, height))
+            .map(|&[_, _, k]| k as usize)
     }
 }
 

@@ -434,8 +434,6 @@ fn normalize_q15(out: &mut [u32], sum: u32) {
     }
 }
 
-/// Marsaglia's xorshift32 from `seed` (non-zero): the pseudo-random inputs of the kernels'
-/// tests.
 /// The palette step of §9.7 over RGBA8 pixels: each takes the four bytes of the entry nearest
 /// to its colour ([`nearest_palette`]), alpha included.
 pub fn snap_to_palette(palette: &[[u8; 4]], rgba: &mut [u8]) {
@@ -462,6 +460,8 @@ pub fn nearest_palette(palette: &[[u8; 4]], rgb: [u8; 3]) -> usize {
     best.1
 }
 
+/// Marsaglia's xorshift32 from `seed` (non-zero): the pseudo-random inputs of the kernels'
+/// tests.
 #[cfg(test)]
 pub(crate) fn xorshift32(mut seed: u32) -> impl FnMut() -> u32 {
     move || {
@@ -472,9 +472,83 @@ pub(crate) fn xorshift32(mut seed: u32) -> impl FnMut() -> u32 {
     }
 }
 
+/// The colour limit of §9.7, after the palette step: when the picture has more than `limit`
+/// opaque colours, the `limit` with the most pixels stay (on equal counts, the colour of the
+/// lower palette index) and every other opaque pixel takes the kept colour nearest to its own
+/// (least squared RGB distance, the lower palette index on a tie). Transparent pixels (alpha 0)
+/// are neither counted nor changed, and no opaque pixel becomes transparent. `rgba` holds
+/// palette entries (the palette step's output); a pixel that is not one is left as it is.
+pub fn limit_colours(palette: &[[u8; 4]], limit: usize, rgba: &mut [u8]) {
+    // Each pixel's palette index (the first entry with its four bytes), or none.
+    let index = |px: &[u8]| palette.iter().position(|e| e[..] == px[..]);
+    let mut counts = vec![0u32; palette.len()];
+    for px in rgba.chunks_exact(4) {
+        if let Some(i) = index(px).filter(|&i| palette[i][3] != 0) {
+            counts[i] += 1;
+        }
+    }
+    let mut used: Vec<usize> = (0..palette.len()).filter(|&i| counts[i] > 0).collect();
+    if used.len() <= limit {
+        return;
+    }
+    // Most pixels first, then the lower index (a stable sort keeps index order on ties).
+    used.sort_by_key(|&i| std::cmp::Reverse(counts[i]));
+    used.truncate(limit);
+    used.sort_unstable();
+    let kept: Vec<[u8; 4]> = used.iter().map(|&i| palette[i]).collect();
+    for px in rgba.chunks_exact_mut(4) {
+        let Some(i) = index(px) else { continue };
+        if palette[i][3] == 0 || used.binary_search(&i).is_ok() {
+            continue;
+        }
+        // `kept` is in index order, so nearest_palette's tie rule is the lower index's.
+        px.copy_from_slice(&kept[nearest_palette(&kept, [px[0], px[1], px[2]])]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_colour_limit_keeps_the_commonest_colours_and_no_others() {
+        let palette: [[u8; 4]; 6] = [
+            [255, 0, 255, 0],
+            [0, 0, 0, 255],
+            [250, 250, 250, 255],
+            [200, 0, 0, 255],
+            [0, 0, 200, 255],
+            [205, 0, 0, 255],
+        ];
+        // Counts: key 5 (not counted), black 4, white 3, red 2, blue 2, near-red 1.
+        let idx = [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5];
+        let rgba: Vec<u8> = idx.iter().flat_map(|&i| palette[i]).collect();
+        let limited = |k: usize| {
+            let mut px = rgba.clone();
+            limit_colours(&palette, k, &mut px);
+            px.chunks(4)
+                .map(|p| palette.iter().position(|e| e[..] == *p).unwrap())
+                .collect::<Vec<_>>()
+        };
+        // Five opaque colours: a limit of five or more changes nothing.
+        assert_eq!(limited(5), idx);
+        assert_eq!(limited(9), idx);
+        // Four: red and blue tie at two pixels, so the lower index (red) stays before blue;
+        // near-red (one pixel) takes red. Three: blue goes to its nearest kept colour (black).
+        assert_eq!(
+            limited(4),
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 3]
+        );
+        assert_eq!(
+            limited(3),
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 1, 1, 3]
+        );
+        // One: everything opaque is black; the transparent key stays.
+        assert_eq!(
+            limited(1),
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+        );
+    }
 
     #[test]
     fn mul_shift_limbs_equals_the_exact_product() {

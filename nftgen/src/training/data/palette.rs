@@ -145,6 +145,14 @@ pub fn snap(rgba: &mut [u8]) {
     crate::model::sprite_q::ops::snap_to_palette(&PALETTE, rgba);
 }
 
+/// The colour limit a model of this data set paints with (§9.7 of `RECIPE.md`, the model file's
+/// `palette_colours`): `[width, height, most opaque colours]` per size — ground tiles 6,
+/// items and props 9, scenes 12, character sheets 10. Each is below the most its kind's
+/// samples use (tiles 7, items 11, props 12, scenes 16, sheets 13: `nftgen eval --data-set v2`
+/// prints those ranges), so a painted picture reads as one hand-picked palette, not as
+/// the speckle of every entry near a colour.
+pub const COLOUR_LIMITS: [[u32; 3]; 4] = [[16, 16, 6], [32, 32, 9], [64, 32, 12], [48, 64, 10]];
+
 /// RGBA8 pixels of an image of palette indices.
 pub fn to_rgba8(indices: &[u8]) -> Vec<u8> {
     indices
