@@ -20,6 +20,8 @@ pub struct DemoConfig {
     pub out: PathBuf,
     /// Rendering without a window.
     pub headless: bool,
+    /// When the process started (for the time until the village is in place).
+    pub launched: std::time::Instant,
 }
 
 /// The order of each frame's systems in `Update`.

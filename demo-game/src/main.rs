@@ -61,6 +61,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    let launched = std::time::Instant::now();
     let cli = Cli::parse();
     let display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
         || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
@@ -149,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             out: cli.out.clone(),
             headless,
+            launched,
         },
         tour,
     });

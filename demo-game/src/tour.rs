@@ -57,6 +57,9 @@ struct Tour {
     art: Option<Value>,
     minted: Option<Value>,
     verification: Option<Value>,
+    sprites: Vec<Value>,
+    /// Frame times (ms) once the village is in place: every sprite, tile and panel on screen.
+    frame_ms: Vec<f32>,
     finished: Option<Result<(), String>>,
     reported: bool,
 }
@@ -114,14 +117,43 @@ impl Plugin for TourPlugin {
             art: None,
             minted: None,
             verification: None,
+            sprites: Vec::new(),
+            frame_ms: Vec::new(),
             finished: None,
             reported: false,
         })
         .add_systems(
             Update,
-            (record, play, finish).chain().in_set(AppSystems::Input),
+            (time_frames, record, play, finish)
+                .chain()
+                .in_set(AppSystems::Input),
         );
     }
+}
+
+/// Frame times once the village is painted, for the transcript.
+fn time_frames(time: Res<Time<Real>>, painting: Res<VillagePainting>, mut tour: ResMut<Tour>) {
+    if painting.settled.is_some() && tour.finished.is_none() {
+        tour.frame_ms.push(time.delta_secs() * 1000.0);
+    }
+}
+
+/// Frame-time figures (ms): frames, mean, median, 95th percentile, slowest.
+fn frame_figures(ms: &[f32]) -> Value {
+    let mut sorted = ms.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let at = |q: f32| {
+        sorted
+            .get(((sorted.len() as f32 - 1.0) * q) as usize)
+            .copied()
+    };
+    json!({
+        "frames": sorted.len(),
+        "mean_ms": (!sorted.is_empty()).then(|| sorted.iter().sum::<f32>() / sorted.len() as f32),
+        "median_ms": at(0.5),
+        "p95_ms": at(0.95),
+        "max_ms": sorted.last(),
+    })
 }
 
 /// How long a step may take before the tour gives up.
@@ -222,6 +254,7 @@ fn play(
     save: Res<SaveGame>,
     mode: Res<Mode>,
     villagers: Query<(&Villager, &Transform)>,
+    camera: Single<(&Camera, &GlobalTransform)>,
     mut player: Single<&mut Player>,
     mut intents: MessageWriter<Intent>,
 ) {
@@ -304,6 +337,24 @@ fn play(
                     None => Screenshot::primary_window(),
                 };
                 println!("tour: screenshot {} ({:?})", path.display(), *mode);
+                // Where each character's sprite is in this picture (for the test's check that
+                // they are painted pictures, not flat colours).
+                let (camera, at) = *camera;
+                for (v, t) in &villagers {
+                    let foot = t.translation.truncate();
+                    let corners = [foot + Vec2::new(-24.0, 48.0), foot + Vec2::new(24.0, 0.0)];
+                    let seen: Vec<Vec2> = corners
+                        .iter()
+                        .filter_map(|c| camera.world_to_viewport(at, c.extend(0.0)).ok())
+                        .collect();
+                    if let [a, b] = seen[..] {
+                        tour.sprites.push(json!({
+                            "shot": name,
+                            "npc": v.name,
+                            "rect": [a.x, a.y, b.x, b.y],
+                        }));
+                    }
+                }
                 commands
                     .spawn(shot)
                     .observe(save_to_disk(path.clone()))
@@ -357,6 +408,8 @@ fn finish(
             "pictures": painting.total,
             "from_cache": painting.cached,
             "painted": painting.painted,
+            "seconds": painting.settled.map(|s| s.0),
+            "ready_after_start_seconds": painting.settled.map(|s| s.1),
         },
         "art_device": {
             "backend": device.backend.map(|b| b.as_str()),
@@ -366,6 +419,8 @@ fn finish(
         "minted": tour.minted,
         "verification": tour.verification,
         "screenshots": tour.shots,
+        "sprites": tour.sprites,
+        "frame_time": frame_figures(&tour.frame_ms),
     });
     let path = config.out.join("transcript.json");
     let text = serde_json::to_string_pretty(&transcript).unwrap_or_default();

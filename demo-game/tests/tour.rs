@@ -1,6 +1,6 @@
 //! The demo's scripted tour, rendered for real on Mesa's software Vulkan (lavapipe): first in a
 //! window under Xvfb, then — same village, a restart later — headless. Real SmolLM2, the
-//! shipped kiln-sprite-q and a real anvil.
+//! shipped kiln-sprite-q (v2: tiles, props, character sheets) and a real anvil.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,6 +130,36 @@ fn check_tour(out: &Path, t: &Value) -> Vec<PathBuf> {
             );
         }
     }
+    // Each villager on screen is a painted sprite: its region of the picture holds a picture
+    // (many colours, none covering most of it), not a flat placeholder.
+    let sprites = t["sprites"].as_array().expect("sprite regions");
+    assert!(!sprites.is_empty());
+    for s in sprites {
+        let shot = &pictures[shots
+            .iter()
+            .position(|p| p.file_stem().unwrap() == s["shot"].as_str().unwrap())
+            .unwrap()];
+        let r: Vec<usize> = s["rect"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap().max(0.0) as usize)
+            .collect();
+        let height = shot.rgb.len() / shot.width;
+        let mut counts = std::collections::HashMap::new();
+        for y in r[1].min(height)..r[3].min(height) {
+            for x in r[0].min(shot.width)..r[2].min(shot.width) {
+                *counts.entry(shot.rgb[y * shot.width + x]).or_insert(0usize) += 1;
+            }
+        }
+        let total: usize = counts.values().sum();
+        let most = counts.values().copied().max().unwrap_or(0);
+        assert!(
+            counts.len() >= 8 && most * 10 < total * 9,
+            "{s}: {} colours, the commonest covers {most} of {total} pixels",
+            counts.len()
+        );
+    }
     assert!(out.join("transcript.txt").is_file());
     shots
 }
@@ -139,7 +169,7 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("village");
 
-    // First start, in a window under Xvfb: the scenery is painted and cached.
+    // First start, in a window under Xvfb: the village is painted and cached.
     let first_out = dir.path().join("first");
     let stdout = run_tour(&first_out, &data, true, true, "auto");
     assert!(stdout.contains("screenshots and transcript in"), "{stdout}");
@@ -153,10 +183,14 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     );
     check_tour(&first_out, &first);
     // The first start painted the village (behind the painting screen).
-    assert_eq!(first["village"]["painted"], 4, "{}", first["village"]);
+    assert_eq!(first["village"]["painted"], 24, "{}", first["village"]);
     assert_eq!(first["village"]["from_cache"], 0);
-    for name in ["village", "forest", "mountains", "sea"] {
-        assert!(data.join("scenery").join(format!("{name}.png")).is_file());
+    for name in ["grass", "forge", "altar", "player", "bram", "mira", "sela"] {
+        assert!(
+            data.join("village-art")
+                .join(format!("{name}.png"))
+                .is_file()
+        );
     }
     let save: Value =
         serde_json::from_slice(&std::fs::read(data.join("save.json")).unwrap()).unwrap();
@@ -169,9 +203,9 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     let inventory = save["inventory"].as_array().unwrap().len();
 
     // A restart, headless this time: conversations go on where they stopped, the gallery
-    // keeps the first token and gains a second, scenery comes from the cache.
+    // keeps the first token and gains a second, the village comes from the cache.
     let second_out = dir.path().join("second");
-    let scenery_before = std::fs::metadata(data.join("scenery/village.png"))
+    let scenery_before = std::fs::metadata(data.join("village-art/bram.png"))
         .unwrap()
         .modified()
         .unwrap();
@@ -188,7 +222,7 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     assert_eq!(second["art_device"]["shared_with_renderer"], true);
     check_tour(&second_out, &second);
     // The restart checked the cached pictures' records and painted nothing.
-    assert_eq!(second["village"]["from_cache"], 4, "{}", second["village"]);
+    assert_eq!(second["village"]["from_cache"], 24, "{}", second["village"]);
     assert_eq!(second["village"]["painted"], 0);
     assert_ne!(second["minted"]["token_id"], first["minted"]["token_id"]);
     let save: Value =
@@ -207,11 +241,11 @@ fn the_tour_talks_paints_mints_and_verifies_then_a_restart_remembers() {
     }
     assert!(save["inventory"].as_array().unwrap().len() >= inventory);
     assert_eq!(
-        std::fs::metadata(data.join("scenery/village.png"))
+        std::fs::metadata(data.join("village-art/bram.png"))
             .unwrap()
             .modified()
             .unwrap(),
         scenery_before,
-        "the cached backdrop was reused"
+        "the cached sheet was reused"
     );
 }

@@ -4,8 +4,9 @@
 use bevy::prelude::*;
 
 use super::widgets::{panel, show, text};
+use crate::gameplay::art::VillageArt;
 use crate::gameplay::rules::{Addressee, Dialogue, Mode, TypedText};
-use crate::gameplay::village::{Badge, Bubble, Villager};
+use crate::gameplay::village::{Badge, Bubble, Villager, sheet_of};
 use crate::save::SaveGame;
 
 #[derive(Component)]
@@ -50,6 +51,7 @@ fn spawn(mut commands: Commands) {
                     ..default()
                 },
                 BackgroundColor(Color::WHITE),
+                ImageNode::default(),
                 Portrait,
             ),
             (
@@ -79,7 +81,7 @@ fn spawn(mut commands: Commands) {
     ));
 }
 
-/// A colour for an emotion (the portrait and the NPC take it on).
+/// A colour for an emotion (the portrait's background takes it on).
 pub fn emotion_colour(emotion: &str) -> Color {
     match emotion {
         "happy" | "amused" => Color::srgb(1.0, 0.85, 0.3),
@@ -102,7 +104,8 @@ fn dialogue_box(
     save: Res<SaveGame>,
     villagers: Query<&Villager>,
     mut panel: Single<&mut Visibility, (With<DialoguePanel>, Without<TextBox>)>,
-    mut portrait: Single<&mut BackgroundColor, With<Portrait>>,
+    mut portrait: Single<(&mut BackgroundColor, &mut ImageNode), With<Portrait>>,
+    art: Res<VillageArt>,
     mut body: Single<&mut Text, (With<DialogueText>, Without<TextBoxText>)>,
     mut text_box: Single<&mut Visibility, (With<TextBox>, Without<DialoguePanel>)>,
     mut text_box_text: Single<&mut Text, (With<TextBoxText>, Without<DialogueText>)>,
@@ -124,9 +127,23 @@ fn dialogue_box(
         return;
     };
     panel.set_if_neq(Visibility::Inherited);
-    portrait.set_if_neq(BackgroundColor(
+    // The portrait: the NPC's own painted face (the first frame of their sheet) on the colour
+    // of their mood.
+    let (background, image) = &mut *portrait;
+    background.set_if_neq(BackgroundColor(
         villager.colour.mix(&emotion_colour(&villager.emotion), 0.6),
     ));
+    if let Some((sheet, Some(layout))) = art.0.get(sheet_of(&villager.name))
+        && image.image != *sheet
+    {
+        **image = ImageNode::from_atlas_image(
+            sheet.clone(),
+            TextureAtlas {
+                layout: layout.clone(),
+                index: 0,
+            },
+        );
+    }
     let lines = save
         .transcripts
         .get(&villager.name)
@@ -158,19 +175,11 @@ fn dialogue_box(
 fn bubbles(
     dialogue: Res<Dialogue>,
     save: Res<SaveGame>,
-    mut villagers: Query<(Entity, &Villager, &mut Sprite, &Children)>,
+    villagers: Query<(Entity, &Villager, &Children)>,
     mut bubbles: Query<&mut Text2d, (With<Bubble>, Without<Badge>)>,
     mut badges: Query<&mut Text2d, (With<Badge>, Without<Bubble>)>,
 ) {
-    for (entity, villager, mut sprite, children) in &mut villagers {
-        let colour = if villager.emotion.is_empty() {
-            villager.colour
-        } else {
-            villager.colour.mix(&emotion_colour(&villager.emotion), 0.6)
-        };
-        if sprite.color != colour {
-            sprite.color = colour;
-        }
+    for (entity, villager, children) in &villagers {
         let said = if dialogue.npc == Some(entity) {
             if dialogue.waiting {
                 dialogue.streaming.trim().to_string()
