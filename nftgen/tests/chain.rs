@@ -1263,7 +1263,7 @@ fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
         state as usize
     };
     let (mut good, mut bad) = (0, 0);
-    for case in 0..240 {
+    for case in 0..360 {
         let mut r = base.clone();
         match case % 6 {
             0 => r.truncate(25 + next() % (r.len() - 25)),
