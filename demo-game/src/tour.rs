@@ -338,16 +338,23 @@ fn play(
                 };
                 println!("tour: screenshot {} ({:?})", path.display(), *mode);
                 // Where each character's sprite is in this picture (for the test's check that
-                // they are painted pictures, not flat colours).
+                // they are painted pictures, not flat colours): in the village (not the title
+                // or the gallery over it), sprites wholly on screen.
                 let (camera, at) = *camera;
-                for (v, t) in &villagers {
+                let size = camera.logical_viewport_size().unwrap_or_default();
+                let playing = *screen.get() == Screen::Playing;
+                for (v, t) in villagers.iter().filter(|_| playing) {
                     let foot = t.translation.truncate();
                     let corners = [foot + Vec2::new(-24.0, 48.0), foot + Vec2::new(24.0, 0.0)];
                     let seen: Vec<Vec2> = corners
                         .iter()
                         .filter_map(|c| camera.world_to_viewport(at, c.extend(0.0)).ok())
                         .collect();
-                    if let [a, b] = seen[..] {
+                    let inside = |p: Vec2| p.cmpge(Vec2::ZERO).all() && p.cmple(size).all();
+                    if let [a, b] = seen[..]
+                        && inside(a)
+                        && inside(b)
+                    {
                         tour.sprites.push(json!({
                             "shot": name,
                             "npc": v.name,
