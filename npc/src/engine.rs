@@ -2,28 +2,17 @@
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 
+use crate::backend::backend;
 use crate::chat::{Chat, ChatOptions, SavedChat};
 use crate::error::{ChatError, ModelError, SaveError};
 use crate::gguf;
 use crate::persona::Persona;
-
-/// llama.cpp's backend, initialised once per process and never torn down.
-pub(crate) fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        crate::llama_log::install();
-        // `init` fails only if another library in this process initialised llama.cpp first; the
-        // backend is then ready, and this value is only a proof of that.
-        LlamaBackend::init().unwrap_or(LlamaBackend {})
-    })
-}
 
 /// File name of the default model, SmolLM2-135M-Instruct quantized to Q4_1.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -181,12 +170,12 @@ impl Engine {
         }
         let backend = backend();
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
-        crate::llama_log::clear_errors();
+        crate::backend::clear_errors();
         let started = std::time::Instant::now();
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|_| {
             ModelError::LoadFailed {
                 path: path.to_path_buf(),
-                detail: crate::llama_log::take_errors(),
+                detail: crate::backend::take_errors(),
             }
         })?;
         tracing::info!(

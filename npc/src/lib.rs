@@ -38,14 +38,14 @@
 //! llama.cpp's own log lines go to `tracing` under the target `kiln_npc::llama`, at `debug` and
 //! `trace` only, so they stay quiet unless asked for.
 
+mod backend;
 mod chat;
 mod engine;
 mod error;
 pub mod eval;
 mod gguf;
-pub mod grammar;
-mod llama_log;
 mod persona;
+pub mod reply;
 mod sampler;
 mod template;
 
@@ -56,6 +56,9 @@ pub use chat::{
 pub use engine::{DEFAULT_MODEL_FILE, Engine, EngineConfig, ModelFingerprint, default_model_path};
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};
 pub use persona::{Example, MAX_SENTENCES_LIMIT, Persona};
+pub use reply::ReplyShape;
+/// The reply grammar (also at [`reply::grammar`]).
+pub use reply::grammar;
 pub use sampler::Sampling;
 
 /// The usual imports.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PersonaError;
-use crate::grammar;
+use crate::reply::{ReplyShape, grammar};
 
 /// The most sentences a persona may allow per reply.
 pub const MAX_SENTENCES_LIMIT: u8 = 4;
@@ -290,6 +290,17 @@ impl Persona {
     pub fn max_sentences(&self) -> u8 {
         self.file.max_sentences
     }
+
+    /// The shape of this persona's replies: its name, emotions, actions and sentence limit.
+    pub fn reply_shape(&self) -> ReplyShape<'_> {
+        ReplyShape {
+            name: self.name(),
+            emotions: self.emotions(),
+            actions: self.actions(),
+            max_sentences: self.max_sentences(),
+        }
+    }
+
     /// The few-shot examples.
     pub fn examples(&self) -> &[Example] {
         &self.file.examples

@@ -1,3 +1,5 @@
+//! llama.cpp's backend, initialised once per process with its logging routed into `tracing`.
+//!
 //! Routes llama.cpp's and ggml's own logging into `tracing` under the target `kiln_npc::llama`,
 //! one level lower than llama.cpp's (its errors at `debug`, its chatter at `trace`), so a game's
 //! log stays quiet unless asked: `RUST_LOG=kiln_npc::llama=trace` shows everything.
@@ -6,9 +8,21 @@
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
 
+use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_sys_2 as sys;
+
+/// llama.cpp's backend, initialised once per process and never torn down.
+pub(crate) fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        install();
+        // `init` fails only if another library in this process initialised llama.cpp first; the
+        // backend is then ready, and this value is only a proof of that.
+        LlamaBackend::init().unwrap_or(LlamaBackend {})
+    })
+}
 
 static INSTALL: Once = Once::new();
 static ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());

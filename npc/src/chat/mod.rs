@@ -1,0 +1,402 @@
+//! A conversation with one NPC, run on its own worker thread.
+//!
+//! [`Chat::ask`] returns at once; the worker evaluates only the tokens the KV cache does not hold
+//! yet, samples a grammar-constrained reply and streams [`ChatEvent`]s back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::ChatError;
+use crate::persona::Persona;
+use crate::sampler::Sampling;
+
+mod generate;
+mod kv;
+mod save;
+mod worker;
+
+pub use save::{SAVE_FORMAT, SavedChat, SavedTurn};
+use worker::{Flags, Worker};
+
+/// The longest player line accepted, in characters.
+pub const MAX_PLAYER_CHARS: usize = 1000;
+
+/// Identifies one [`Chat::ask`] call in the events it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// A finished NPC reply. `emotion` and `action` are always names from the persona's lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NpcReply {
+    /// What the NPC says.
+    pub say: String,
+    /// How the NPC feels: one of the persona's `emotions`.
+    pub emotion: String,
+    /// What the game should do: one of the persona's `actions` (`none` for plain talk).
+    pub action: String,
+}
+
+/// Measurements of one turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnStats {
+    /// Tokens in the whole prompt for this turn (persona, remembered turns, the new line).
+    pub prompt_tokens: usize,
+    /// Of those, tokens of the persona (system prompt and examples), always at the start.
+    pub persona_tokens: usize,
+    /// Of those, tokens whose KV cache entries were reused.
+    pub reused_tokens: usize,
+    /// Of those, tokens evaluated for this turn.
+    pub evaluated_tokens: usize,
+    /// Tokens generated for the reply.
+    pub generated_tokens: usize,
+    /// Times the grammar rejected every top-k candidate and the whole vocabulary was filtered.
+    pub grammar_fallbacks: usize,
+    /// Old turns forgotten this turn to make room in the context.
+    pub dropped_turns: usize,
+    /// From the worker picking up the request to the first reply token.
+    pub time_to_first_token: Duration,
+    /// Spent evaluating the prompt.
+    pub prompt_time: Duration,
+    /// Spent generating.
+    pub generation_time: Duration,
+}
+
+/// What a chat's worker reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ChatEvent {
+    /// More of the reply's spoken text (`say`), as it is generated.
+    Delta {
+        /// The request.
+        request: RequestId,
+        /// New text, to append to what came before.
+        text: String,
+    },
+    /// The reply is complete.
+    Reply {
+        /// The request.
+        request: RequestId,
+        /// The reply.
+        reply: NpcReply,
+        /// How it went.
+        stats: TurnStats,
+    },
+    /// The request failed; the conversation is as it was before it.
+    Failed {
+        /// The request.
+        request: RequestId,
+        /// Why.
+        error: ChatError,
+    },
+    /// The request was cancelled; the conversation is as it was before it.
+    Cancelled {
+        /// The request.
+        request: RequestId,
+    },
+}
+
+impl ChatEvent {
+    /// The request this event belongs to.
+    pub fn request(&self) -> RequestId {
+        match self {
+            ChatEvent::Delta { request, .. }
+            | ChatEvent::Reply { request, .. }
+            | ChatEvent::Failed { request, .. }
+            | ChatEvent::Cancelled { request } => *request,
+        }
+    }
+}
+
+/// Per-chat settings.
+///
+/// ```
+/// let o = kiln_npc::ChatOptions::default().with_seed(42).with_context_size(1024);
+/// assert_eq!(o.seed(), 42);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatOptions {
+    seed: u64,
+    sampling: Sampling,
+    context_size: Option<u32>,
+    threads: Option<u32>,
+    #[serde(default = "yes")]
+    warm_up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ChatOptions {
+    /// Seed 0, default sampling, the engine's context size and threads, warm-up on.
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            sampling: Sampling::default(),
+            context_size: None,
+            threads: None,
+            warm_up: true,
+        }
+    }
+}
+
+impl ChatOptions {
+    /// The seed: same model, persona, history and seed give the same reply.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sampling settings.
+    #[must_use]
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+    /// Context size for this chat, overriding the engine's.
+    #[must_use]
+    pub fn with_context_size(mut self, tokens: u32) -> Self {
+        self.context_size = Some(tokens.max(64));
+        self
+    }
+    /// Threads for this chat, overriding the engine's.
+    #[must_use]
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+    /// Whether the worker evaluates the persona (and any restored history) as soon as the chat
+    /// starts, so the first reply comes quickly (default). Off, it waits for the first question.
+    #[must_use]
+    pub fn with_warm_up(mut self, warm_up: bool) -> Self {
+        self.warm_up = warm_up;
+        self
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// The sampling settings.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
+    }
+}
+
+enum Command {
+    Ask { id: RequestId, text: String },
+    Reset(Option<u64>),
+    Snapshot(Sender<SavedChat>),
+    Shutdown,
+}
+
+/// A conversation with one NPC. Create it with [`Engine::chat`].
+///
+/// The model runs on the chat's own thread; every method returns at once except the
+/// `*_blocking` ones, [`Chat::wait`] and [`Chat::snapshot`]. Dropping the chat cancels its work
+/// and stops the thread (see `Drop`).
+pub struct Chat {
+    commands: Sender<Command>,
+    events: Receiver<ChatEvent>,
+    cancel_upto: Arc<AtomicU64>,
+    shutdown: Arc<AtomicBool>,
+    next_id: AtomicU64,
+    persona: Persona,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("persona", &self.persona.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Chat {
+    /// Cancels the chat's work and waits for its thread to end, which frees its llama.cpp
+    /// context. The wait is at most one llama.cpp call: a single token (about 20 ms with the
+    /// default model) while a reply is generated, one batch while a long prompt is evaluated.
+    /// Waiting matters: a thread still inside llama.cpp while the process exits can crash it.
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+struct LiveGuard(Engine);
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.inner.live_chats.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Chat {
+    pub(crate) fn spawn(
+        engine: Engine,
+        persona: Persona,
+        options: ChatOptions,
+        saved: Option<SavedChat>,
+    ) -> Result<Chat, ChatError> {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let cancel_upto = Arc::new(AtomicU64::new(0));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let flags = Flags {
+            cancel_upto: cancel_upto.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let worker_persona = persona.clone();
+        engine.inner.live_chats.fetch_add(1, Ordering::SeqCst);
+        let guard = LiveGuard(engine.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("kiln-npc:{}", persona.name()))
+            .spawn(move || {
+                let _guard = guard;
+                let model = &engine.inner.model;
+                let mut worker = match Worker::new(&engine, model, worker_persona, options, saved) {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                worker.run(&cmd_rx, &ev_tx, &flags);
+            })
+            .map_err(|e| ChatError::Context {
+                reason: format!("cannot start the chat thread: {e}"),
+            })?;
+        let ready = ready_rx
+            .recv()
+            .map_err(|_| ChatError::WorkerGone)
+            .and_then(|r| r);
+        if let Err(e) = ready {
+            // The thread is ending: let it free what it made before reporting.
+            let _ = worker.join();
+            return Err(e);
+        }
+        Ok(Chat {
+            commands: cmd_tx,
+            events: ev_rx,
+            cancel_upto,
+            shutdown,
+            next_id: AtomicU64::new(1),
+            persona,
+            worker: Some(worker),
+        })
+    }
+
+    /// The persona this chat speaks as.
+    pub fn persona(&self) -> &Persona {
+        &self.persona
+    }
+
+    /// Sends the player's line; the reply arrives as events. Returns at once.
+    ///
+    /// Lines are plain text: chat-template markers or JSON the player types are just words to the
+    /// model, and the reply grammar holds whatever they say.
+    pub fn ask(&self, text: impl Into<String>) -> Result<RequestId, ChatError> {
+        let text = text.into();
+        if text.trim().is_empty() {
+            return Err(ChatError::BadInput {
+                reason: "the line is empty".into(),
+            });
+        }
+        if text.chars().count() > MAX_PLAYER_CHARS {
+            return Err(ChatError::BadInput {
+                reason: format!("the line is longer than {MAX_PLAYER_CHARS} characters"),
+            });
+        }
+        if text.contains('\0') {
+            return Err(ChatError::BadInput {
+                reason: "the line contains a NUL character".into(),
+            });
+        }
+        let id = RequestId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        self.commands
+            .send(Command::Ask { id, text })
+            .map_err(|_| ChatError::WorkerGone)?;
+        Ok(id)
+    }
+
+    /// Cancels every request sent so far; the one in flight stops within a token or one batch.
+    pub fn cancel(&self) {
+        let last = self.next_id.load(Ordering::SeqCst).saturating_sub(1);
+        self.cancel_upto.fetch_max(last, Ordering::SeqCst);
+    }
+
+    /// Cancels pending requests and forgets the conversation (the persona stays cached).
+    pub fn reset(&self) -> Result<(), ChatError> {
+        self.cancel();
+        self.commands
+            .send(Command::Reset(None))
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// Like [`Chat::reset`], and the conversation from here on uses `seed`.
+    pub fn reset_with_seed(&self, seed: u64) -> Result<(), ChatError> {
+        self.cancel();
+        self.commands
+            .send(Command::Reset(Some(seed)))
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// The channel of events from the worker; poll it with `try_recv` (e.g. once a frame).
+    pub fn events(&self) -> &Receiver<ChatEvent> {
+        &self.events
+    }
+
+    /// Blocks until request `id` ends, discarding its deltas and other requests' events.
+    pub fn wait(&self, id: RequestId) -> Result<(NpcReply, TurnStats), ChatError> {
+        loop {
+            match self.events.recv().map_err(|_| ChatError::WorkerGone)? {
+                ChatEvent::Reply {
+                    request,
+                    reply,
+                    stats,
+                } if request == id => return Ok((reply, stats)),
+                ChatEvent::Failed { request, error } if request == id => return Err(error),
+                ChatEvent::Cancelled { request } if request == id => {
+                    return Err(ChatError::Cancelled);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks and waits for the whole reply.
+    pub fn ask_blocking(&self, text: impl Into<String>) -> Result<NpcReply, ChatError> {
+        let id = self.ask(text)?;
+        self.wait(id).map(|(reply, _)| reply)
+    }
+
+    /// The conversation so far, once the requests sent before this call have ended.
+    pub fn snapshot(&self) -> Result<SavedChat, ChatError> {
+        self.snapshot_later()?
+            .recv()
+            .map_err(|_| ChatError::WorkerGone)
+    }
+
+    /// Like [`Chat::snapshot`], without waiting: the conversation arrives on the returned
+    /// channel once the requests sent before this call have ended (a game polls it with
+    /// `try_recv()`).
+    pub fn snapshot_later(&self) -> Result<Receiver<SavedChat>, ChatError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.commands
+            .send(Command::Snapshot(tx))
+            .map_err(|_| ChatError::WorkerGone)?;
+        Ok(rx)
+    }
+}

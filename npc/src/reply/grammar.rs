@@ -1,0 +1,116 @@
+//! The reply grammar: a GBNF grammar generated from a reply's shape (a persona's), so every reply is
+//! `{"speaker": "<name>", "say": "…", "emotion": "…", "action": "…"}` with the persona's own
+//! name, emotions and actions. The fixed `speaker` field puts the NPC's name right before its
+//! words, which keeps small models in character.
+//!
+//! `say` is one to `max_sentences` sentences, each 1 to [`MAX_SENTENCE_CHARS`] characters that end
+//! in `.`, `!` or `?`, separated by one space. It never holds `"`, `\` or control characters, so the
+//! reply is valid JSON without escapes and the length of every reply is bounded.
+
+use super::ReplyShape;
+
+/// The most characters one sentence of `say` may have (its final punctuation included).
+pub const MAX_SENTENCE_CHARS: usize = 120;
+
+/// Characters that may never appear inside `say`.
+fn forbidden(c: char) -> bool {
+    c == '"' || c == '\\' || c.is_control()
+}
+
+fn is_end(c: char) -> bool {
+    matches!(c, '.' | '!' | '?')
+}
+
+/// The GBNF grammar for replies of this shape.
+pub fn gbnf(shape: &ReplyShape<'_>) -> String {
+    let alternatives = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let extra = shape.max_sentences.saturating_sub(1);
+    let say = if extra == 0 {
+        "sentence".to_string()
+    } else {
+        format!("sentence (\" \" sentence){{0,{extra}}}")
+    };
+    format!(
+        r#"root ::= "{{\"speaker\": \"{name}\", \"action\": \"" action "\", \"say\": \"" say "\", \"emotion\": \"" emotion "\"}}"
+say ::= {say}
+sentence ::= first body{{0,{body}}} end
+first ::= [^ "\\.!?\x00-\x1F]
+body ::= [^"\\.!?\x00-\x1F]
+end ::= [.!?]
+emotion ::= {emotions}
+action ::= {actions}
+"#,
+        name = shape.name,
+        body = MAX_SENTENCE_CHARS - 2,
+        emotions = alternatives(shape.emotions),
+        actions = alternatives(shape.actions),
+    )
+}
+
+/// Checks that `say` is text the grammar can produce; the error says why not.
+pub fn check_say(say: &str, max_sentences: u8) -> Result<(), String> {
+    if say.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = say.chars().find(|c| forbidden(*c)) {
+        return Err(format!("contains {c:?}, which replies cannot hold"));
+    }
+    let mut sentences = 0usize;
+    let mut rest = say;
+    loop {
+        let Some(end) = rest.find(is_end) else {
+            return Err("must end each sentence with '.', '!' or '?'".into());
+        };
+        let sentence = &rest[..=end];
+        if end == 0 {
+            return Err("has a sentence with no words before its '.', '!' or '?'".into());
+        }
+        if sentence.starts_with(' ') {
+            return Err("sentences are separated by exactly one space".into());
+        }
+        if sentence.chars().count() > MAX_SENTENCE_CHARS {
+            return Err(format!(
+                "has a sentence longer than {MAX_SENTENCE_CHARS} characters"
+            ));
+        }
+        sentences += 1;
+        rest = &rest[end + 1..];
+        if rest.is_empty() {
+            break;
+        }
+        rest = rest
+            .strip_prefix(' ')
+            .ok_or("sentences are separated by exactly one space")?;
+    }
+    if sentences > usize::from(max_sentences) {
+        return Err(format!(
+            "has {sentences} sentences; this persona allows at most {max_sentences}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn say_rules() {
+        assert!(check_say("Hello there.", 2).is_ok());
+        assert!(check_say("Hello there. Who are you?", 2).is_ok());
+        assert!(check_say("One. Two. Three.", 2).is_err());
+        assert!(check_say("No ending", 2).is_err());
+        assert!(check_say("Hi. !", 2).is_err());
+        assert!(check_say("Bad \"quote\".", 2).is_err());
+        assert!(check_say("Two  spaces. Here.", 2).is_ok());
+        assert!(check_say("Gap.  Here.", 2).is_err());
+        assert!(check_say(&format!("{}.", "a".repeat(MAX_SENTENCE_CHARS)), 2).is_err());
+        assert!(check_say(&format!("{}.", "a".repeat(MAX_SENTENCE_CHARS - 1)), 2).is_ok());
+    }
+}
