@@ -169,6 +169,27 @@ fn a_v1_model_grows_into_the_second_data_set_and_paints_sheets_and_tiles() {
     assert_eq!((sheet.width, sheet.height), (48, 64));
     let csv = std::fs::read_to_string(dir.path().join("v2/loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 6, "{csv}");
+    // `--only GROUP` fine-tunes on one kind of picture (of the second data set only).
+    let tiles = train(
+        "tiles",
+        &[
+            "--steps",
+            "2",
+            "--from",
+            path_str(&v2),
+            "--data-set",
+            "v2",
+            "--only",
+            "tile",
+        ],
+    );
+    assert!(tiles.is_file());
+    let out_dir = dir.path().join("no-only");
+    let refused = nftgen(
+        &["train", "--out", path_str(&out_dir), "--only", "sheet"],
+        &[],
+    );
+    assert_one_line_error(&refused, "--only is for --data-set v2");
     let q = dir.path().join("q.safetensors");
     assert_success(&nftgen(
         &["quantize", "--from", path_str(&v2), "--out", path_str(&q)],

@@ -77,6 +77,10 @@ pub struct TrainOptions {
     /// Which procedural data set the batches come from (runs of v1 stored none: v1).
     #[serde(default)]
     pub data_set: data::DataSet,
+    /// Second data set only: train every step on this group instead of the cycle of
+    /// [`Trainer::group_of_step`] (a fine-tune that works on one kind of picture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<data::Group>,
 }
 
 fn default_schedule_steps() -> u64 {
@@ -107,6 +111,7 @@ impl Default for TrainOptions {
             ema_decay: default_ema_decay(),
             qat: false,
             data_set: data::DataSet::V1,
+            only: None,
         }
     }
 }
@@ -384,7 +389,7 @@ impl Trainer {
                 }
                 data::DataSet::V2 => data::sample_v2(
                     self.opts.data_seed,
-                    Self::group_of_step(s),
+                    self.opts.only.unwrap_or_else(|| Self::group_of_step(s)),
                     s * b as u64 + j,
                 ),
             };

@@ -113,6 +113,10 @@ enum Command {
         /// given with --from grows the v2 vocabulary).
         #[arg(long, default_value = "v1", value_parser = parse_data_set)]
         data_set: kiln_nftgen::data::DataSet,
+        /// With `--data-set v2`: train only on this group (`small`: items and props, `scene`,
+        /// `sheet`, `tile`) instead of cycling through all four.
+        #[arg(long, value_parser = parse_group)]
+        only: Option<kiln_nftgen::data::Group>,
     },
     /// Evaluate a kiln-sprite model on held-out prompts (class, colour, terrain, time; diversity).
     Eval {
@@ -585,6 +589,17 @@ fn write_png_plain(path: &Path, w: u32, h: u32, rgba: &[u8]) -> anyhow::Result<(
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
+fn parse_group(s: &str) -> Result<kiln_nftgen::data::Group, String> {
+    use kiln_nftgen::data::Group;
+    match s {
+        "small" => Ok(Group::Small),
+        "scene" => Ok(Group::Scene),
+        "sheet" => Ok(Group::Sheet),
+        "tile" => Ok(Group::Tile),
+        _ => Err(format!("`{s}` is not a group: small, scene, sheet or tile")),
+    }
+}
+
 fn parse_data_set(s: &str) -> Result<kiln_nftgen::data::DataSet, String> {
     match s {
         "v1" => Ok(kiln_nftgen::data::DataSet::V1),
@@ -872,29 +887,35 @@ fn main() -> ExitCode {
             from,
             qat,
             data_set,
+            only,
         } => {
-            let opts = kiln_nftgen::train::TrainOptions {
-                steps,
-                schedule_steps,
-                batch,
-                lr,
-                seed,
-                ema_start,
-                warmup,
-                ema_decay,
-                qat,
-                data_set,
-                ..Default::default()
-            };
-            train(
-                &out,
-                opts,
-                &preset,
-                from.as_deref(),
-                checkpoint_every,
-                minutes,
-            )
-            .map(|_| true)
+            if only.is_some() && data_set != kiln_nftgen::data::DataSet::V2 {
+                Err(anyhow::anyhow!("--only is for --data-set v2"))
+            } else {
+                let opts = kiln_nftgen::train::TrainOptions {
+                    steps,
+                    schedule_steps,
+                    batch,
+                    lr,
+                    seed,
+                    ema_start,
+                    warmup,
+                    ema_decay,
+                    qat,
+                    data_set,
+                    only,
+                    ..Default::default()
+                };
+                train(
+                    &out,
+                    opts,
+                    &preset,
+                    from.as_deref(),
+                    checkpoint_every,
+                    minutes,
+                )
+                .map(|_| true)
+            }
         }
         Command::Eval {
             model,

@@ -581,7 +581,8 @@ pub enum DataSet {
 }
 
 /// The groups of the second data set, one image size each: a training batch draws from one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Group {
     /// Items and props alternately (even index → item), 32×32.
     Small,
