@@ -219,6 +219,9 @@ impl Engine {
             }
             .into());
         }
+        saved
+            .check()
+            .map_err(|reason| SaveError::Invalid { reason })?;
         let options = saved.options.clone();
         Ok(Chat::spawn(self.clone(), persona, options, Some(saved))?)
     }

@@ -202,6 +202,13 @@ pub enum SaveError {
         /// The parser's message.
         message: String,
     },
+    /// The saved conversation breaks a limit a real one keeps (too many turns, a line too
+    /// long, a control character): it was edited or crafted, and is not restored.
+    #[error("saved conversation cannot be restored: {reason}")]
+    Invalid {
+        /// The limit it breaks.
+        reason: String,
+    },
     /// The saved conversation belongs to another persona.
     #[error("saved conversation is with `{saved}`, not with persona `{given}`")]
     PersonaMismatch {

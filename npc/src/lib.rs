@@ -50,8 +50,8 @@ mod sampler;
 mod template;
 
 pub use chat::{
-    Chat, ChatEvent, ChatOptions, MAX_PLAYER_CHARS, NpcReply, RequestId, SAVE_FORMAT, SavedChat,
-    SavedTurn, TurnStats,
+    Chat, ChatEvent, ChatOptions, MAX_CONTEXT_SIZE, MAX_PLAYER_CHARS, MAX_SAVED_TURNS, MAX_THREADS,
+    NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn, TurnStats,
 };
 pub use engine::{DEFAULT_MODEL_FILE, Engine, EngineConfig, ModelFingerprint, default_model_path};
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};

@@ -10,12 +10,33 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(s.temperature(), 0.0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SamplingFields")]
 pub struct Sampling {
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    repeat_penalty: f32,
+}
+
+/// [`Sampling`] as stored. A saved or hand-written value goes through the same builders as one
+/// made in code, so it is clamped the same way (a top-k of 0 would leave nothing to sample).
+#[derive(Deserialize)]
+struct SamplingFields {
     temperature: f32,
     top_k: u32,
     top_p: f32,
     #[serde(default = "default_repeat_penalty")]
     repeat_penalty: f32,
+}
+
+impl From<SamplingFields> for Sampling {
+    fn from(f: SamplingFields) -> Self {
+        Sampling::default()
+            .with_temperature(f.temperature)
+            .with_top_k(f.top_k)
+            .with_top_p(f.top_p)
+            .with_repeat_penalty(f.repeat_penalty)
+    }
 }
 
 fn default_repeat_penalty() -> f32 {
@@ -151,7 +172,7 @@ pub(crate) fn pick(candidates: &[(i32, f32)], s: &Sampling, rng: &mut SplitMix64
     if s.temperature <= 0.0 || candidates.len() == 1 {
         return candidates[0].0;
     }
-    let k = (s.top_k as usize).min(candidates.len());
+    let k = (s.top_k as usize).clamp(1, candidates.len());
     let cands = &candidates[..k];
     let max = f64::from(cands[0].1);
     let t = f64::from(s.temperature);
@@ -184,6 +205,29 @@ pub(crate) fn pick(candidates: &[(i32, f32)], s: &Sampling, rng: &mut SplitMix64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_sampling_is_clamped_like_built_sampling() {
+        // A hand-edited save: top-k 0 would leave nothing to sample, the rest is out of range.
+        let s: Sampling = serde_json::from_str(
+            r#"{"temperature": -3.0, "top_k": 0, "top_p": 7.5, "repeat_penalty": 0.1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.temperature(), s.top_k(), s.top_p(), s.repeat_penalty()),
+            (0.0, 1, 1.0, 1.0)
+        );
+        let picked = pick(
+            &[(5, 1.0), (6, 0.5)],
+            &Sampling::default().with_top_k(0),
+            &mut SplitMix64::new(1),
+        );
+        assert_eq!(picked, 5);
+        // What Kiln writes reads back unchanged.
+        let d = Sampling::default();
+        let back: Sampling = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
 
     #[test]
     fn splitmix_reference_values() {

@@ -177,6 +177,60 @@ fn save_and_load_continue_the_conversation_exactly() {
     assert!(SavedChat::load(dir.path().join("bad.json")).is_err());
 }
 
+/// A save is data from outside. Crafted token ids (control tokens, ids past the vocabulary) are
+/// never put into the context: the turn is tokenized again from its text. Settings that would
+/// break the worker (top-k 0, a million threads, a context of billions) are clamped as the
+/// builders clamp them. A save that breaks a limit a real one keeps is a typed error.
+#[test]
+fn a_crafted_save_cannot_inject_tokens_or_break_the_worker() {
+    let p = persona("merchant");
+    let chat = engine()
+        .chat(p.clone(), ChatOptions::default().with_seed(5))
+        .unwrap();
+    chat.ask_blocking("Hello!").unwrap();
+    let saved = chat.snapshot().unwrap();
+    // A save Kiln wrote keeps its token ids.
+    let honest = engine().restore_chat(p.clone(), saved.clone()).unwrap();
+    assert_eq!(honest.snapshot().unwrap().turns, saved.turns);
+    drop(honest);
+    // SmolLM2's <|im_start|> (1) and <|im_end|> (2) are control tokens.
+    let mut json = serde_json::to_value(&saved).unwrap();
+    json["turns"][0]["words"] = serde_json::json!([1, 2, 1]);
+    json["turns"][0]["generated"] = serde_json::json!([2, i32::MAX, -7]);
+    json["options"]["sampling"]["top_k"] = 0.into();
+    json["options"]["threads"] = 1_000_000.into();
+    json["options"]["context_size"] = 4_000_000_000u32.into();
+    let crafted: SavedChat = serde_json::from_value(json).unwrap();
+    let restored = engine().restore_chat(p.clone(), crafted).unwrap();
+    let reply = restored.ask_blocking("What do you sell?").unwrap();
+    assert_valid(&reply, &p);
+    let after = restored.snapshot().unwrap();
+    let first = &after.turns[0];
+    assert_eq!(first.player, saved.turns[0].player);
+    assert!(
+        !first.words.is_empty() && first.words.iter().all(|&t| t > 2),
+        "{:?}",
+        first.words
+    );
+    assert!(first.generated.iter().all(|&t| t > 2 && t < 1_000_000));
+    assert_eq!(after.options.sampling().top_k(), 1);
+    let options = serde_json::to_value(&after.options).unwrap();
+    assert_eq!(options["threads"], kiln_npc::MAX_THREADS);
+    assert_eq!(options["context_size"], kiln_npc::MAX_CONTEXT_SIZE);
+
+    // Limits: a NUL in a player line, a control character in a reply, too many turns.
+    for (what, edit) in [("NUL", 0usize), ("control character", 1), ("turns", 2)] {
+        let mut bad = saved.clone();
+        match edit {
+            0 => bad.turns[0].player.push('\0'),
+            1 => bad.turns[0].raw.insert(3, '\u{85}'),
+            _ => bad.turns = vec![bad.turns[0].clone(); kiln_npc::MAX_SAVED_TURNS + 1],
+        }
+        let err = engine().restore_chat(p.clone(), bad).unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+}
+
 /// Waits for the first delta of `id`, so the reply is being generated.
 fn wait_first_delta(chat: &kiln_npc::Chat, id: kiln_npc::RequestId) {
     loop {

@@ -20,7 +20,7 @@ mod kv;
 mod save;
 mod worker;
 
-pub use save::{SAVE_FORMAT, SavedChat, SavedTurn};
+pub use save::{MAX_SAVED_TURNS, SAVE_FORMAT, SavedChat, SavedTurn};
 use worker::{Flags, Worker};
 
 /// The longest player line accepted, in characters.
@@ -119,13 +119,47 @@ impl ChatEvent {
 /// assert_eq!(o.seed(), 42);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "OptionsFields")]
 pub struct ChatOptions {
+    seed: u64,
+    sampling: Sampling,
+    context_size: Option<u32>,
+    threads: Option<u32>,
+    warm_up: bool,
+}
+
+/// The largest context a chat may ask for (tokens).
+pub const MAX_CONTEXT_SIZE: u32 = 32_768;
+/// The most threads a chat may ask for.
+pub const MAX_THREADS: u32 = 64;
+
+/// [`ChatOptions`] as stored: read through the builders, so a saved or hand-written value is
+/// clamped like one made in code (a context of 64 to [`MAX_CONTEXT_SIZE`] tokens, 1 to
+/// [`MAX_THREADS`] threads).
+#[derive(Deserialize)]
+struct OptionsFields {
     seed: u64,
     sampling: Sampling,
     context_size: Option<u32>,
     threads: Option<u32>,
     #[serde(default = "yes")]
     warm_up: bool,
+}
+
+impl From<OptionsFields> for ChatOptions {
+    fn from(f: OptionsFields) -> Self {
+        let mut o = ChatOptions::default()
+            .with_seed(f.seed)
+            .with_sampling(f.sampling)
+            .with_warm_up(f.warm_up);
+        if let Some(t) = f.context_size {
+            o = o.with_context_size(t);
+        }
+        if let Some(t) = f.threads {
+            o = o.with_threads(t);
+        }
+        o
+    }
 }
 
 fn yes() -> bool {
@@ -158,16 +192,16 @@ impl ChatOptions {
         self.sampling = sampling;
         self
     }
-    /// Context size for this chat, overriding the engine's.
+    /// Context size for this chat, overriding the engine's (64 to [`MAX_CONTEXT_SIZE`]).
     #[must_use]
     pub fn with_context_size(mut self, tokens: u32) -> Self {
-        self.context_size = Some(tokens.max(64));
+        self.context_size = Some(tokens.clamp(64, MAX_CONTEXT_SIZE));
         self
     }
-    /// Threads for this chat, overriding the engine's.
+    /// Threads for this chat, overriding the engine's (1 to [`MAX_THREADS`]).
     #[must_use]
     pub fn with_threads(mut self, threads: u32) -> Self {
-        self.threads = Some(threads.max(1));
+        self.threads = Some(threads.clamp(1, MAX_THREADS));
         self
     }
     /// Whether the worker evaluates the persona (and any restored history) as soon as the chat

@@ -8,6 +8,13 @@ use crate::error::SaveError;
 
 use super::{ChatOptions, NpcReply};
 
+/// The most turns a saved conversation may hold.
+pub const MAX_SAVED_TURNS: usize = 4096;
+/// The most bytes of a saved reply's raw text (a reply is at most a few hundred characters).
+const MAX_RAW_BYTES: usize = 8192;
+/// The most token ids saved for one player line or one reply.
+const MAX_SAVED_TOKENS: usize = 4096;
+
 /// The saved-conversation format version this build writes and reads.
 pub const SAVE_FORMAT: u32 = 1;
 
@@ -78,12 +85,44 @@ impl SavedChat {
                 supported: SAVE_FORMAT,
             });
         }
-        if saved.first_remembered > saved.turns.len() {
-            return Err(SaveError::Format {
-                path: path.to_path_buf(),
-                message: "first_remembered is past the last turn".into(),
-            });
-        }
+        saved.check().map_err(|message| SaveError::Format {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(saved)
+    }
+
+    /// Checks the limits every conversation Kiln saves keeps, so a crafted one cannot make a
+    /// chat hold more than a real one would: at most [`MAX_SAVED_TURNS`] turns,
+    /// `first_remembered` within them, player lines as [`crate::Chat::ask`] takes them (at most
+    /// [`crate::MAX_PLAYER_CHARS`] characters, no NUL), replies of at most a few kilobytes
+    /// without control characters, and a bounded number of token ids per turn. (The token ids
+    /// themselves are checked against the model when the chat is restored.)
+    pub fn check(&self) -> Result<(), String> {
+        if self.turns.len() > MAX_SAVED_TURNS {
+            return Err(format!(
+                "{} turns; at most {MAX_SAVED_TURNS} are kept",
+                self.turns.len()
+            ));
+        }
+        if self.first_remembered > self.turns.len() {
+            return Err("first_remembered is past the last turn".into());
+        }
+        for (i, t) in self.turns.iter().enumerate() {
+            let bad =
+                if t.player.chars().count() > crate::MAX_PLAYER_CHARS || t.player.contains('\0') {
+                    Some("its player line is longer than a player may say or holds a NUL")
+                } else if t.raw.len() > MAX_RAW_BYTES || t.raw.chars().any(char::is_control) {
+                    Some("its reply is longer than a reply can be or holds a control character")
+                } else if t.words.len() > MAX_SAVED_TOKENS || t.generated.len() > MAX_SAVED_TOKENS {
+                    Some("it holds more token ids than a turn can have")
+                } else {
+                    None
+                };
+            if let Some(why) = bad {
+                return Err(format!("turn {i}: {why}"));
+            }
+        }
+        Ok(())
     }
 }

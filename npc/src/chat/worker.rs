@@ -154,20 +154,39 @@ impl<'m> Worker<'m> {
         Ok(w)
     }
 
+    /// Takes up a saved conversation. A save is data from outside — a file a player can edit —
+    /// so its token ids are reused only when they are this model's (same fingerprint), every id
+    /// is an ordinary token of the vocabulary (in range, not a control token) and they spell
+    /// exactly the saved text; otherwise the text is tokenized again, which can never yield a
+    /// control token. The saved texts themselves were checked by [`SavedChat::check`].
     pub(super) fn restore(&mut self, saved: SavedChat) {
         let same_model = saved.model == self.fingerprint;
         let vocab = self.model.vocab();
-        let ids = |v: Vec<i32>| v.into_iter().map(LlamaToken).collect::<Vec<_>>();
+        let trusted = |ids: &[i32], text: &str| -> Option<Vec<LlamaToken>> {
+            let n = vocab.n_tokens();
+            if !same_model || ids.is_empty() || ids.iter().any(|&i| i < 0 || i >= n) {
+                return None;
+            }
+            let tokens: Vec<LlamaToken> = ids.iter().copied().map(LlamaToken).collect();
+            if tokens.iter().any(|&t| vocab.is_control(t)) {
+                return None;
+            }
+            let mut spelt = Vec::with_capacity(text.len());
+            for &t in &tokens {
+                spelt.extend(vocab.token_to_piece(t, false, None));
+            }
+            (spelt == text.as_bytes()).then_some(tokens)
+        };
+        let mut retokenized = 0usize;
         for t in saved.turns {
-            let (words, generated) = if same_model && !t.words.is_empty() && !t.generated.is_empty()
-            {
-                (ids(t.words), ids(t.generated))
-            } else {
+            let reused = trusted(&t.words, &t.player).zip(trusted(&t.generated, &t.raw));
+            let (words, generated) = reused.unwrap_or_else(|| {
+                retokenized += 1;
                 (
                     vocab.tokenize(t.player.as_bytes(), false, false),
                     vocab.tokenize(t.raw.as_bytes(), false, false),
                 )
-            };
+            });
             self.turns.push(Turn {
                 player: t.player,
                 reply: t.reply,
@@ -177,6 +196,13 @@ impl<'m> Worker<'m> {
             });
         }
         self.first_remembered = saved.first_remembered.min(self.turns.len());
+        if retokenized > 0 && same_model {
+            tracing::warn!(
+                persona = self.persona.name(),
+                turns = retokenized,
+                "saved token ids did not match their text; those turns were tokenized again"
+            );
+        }
     }
 
     pub(super) fn snapshot(&self) -> SavedChat {

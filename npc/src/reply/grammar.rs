@@ -4,17 +4,24 @@
 //! words, which keeps small models in character.
 //!
 //! `say` is one to `max_sentences` sentences, each 1 to [`MAX_SENTENCE_CHARS`] characters that end
-//! in `.`, `!` or `?`, separated by one space. It never holds `"`, `\` or control characters, so the
-//! reply is valid JSON without escapes and the length of every reply is bounded.
+//! in `.`, `!` or `?`, separated by one space. It never holds `"`, `\`, control characters (C0,
+//! DEL, C1) or bidirectional overrides, so the reply is valid JSON without escapes, shows as what
+//! it says, and the length of every reply is bounded.
 
 use super::ReplyShape;
 
 /// The most characters one sentence of `say` may have (its final punctuation included).
 pub const MAX_SENTENCE_CHARS: usize = 120;
 
-/// Characters that may never appear inside `say`.
+/// Characters that may never appear inside `say`: the quote and backslash (so the reply is JSON
+/// without escapes), control characters (C0, DEL and C1) and the bidirectional overrides and
+/// isolates, which could make a line display differently from what it says.
 fn forbidden(c: char) -> bool {
-    c == '"' || c == '\\' || c.is_control()
+    c == '"'
+        || c == '\\'
+        || c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 fn is_end(c: char) -> bool {
@@ -40,8 +47,8 @@ pub fn gbnf(shape: &ReplyShape<'_>) -> String {
         r#"root ::= "{{\"speaker\": \"{name}\", \"action\": \"" action "\", \"say\": \"" say "\", \"emotion\": \"" emotion "\"}}"
 say ::= {say}
 sentence ::= first body{{0,{body}}} end
-first ::= [^ "\\.!?\x00-\x1F]
-body ::= [^"\\.!?\x00-\x1F]
+first ::= [^ "\\.!?\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]
+body ::= [^"\\.!?\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069]
 end ::= [.!?]
 emotion ::= {emotions}
 action ::= {actions}
@@ -103,6 +110,18 @@ mod tests {
     #[test]
     fn say_rules() {
         assert!(check_say("Hello there.", 2).is_ok());
+        // C1 controls and bidirectional overrides are refused, as the grammar refuses them.
+        assert!(check_say("Hello\u{85}there.", 2).is_err());
+        assert!(check_say("Hello \u{202E}ereht.", 2).is_err());
+        assert!(check_say("Hello \u{2067}there.", 2).is_err());
+        assert!(check_say("Caf\u{e9} au lait.", 2).is_ok());
+        let shape = ReplyShape {
+            name: "Bram",
+            emotions: &["calm".into()],
+            actions: &["none".into()],
+            max_sentences: 2,
+        };
+        assert!(gbnf(&shape).contains(r"\x7F-\x9F\u202A-\u202E\u2066-\u2069"));
         assert!(check_say("Hello there. Who are you?", 2).is_ok());
         assert!(check_say("One. Two. Three.", 2).is_err());
         assert!(check_say("No ending", 2).is_err());
