@@ -562,15 +562,7 @@ fn receive_art(
                 let atlas = ((art.width, art.height) == SheetLayout::SIZE).then(|| {
                     worker
                         .sheet_atlas
-                        .get_or_insert_with(|| {
-                            atlases.add(TextureAtlasLayout::from_grid(
-                                UVec2::splat(SheetLayout::FRAME),
-                                SheetLayout::COLUMNS,
-                                SheetLayout::ROWS,
-                                None,
-                                None,
-                            ))
-                        })
+                        .get_or_insert_with(|| atlases.add(sheet_atlas_layout()))
                         .clone()
                 });
                 ready.write(ArtReady {
@@ -592,6 +584,19 @@ fn receive_art(
 /// The pixels as an sRGB RGBA8 image with nearest-neighbour sampling (crisp pixel art).
 pub(crate) fn to_image(art: &GeneratedArt) -> Image {
     pixel_image(art.width, art.height, art.rgba.clone())
+}
+
+/// The texture-atlas layout of a Kiln character sheet ([`SheetLayout`]: 16×16 frames, 3
+/// columns of walk frames, 4 rows of directions), the one [`ArtReady::atlas`] holds; for sheets
+/// a game reads back from disk.
+pub fn sheet_atlas_layout() -> TextureAtlasLayout {
+    TextureAtlasLayout::from_grid(
+        UVec2::splat(SheetLayout::FRAME),
+        SheetLayout::COLUMNS,
+        SheetLayout::ROWS,
+        None,
+        None,
+    )
 }
 
 /// RGBA8 pixels (rows top to bottom, as Kiln paints and stores them) as an sRGB `Image` with

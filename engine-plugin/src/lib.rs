@@ -72,7 +72,7 @@ use bevy::prelude::*;
 
 pub use art::{
     ArtDevice, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, ArtStatus, GenerateArt,
-    KilnWallet, pixel_image,
+    KilnWallet, pixel_image, sheet_atlas_layout,
 };
 #[cfg(feature = "chain")]
 pub use chain::{

@@ -833,7 +833,7 @@ fn run_integer(
             (t, a, b)
         })
         .collect();
-    let rgba = match gpu {
+    let mut rgba = match gpu {
         #[cfg(feature = "gpu")]
         Some(gpu) => {
             let mut stopped = None;
@@ -884,7 +884,6 @@ fn run_integer(
     };
     // The colour limit (§9.7) runs on the snapped pixels, here for both backends: a few
     // thousand pixels, one pass to count and one to replace.
-    let mut rgba = rgba;
     if let (Some(palette), Some(limit)) = (&net.config().palette, net.config().colour_limit(w, h)) {
         crate::model::sprite_q::ops::limit_colours(palette, limit, &mut rgba);
     }

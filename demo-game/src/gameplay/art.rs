@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use bevy::image::TextureAtlasLayout;
 use bevy::prelude::*;
 use bevy_kiln::{ArtFailed, ArtKind, ArtProgress, ArtReady, ArtStatus, GenerateArt, PersonaAsset};
-use kiln_nftgen::{SheetLayout, png_io};
+use kiln_nftgen::png_io;
 
 use crate::app::{AppSystems, DemoConfig};
 
@@ -38,6 +38,16 @@ pub struct Picture {
     pub kind: ArtKind,
     /// Seed.
     pub seed: u64,
+}
+
+/// A villager's sheet, painted from the `appearance` of the persona at `persona`.
+const fn villager(name: &'static str, persona: &'static str, seed: u64) -> Picture {
+    Picture {
+        name,
+        prompt: Prompt::Persona(persona),
+        kind: ArtKind::Sheet,
+        seed,
+    }
 }
 
 const fn fixed(name: &'static str, prompt: &'static str, kind: ArtKind, seed: u64) -> Picture {
@@ -87,24 +97,9 @@ pub const PICTURES: &[Picture] = &[
         ArtKind::Sheet,
         21,
     ),
-    Picture {
-        name: "bram",
-        prompt: Prompt::Persona("npcs/blacksmith.toml"),
-        kind: ArtKind::Sheet,
-        seed: 22,
-    },
-    Picture {
-        name: "mira",
-        prompt: Prompt::Persona("npcs/merchant.toml"),
-        kind: ArtKind::Sheet,
-        seed: 23,
-    },
-    Picture {
-        name: "sela",
-        prompt: Prompt::Persona("npcs/oracle.toml"),
-        kind: ArtKind::Sheet,
-        seed: 24,
-    },
+    villager("bram", "npcs/blacksmith.toml", 22),
+    villager("mira", "npcs/merchant.toml", 23),
+    villager("sela", "npcs/oracle.toml", 24),
 ];
 
 /// A sprite that shows picture `0` (a name of [`PICTURES`]).
@@ -198,21 +193,6 @@ fn load_cached(path: &Path, prompt: &str, seed: u64, model: &str) -> Option<Imag
     Some(bevy_kiln::pixel_image(png.width, png.height, png.rgba))
 }
 
-fn atlas_of(
-    kind: ArtKind,
-    atlases: &mut Assets<TextureAtlasLayout>,
-) -> Option<Handle<TextureAtlasLayout>> {
-    (kind == ArtKind::Sheet).then(|| {
-        atlases.add(TextureAtlasLayout::from_grid(
-            UVec2::splat(SheetLayout::FRAME),
-            SheetLayout::COLUMNS,
-            SheetLayout::ROWS,
-            None,
-            None,
-        ))
-    })
-}
-
 /// Once the art model and the personas are ready: every picture whose cached file checks out
 /// is loaded, the others are asked of Kiln (a persona without an appearance paints a plain
 /// traveller).
@@ -240,6 +220,8 @@ fn load_or_paint(
         return;
     }
     *started = true;
+    // One layout serves every cached sheet.
+    let mut sheet_atlas = None;
     painting.began = Some(std::time::Instant::now());
     for &picture in PICTURES {
         let prompt = match picture.prompt {
@@ -257,7 +239,11 @@ fn load_or_paint(
             picture.seed,
             model,
         ) {
-            let atlas = atlas_of(picture.kind, &mut atlases);
+            let atlas = (picture.kind == ArtKind::Sheet).then(|| {
+                sheet_atlas
+                    .get_or_insert_with(|| atlases.add(bevy_kiln::sheet_atlas_layout()))
+                    .clone()
+            });
             art.0.insert(picture.name, (images.add(image), atlas));
             painting.cached += 1;
             continue;
