@@ -1,4 +1,5 @@
-//! NPC dialogue: personas as assets, a chat per NPC on its own thread, streamed replies.
+//! NPC dialogue: personas as assets, a chat per NPC served by the engine's one crowd worker,
+//! streamed replies.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -21,7 +22,8 @@ pub struct NpcPlugin {
     /// The GGUF chat model [default: `kiln_npc::default_model_path()`, i.e. `$KILN_NPC_MODEL`
     /// or the cache where `cargo xtask setup` puts SmolLM2-135M].
     pub model: PathBuf,
-    /// llama.cpp threads per NPC (one keeps replies steady while the game uses other cores).
+    /// llama.cpp threads of the NPC worker, which serves every NPC (one keeps replies steady
+    /// while the game uses other cores).
     pub threads: u32,
     /// Seed of every NPC's sampler (same persona, history and seed → same replies).
     pub seed: u64,
@@ -220,9 +222,7 @@ impl Plugin for NpcPlugin {
         let (out_tx, out) = crossbeam_channel::unbounded();
         let model = self.model.clone();
         let config = EngineConfig::default().with_threads(self.threads);
-        let options = ChatOptions::default()
-            .with_seed(self.seed)
-            .with_threads(self.threads);
+        let options = ChatOptions::default().with_seed(self.seed);
         let priority = self.priority;
         let crashed = out_tx.clone();
         let spawned = Worker::spawn(

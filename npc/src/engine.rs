@@ -45,32 +45,38 @@ pub struct EngineConfig {
     context_size: NonZeroU32,
     batch_size: NonZeroU32,
     gpu_layers: u32,
+    slots: NonZeroU32,
 }
 
+/// The most NPCs whose conversations one engine keeps in its context at once.
+pub const MAX_SLOTS: u32 = 64;
+
 impl Default for EngineConfig {
-    /// One thread per chat (it holds its speed when the game or another chat keeps the other
-    /// cores busy; `cargo xtask bench npc` measures it), 2048 tokens of context, batches of 64
-    /// tokens (as fast as larger ones for small models, and the longest a cancel or a drop waits),
-    /// no GPU offload.
+    /// One thread (it holds its speed when the game keeps the other cores busy; `cargo xtask
+    /// bench npc` measures it), 2048 tokens of context per NPC, 4 NPCs held in the context at
+    /// once, batches of 64 tokens (as fast as larger ones for small models, and the longest a
+    /// cancel or a drop waits), no GPU offload.
     fn default() -> Self {
         Self {
             threads: NonZeroU32::MIN,
             context_size: NonZeroU32::new(2048).expect("non-zero"),
             batch_size: NonZeroU32::new(64).expect("non-zero"),
             gpu_layers: 0,
+            slots: NonZeroU32::new(4).expect("non-zero"),
         }
     }
 }
 
 impl EngineConfig {
-    /// Threads each chat uses for generation and prompt evaluation (0 is read as 1).
+    /// Threads the engine's worker uses for every NPC, generating and evaluating prompts (0 is
+    /// read as 1).
     #[must_use]
     pub fn with_threads(mut self, threads: u32) -> Self {
         self.threads = NonZeroU32::new(threads).unwrap_or(NonZeroU32::MIN);
         self
     }
-    /// Tokens of context per chat: persona, remembered turns and the reply in progress
-    /// (at least 64).
+    /// Tokens of context per NPC: persona, remembered turns and the reply in progress (at least
+    /// 64; llama.cpp rounds a KV stream up to a multiple of 256).
     #[must_use]
     pub fn with_context_size(mut self, tokens: u32) -> Self {
         self.context_size = NonZeroU32::new(tokens.max(64)).expect("non-zero");
@@ -84,17 +90,30 @@ impl EngineConfig {
         self.batch_size = NonZeroU32::new(tokens.max(8)).expect("non-zero");
         self
     }
+    /// NPCs whose conversations the context holds at once, each in its own KV stream (1 to
+    /// [`MAX_SLOTS`]). More NPCs may talk: when one needs a stream and none is free, the NPC
+    /// quiet for longest gives its up and evaluates its history again when it next speaks
+    /// (slower, the same reply). Memory grows with `slots × context_size`.
+    #[must_use]
+    pub fn with_slots(mut self, slots: u32) -> Self {
+        self.slots = NonZeroU32::new(slots.clamp(1, MAX_SLOTS)).expect("non-zero");
+        self
+    }
+    /// NPCs held in the context at once.
+    pub fn slots(&self) -> u32 {
+        self.slots.get()
+    }
     /// Layers to offload to a GPU, when llama.cpp was built with one (default 0).
     #[must_use]
     pub fn with_gpu_layers(mut self, layers: u32) -> Self {
         self.gpu_layers = layers;
         self
     }
-    /// Threads per chat.
+    /// Threads of the engine's worker.
     pub fn threads(&self) -> u32 {
         self.threads.get()
     }
-    /// Tokens of context per chat.
+    /// Tokens of context per NPC.
     pub fn context_size(&self) -> u32 {
         self.context_size.get()
     }
@@ -145,6 +164,7 @@ pub(crate) struct EngineInner {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
+    pub(crate) crowd: Arc<crate::chat::crowd::CrowdHandle>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -187,22 +207,30 @@ impl Engine {
             ms = started.elapsed().as_millis() as u64,
             "loaded model"
         );
-        Ok(Engine {
-            inner: Arc::new(EngineInner {
-                model,
+        let inner = Arc::new(EngineInner {
+            model,
+            path: path.to_path_buf(),
+            config,
+            name: summary.name,
+            has_chat_template: summary.has_chat_template,
+            fingerprint: ModelFingerprint(summary.header_sha256),
+            live_chats: AtomicUsize::new(0),
+        });
+        let crowd = crate::chat::crowd::CrowdHandle::start(inner.clone()).map_err(|e| {
+            ModelError::LoadFailed {
                 path: path.to_path_buf(),
-                config,
-                name: summary.name,
-                has_chat_template: summary.has_chat_template,
-                fingerprint: ModelFingerprint(summary.header_sha256),
-                live_chats: AtomicUsize::new(0),
-            }),
+                detail: Some(format!("cannot start the NPC worker thread: {e}")),
+            }
+        })?;
+        Ok(Engine {
+            inner,
+            crowd: Arc::new(crowd),
         })
     }
 
-    /// Starts a conversation with `persona` on its own worker thread.
+    /// Starts a conversation with `persona`, served by the engine's worker with every other NPC.
     pub fn chat(&self, persona: Persona, options: ChatOptions) -> Result<Chat, ChatError> {
-        Chat::spawn(self.clone(), persona, options, None)
+        Chat::spawn(self, persona, options, None)
     }
 
     /// Restores a saved conversation: the chat remembers every turn and continues as the
@@ -223,7 +251,7 @@ impl Engine {
             .check()
             .map_err(|reason| SaveError::Invalid { reason })?;
         let options = saved.options.clone();
-        Ok(Chat::spawn(self.clone(), persona, options, Some(saved))?)
+        Ok(Chat::spawn(self, persona, options, Some(saved))?)
     }
 
     /// The model file.
@@ -246,7 +274,7 @@ impl Engine {
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
-    /// How many chat worker threads are running now.
+    /// How many chats are open now (a dropped chat is forgotten at the worker's next loop).
     pub fn live_chats(&self) -> usize {
         self.inner.live_chats.load(Ordering::SeqCst)
     }

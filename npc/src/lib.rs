@@ -7,8 +7,10 @@
 //!
 //! - [`Engine`] loads a GGUF model once; many NPCs share it.
 //! - [`Persona`] is read from TOML and validated (errors name the file and the field).
-//! - [`Chat`] runs one conversation on its own thread: [`Chat::ask`] returns at once and
-//!   [`ChatEvent`]s stream back — text deltas, then a typed [`NpcReply`] or an error.
+//! - [`Chat`] is one conversation: [`Chat::ask`] returns at once and [`ChatEvent`]s stream back
+//!   — text deltas, then a typed [`NpcReply`] or an error. One worker thread and one llama.cpp
+//!   context serve every chat of an engine, a KV stream per NPC, every replying NPC advanced by
+//!   one token per decode; a reply does not depend on who else is talking.
 //! - Replies are sampled under a GBNF grammar generated from the persona, so every reply parses
 //!   and its emotion and action come from the persona's lists, whatever the player types.
 //! - The conversation stays in llama.cpp's KV cache: a new turn evaluates only its new tokens.

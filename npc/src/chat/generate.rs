@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
@@ -14,8 +13,34 @@ use crate::reply::parse;
 use crate::sampler::{self, Sampling, SplitMix64};
 
 use super::kv::Segment;
-use super::worker::{Flags, Outcome, Turn, Worker, decode_err};
+use super::worker::{Turn, Worker};
 use super::{ChatEvent, NpcReply, RequestId, TurnStats};
+
+/// A reply in progress: from the player's line to the closing `"}`.
+pub(super) struct Reply {
+    pub(super) id: RequestId,
+    text: String,
+    words: Vec<LlamaToken>,
+    /// The oldest turn remembered once this reply's prompt is in the stream.
+    first: usize,
+    pub(super) stats: TurnStats,
+    started: Instant,
+    gen_started: Instant,
+    rng: SplitMix64,
+    generated: Vec<LlamaToken>,
+    raw: Vec<u8>,
+    streamed: usize,
+    span: parse::SpokenSpan,
+    echo: Vec<i32>,
+}
+
+/// What one sampled token did to a reply.
+pub(super) enum Step {
+    /// The reply goes on: this token must be evaluated next.
+    Next(LlamaToken),
+    /// The reply is complete (its last token is evaluated later, with the turn's close).
+    Done(NpcReply, TurnStats),
+}
 
 impl Worker<'_> {
     /// The tokens of a generated reply that lie inside its spoken words (`say`), found the way
@@ -121,19 +146,17 @@ impl Worker<'_> {
         Some(sampler::pick(&best, sampling, rng))
     }
 
-    pub(super) fn answer(
+    /// Starts a reply to `text`: forgets old turns (never the persona) until the prompt and the
+    /// longest reply fit — down to about half the room, so it does not happen every turn — and
+    /// returns the reply with the schedule its prompt needs.
+    pub(super) fn begin(
         &mut self,
         id: RequestId,
         text: &str,
-        events: &Sender<ChatEvent>,
-        flags: &Flags,
-    ) -> Result<Outcome, ChatError> {
+    ) -> Result<(Reply, Vec<Segment>), ChatError> {
         let started = Instant::now();
         let mut stats = TurnStats::default();
         let words = self.model.vocab().tokenize(text.as_bytes(), false, false);
-
-        // Forget old turns (never the persona) until the prompt and the longest reply fit; when
-        // forgetting, forget down to about half the room, so it does not happen every turn.
         let len = |segs: &[Segment]| segs.iter().map(|s| s.tokens.len()).sum::<usize>();
         let budget = self.n_ctx - self.max_reply_tokens;
         let mut first = self.first_remembered;
@@ -159,126 +182,136 @@ impl Worker<'_> {
         }
         stats.prompt_tokens = len(&schedule);
         stats.persona_tokens = self.persona_tokens.len();
-        let (reused, logit_idx) = self.sync(&schedule, true, &|| flags.cancelled(id))?;
-        // Forgetting is kept even if this request is cancelled later: the cache matches it.
-        self.first_remembered = first;
-        let mut logit_idx = logit_idx.ok_or_else(|| decode_err("no logits"))?;
-        stats.reused_tokens = reused;
-        stats.evaluated_tokens = stats.prompt_tokens - reused;
-        stats.prompt_time = started.elapsed();
-        let gen_started = Instant::now();
-
-        self.grammar.reset();
-        let mut rng = SplitMix64::new(sampler::turn_seed(self.options.seed, self.turns.len()));
-        let sampling = self.options.sampling;
-        let mut generated: Vec<LlamaToken> = Vec::new();
-        let mut raw: Vec<u8> = Vec::new();
-        let mut streamed = 0usize;
-        let mut batch = LlamaBatch::new(1, 1);
-        let mut done = false;
-        let mut span = parse::SpokenSpan::default();
-        let echo: Vec<i32> = self.turns[self.first_remembered..]
+        let echo: Vec<i32> = self.turns[first..]
             .last()
             .map(|t| self.spoken_tokens(&t.generated))
             .unwrap_or_default();
-        for _ in 0..self.max_reply_tokens {
-            if flags.cancelled(id) {
-                return Ok(Outcome::Cancelled);
-            }
-            // The repeat penalty applies while the spoken words are written, to the words said so
-            // far and those of the NPC's previous reply (small models love to parrot it), but not
-            // to the NPC's name, the JSON keys, or the emotion and action choices.
-            let penalized: std::collections::HashSet<i32> = match span.open_from() {
-                Some(from) if sampling.repeat_penalty() > 1.0 => generated[from..]
-                    .iter()
-                    .map(|t| t.0)
-                    .chain(echo.iter().copied())
-                    .filter(|t| !self.name_tokens.contains(t))
-                    .collect(),
-                _ => Default::default(),
-            };
-            let logits = self.ctx.get_logits_ith(logit_idx);
-            let Some(tok) = Self::next_token(
-                &mut self.grammar,
-                logits,
-                &penalized,
-                &sampling,
-                &mut rng,
-                &mut stats.grammar_fallbacks,
-            ) else {
-                return Err(ChatError::Unparseable {
-                    reason: "the grammar allows no token here".into(),
-                    raw: String::from_utf8_lossy(&raw).into_owned(),
-                });
-            };
-            let tok = LlamaToken(tok);
-            self.grammar
-                .try_accept(tok)
-                .map_err(|e| ChatError::Unparseable {
-                    reason: format!("grammar refused token {}: {e}", tok.0),
-                    raw: String::from_utf8_lossy(&raw).into_owned(),
-                })?;
-            if generated.is_empty() {
-                stats.time_to_first_token = started.elapsed();
-            }
-            generated.push(tok);
-            raw.extend(self.model.vocab().token_to_piece(tok, false, None));
+        let reply = Reply {
+            id,
+            text: text.to_string(),
+            words,
+            first,
+            stats,
+            started,
+            gen_started: started,
+            rng: SplitMix64::new(sampler::turn_seed(self.options.seed, self.turns.len())),
+            generated: Vec::new(),
+            raw: Vec::new(),
+            streamed: 0,
+            span: parse::SpokenSpan::default(),
+            echo,
+        };
+        Ok((reply, schedule))
+    }
 
-            let valid = match std::str::from_utf8(&raw) {
-                Ok(s) => s,
-                Err(e) => std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
-            };
-            let say = parse::partial_say(valid);
-            span.update(valid, generated.len());
-            if say.len() > streamed {
-                let delta = say[streamed..].to_string();
-                streamed = say.len();
-                let _ = events.send(ChatEvent::Delta {
-                    request: id,
-                    text: delta,
-                });
-            }
-            if valid.ends_with("\"}") {
-                done = true;
-                break;
-            }
-            batch.clear();
-            batch
-                .add(tok, self.cached.len() as i32, &[0], true)
-                .map_err(decode_err)?;
-            self.ctx.decode(&mut batch).map_err(decode_err)?;
-            self.cached.push(tok);
-            logit_idx = 0;
-        }
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        if !done {
+    /// The prompt is in the stream (`reused` of its tokens were already there): generation
+    /// starts.
+    pub(super) fn prompt_done(&mut self, reply: &mut Reply, reused: usize) {
+        // Forgetting is kept even if this request is cancelled later: the cache matches it.
+        self.first_remembered = reply.first;
+        reply.stats.reused_tokens = reused;
+        reply.stats.evaluated_tokens = reply.stats.prompt_tokens - reused;
+        reply.stats.prompt_time = reply.started.elapsed();
+        reply.gen_started = Instant::now();
+        self.grammar.reset();
+    }
+
+    /// Samples the reply's next token from `logits`, streams any new spoken text, and says
+    /// whether the reply goes on.
+    pub(super) fn sample(
+        &mut self,
+        reply: &mut Reply,
+        logits: &[f32],
+        events: &Sender<ChatEvent>,
+    ) -> Result<Step, ChatError> {
+        let sampling = self.options.sampling;
+        // The repeat penalty applies while the spoken words are written, to the words said so
+        // far and those of the NPC's previous reply (small models love to parrot it), but not
+        // to the NPC's name, the JSON keys, or the emotion and action choices.
+        let penalized: std::collections::HashSet<i32> = match reply.span.open_from() {
+            Some(from) if sampling.repeat_penalty() > 1.0 => reply.generated[from..]
+                .iter()
+                .map(|t| t.0)
+                .chain(reply.echo.iter().copied())
+                .filter(|t| !self.name_tokens.contains(t))
+                .collect(),
+            _ => Default::default(),
+        };
+        let raw_text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+        let Some(tok) = Self::next_token(
+            &mut self.grammar,
+            logits,
+            &penalized,
+            &sampling,
+            &mut reply.rng,
+            &mut reply.stats.grammar_fallbacks,
+        ) else {
             return Err(ChatError::Unparseable {
-                reason: format!(
-                    "the reply did not end within {} tokens",
-                    self.max_reply_tokens
-                ),
-                raw,
+                reason: "the grammar allows no token here".into(),
+                raw: raw_text(&reply.raw),
+            });
+        };
+        let tok = LlamaToken(tok);
+        self.grammar
+            .try_accept(tok)
+            .map_err(|e| ChatError::Unparseable {
+                reason: format!("grammar refused token {}: {e}", tok.0),
+                raw: raw_text(&reply.raw),
+            })?;
+        if reply.generated.is_empty() {
+            reply.stats.time_to_first_token = reply.started.elapsed();
+        }
+        reply.generated.push(tok);
+        reply
+            .raw
+            .extend(self.model.vocab().token_to_piece(tok, false, None));
+        let valid = match std::str::from_utf8(&reply.raw) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&reply.raw[..e.valid_up_to()]).unwrap_or(""),
+        };
+        let say = parse::partial_say(valid);
+        reply.span.update(valid, reply.generated.len());
+        if say.len() > reply.streamed {
+            let delta = say[reply.streamed..].to_string();
+            reply.streamed = say.len();
+            let _ = events.send(ChatEvent::Delta {
+                request: reply.id,
+                text: delta,
             });
         }
+        if !valid.ends_with("\"}") {
+            if reply.generated.len() >= self.max_reply_tokens {
+                return Err(ChatError::Unparseable {
+                    reason: format!(
+                        "the reply did not end within {} tokens",
+                        self.max_reply_tokens
+                    ),
+                    raw: raw_text(&reply.raw),
+                });
+            }
+            return Ok(Step::Next(tok));
+        }
+        let raw = raw_text(&reply.raw);
         let (say, emotion, action) = parse::parse_reply(&raw, &self.persona.reply_shape())
             .map_err(|reason| ChatError::Unparseable {
                 reason,
                 raw: raw.clone(),
             })?;
-        stats.generated_tokens = generated.len();
-        stats.generation_time = gen_started.elapsed();
-        let reply = NpcReply {
+        let mut stats = std::mem::take(&mut reply.stats);
+        stats.generated_tokens = reply.generated.len();
+        stats.generation_time = reply.gen_started.elapsed();
+        let npc_reply = NpcReply {
             say,
             emotion,
             action,
         };
         self.turns.push(Turn {
-            player: text.to_string(),
-            reply: reply.clone(),
+            player: std::mem::take(&mut reply.text),
+            reply: npc_reply.clone(),
             raw,
-            words,
-            generated,
+            words: std::mem::take(&mut reply.words),
+            generated: std::mem::take(&mut reply.generated),
         });
-        Ok(Outcome::Done(reply, stats))
+        Ok(Step::Done(npc_reply, stats))
     }
 }

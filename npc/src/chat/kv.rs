@@ -1,5 +1,6 @@
 //! The KV cache: which tokens it holds, and evaluating the history in one canonical shape.
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
@@ -25,19 +26,31 @@ pub(super) struct Segment {
     pub(super) shape: Shape,
 }
 
-impl Worker<'_> {
-    /// Evaluates what the cache lacks of the remembered history (the persona, restored turns, the
-    /// close of the last reply) until `stop` says so. A failure is only logged: the next question
-    /// evaluates whatever is still missing, and reports errors then.
-    pub(super) fn catch_up(&mut self, stop: &dyn Fn() -> bool) {
+/// The decode calls that bring a KV stream to a scheduled history, run one call at a time so
+/// that the crowd can advance other NPCs between them.
+pub(super) struct Plan {
+    target: Vec<LlamaToken>,
+    /// Start of each remaining decode call; the last entry is the end.
+    calls: Vec<usize>,
+    next: usize,
+    need_logits: bool,
+    /// Tokens the stream already held.
+    pub(super) reused: usize,
+}
+
+impl Plan {
+    /// Whether every call has run.
+    pub(super) fn done(&self) -> bool {
+        self.next + 1 >= self.calls.len()
+    }
+}
+
+impl<'m> Worker<'m> {
+    /// The catch-up plan: what the stream lacks of the remembered history (the persona,
+    /// restored turns, the close of the last reply), evaluated while the player reads.
+    pub(super) fn catch_up_plan(&mut self, ctx: &mut LlamaContext<'m>) -> Result<Plan, ChatError> {
         let history = self.schedule(self.first_remembered, None);
-        match self.sync(&history, false, stop) {
-            Ok(_) | Err(ChatError::Cancelled) => {}
-            Err(e) => tracing::warn!(
-                persona = self.persona.name(),
-                "evaluating the conversation so far failed: {e}"
-            ),
-        }
+        self.plan(ctx, &history, false)
     }
 
     /// The canonical evaluation of the persona, the turns from `first` on, and (when given) a
@@ -77,16 +90,17 @@ impl Worker<'_> {
         segments
     }
 
-    /// Makes the KV cache hold exactly the scheduled tokens, evaluating only what it does not
-    /// hold yet, in the canonical shape. With `need_logits`, the last token is always evaluated
-    /// (its logits are needed) and its batch index is returned. `stop` is polled between
-    /// batches; when it says stop, the result is `Err(ChatError::Cancelled)`.
-    pub(super) fn sync(
+    /// Plans to make this NPC's KV stream hold exactly the scheduled tokens, evaluating only
+    /// what it does not hold yet, in the canonical shape, and cuts from the stream what the
+    /// schedule no longer has. With `need_logits`, the last token is always evaluated (its
+    /// logits are needed).
+    pub(super) fn plan(
         &mut self,
+        ctx: &mut LlamaContext<'m>,
         segments: &[Segment],
         need_logits: bool,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<(usize, Option<i32>), ChatError> {
+    ) -> Result<Plan, ChatError> {
+        let seq = self.seq.ok_or_else(|| decode_err("no KV stream"))?;
         // Where each canonical decode call starts.
         let mut calls = Vec::new();
         let mut target = Vec::new();
@@ -120,36 +134,52 @@ impl Worker<'_> {
             .max()
             .unwrap_or(0);
         if common < self.cached.len() {
-            let removed = self
-                .ctx
-                .clear_kv_cache_seq(Some(0), Some(common as u32), None)
+            let removed = ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(common as u32), None)
                 .map_err(decode_err)?;
             if removed {
                 self.cached.truncate(common);
             } else {
                 // Models whose cache cannot be cut part-way (recurrent ones) start over.
-                self.ctx.clear_kv_cache();
+                ctx.clear_kv_cache_seq(Some(seq as u32), None, None)
+                    .map_err(decode_err)?;
                 self.cached.clear();
-                return self.sync(segments, need_logits, stop);
+                return self.plan(ctx, segments, need_logits);
             }
         }
-        let mut batch = LlamaBatch::new(self.n_batch, 1);
-        let mut last = None;
-        for pair in calls.windows(2).filter(|w| w[0] >= common) {
-            if stop() {
-                return Err(ChatError::Cancelled);
-            }
-            let chunk = &target[pair[0]..pair[1]];
-            batch.clear();
-            for (i, tok) in chunk.iter().enumerate() {
-                let pos = (pair[0] + i) as i32;
-                let logits = need_logits && pair[0] + i + 1 == target.len();
-                batch.add(*tok, pos, &[0], logits).map_err(decode_err)?;
-            }
-            self.ctx.decode(&mut batch).map_err(decode_err)?;
-            self.cached.extend_from_slice(chunk);
-            last = Some(chunk.len() as i32 - 1);
+        let calls: Vec<usize> = calls.into_iter().filter(|&c| c >= common).collect();
+        Ok(Plan {
+            target,
+            calls,
+            next: 0,
+            need_logits,
+            reused: common,
+        })
+    }
+
+    /// Runs the plan's next decode call, alone in its batch (the canonical shape). Returns the
+    /// batch index of the last token's logits once the last call has run with `need_logits`.
+    pub(super) fn advance(
+        &mut self,
+        ctx: &mut LlamaContext<'m>,
+        batch: &mut LlamaBatch<'_>,
+        plan: &mut Plan,
+    ) -> Result<Option<i32>, ChatError> {
+        let seq = self.seq.ok_or_else(|| decode_err("no KV stream"))?;
+        if plan.done() {
+            return Ok(None);
         }
-        Ok((common, if need_logits { last } else { None }))
+        let (from, to) = (plan.calls[plan.next], plan.calls[plan.next + 1]);
+        let chunk = &plan.target[from..to];
+        batch.clear();
+        for (i, tok) in chunk.iter().enumerate() {
+            let pos = (from + i) as i32;
+            let logits = plan.need_logits && from + i + 1 == plan.target.len();
+            batch.add(*tok, pos, &[seq], logits).map_err(decode_err)?;
+        }
+        ctx.decode(batch).map_err(decode_err)?;
+        self.cached.extend_from_slice(chunk);
+        plan.next += 1;
+        Ok((plan.done() && plan.need_logits).then(|| chunk.len() as i32 - 1))
     }
 }

@@ -1,7 +1,8 @@
-//! A conversation with one NPC, run on its own worker thread.
+//! A conversation with one NPC, served by its engine's crowd worker.
 //!
-//! [`Chat::ask`] returns at once; the worker evaluates only the tokens the KV cache does not hold
-//! yet, samples a grammar-constrained reply and streams [`ChatEvent`]s back.
+//! [`Chat::ask`] returns at once; the worker evaluates only the tokens the NPC's KV stream does
+//! not hold yet, samples a grammar-constrained reply — one token per decode, batched with every
+//! other NPC that is replying — and streams [`ChatEvent`]s back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,13 +16,15 @@ use crate::error::ChatError;
 use crate::persona::Persona;
 use crate::sampler::Sampling;
 
+pub(crate) mod crowd;
 mod generate;
 mod kv;
 mod save;
 mod worker;
 
+use crowd::{CrowdHandle, Msg, Open};
 pub use save::{MAX_SAVED_TURNS, SAVE_FORMAT, SavedChat, SavedTurn};
-use worker::{Flags, Worker};
+use worker::Flags;
 
 /// The longest player line accepted, in characters.
 pub const MAX_PLAYER_CHARS: usize = 1000;
@@ -192,13 +195,16 @@ impl ChatOptions {
         self.sampling = sampling;
         self
     }
-    /// Context size for this chat, overriding the engine's (64 to [`MAX_CONTEXT_SIZE`]).
+    /// Tokens of context for this chat (64 to [`MAX_CONTEXT_SIZE`]); default the engine's
+    /// per-NPC [`crate::EngineConfig::with_context_size`], which is also the most it gets.
     #[must_use]
     pub fn with_context_size(mut self, tokens: u32) -> Self {
         self.context_size = Some(tokens.clamp(64, MAX_CONTEXT_SIZE));
         self
     }
-    /// Threads for this chat, overriding the engine's (1 to [`MAX_THREADS`]).
+    /// Threads for this chat (1 to [`MAX_THREADS`]). Kept so that older saves read; the engine's
+    /// crowd worker serves every NPC with [`crate::EngineConfig::with_threads`] threads, so this
+    /// has no effect on speed or on the reply.
     #[must_use]
     pub fn with_threads(mut self, threads: u32) -> Self {
         self.threads = Some(threads.clamp(1, MAX_THREADS));
@@ -221,26 +227,25 @@ impl ChatOptions {
     }
 }
 
-enum Command {
+pub(crate) enum Command {
     Ask { id: RequestId, text: String },
     Reset(Option<u64>),
     Snapshot(Sender<SavedChat>),
-    Shutdown,
 }
 
 /// A conversation with one NPC. Create it with [`Engine::chat`].
 ///
-/// The model runs on the chat's own thread; every method returns at once except the
-/// `*_blocking` ones, [`Chat::wait`] and [`Chat::snapshot`]. Dropping the chat cancels its work
-/// and stops the thread (see `Drop`).
+/// Every method returns at once except the `*_blocking` ones, [`Chat::wait`] and
+/// [`Chat::snapshot`]. Dropping the chat cancels its work and frees its place in the engine's
+/// context (see `Drop`).
 pub struct Chat {
-    commands: Sender<Command>,
+    key: u64,
+    crowd: Arc<CrowdHandle>,
     events: Receiver<ChatEvent>,
     cancel_upto: Arc<AtomicU64>,
     shutdown: Arc<AtomicBool>,
     next_id: AtomicU64,
     persona: Persona,
-    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -252,86 +257,62 @@ impl std::fmt::Debug for Chat {
 }
 
 impl Drop for Chat {
-    /// Cancels the chat's work and waits for its thread to end, which frees its llama.cpp
-    /// context. The wait is at most one llama.cpp call: a single token (about 20 ms with the
-    /// default model) while a reply is generated, one batch while a long prompt is evaluated.
-    /// Waiting matters: a thread still inside llama.cpp while the process exits can crash it.
+    /// Cancels the chat's work and tells the worker to forget it; returns at once. The reply in
+    /// progress stops at the worker's next decode call.
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
-        let _ = self.commands.send(Command::Shutdown);
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
-    }
-}
-
-struct LiveGuard(Engine);
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.inner.live_chats.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.crowd.messages.send(Msg::Close(self.key));
     }
 }
 
 impl Chat {
     pub(crate) fn spawn(
-        engine: Engine,
+        engine: &Engine,
         persona: Persona,
         options: ChatOptions,
         saved: Option<SavedChat>,
     ) -> Result<Chat, ChatError> {
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let crowd = engine.crowd.clone();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let cancel_upto = Arc::new(AtomicU64::new(0));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let flags = Flags {
-            cancel_upto: cancel_upto.clone(),
-            shutdown: shutdown.clone(),
+        let key = crowd.next_key.fetch_add(1, Ordering::SeqCst);
+        let open = Open {
+            key,
+            persona: persona.clone(),
+            options,
+            saved,
+            events: ev_tx,
+            flags: Flags {
+                cancel_upto: cancel_upto.clone(),
+                shutdown: shutdown.clone(),
+            },
+            ready: ready_tx,
         };
-        let worker_persona = persona.clone();
-        engine.inner.live_chats.fetch_add(1, Ordering::SeqCst);
-        let guard = LiveGuard(engine.clone());
-        let worker = std::thread::Builder::new()
-            .name(format!("kiln-npc:{}", persona.name()))
-            .spawn(move || {
-                let _guard = guard;
-                let model = &engine.inner.model;
-                let mut worker = match Worker::new(&engine, model, worker_persona, options, saved) {
-                    Ok(w) => {
-                        let _ = ready_tx.send(Ok(()));
-                        w
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                worker.run(&cmd_rx, &ev_tx, &flags);
-            })
-            .map_err(|e| ChatError::Context {
-                reason: format!("cannot start the chat thread: {e}"),
-            })?;
-        let ready = ready_rx
-            .recv()
-            .map_err(|_| ChatError::WorkerGone)
-            .and_then(|r| r);
-        if let Err(e) = ready {
-            // The thread is ending: let it free what it made before reporting.
-            let _ = worker.join();
-            return Err(e);
-        }
+        crowd
+            .messages
+            .send(Msg::Open(Box::new(open)))
+            .map_err(|_| ChatError::WorkerGone)?;
+        ready_rx.recv().map_err(|_| ChatError::WorkerGone)??;
         Ok(Chat {
-            commands: cmd_tx,
+            key,
+            crowd,
             events: ev_rx,
             cancel_upto,
             shutdown,
             next_id: AtomicU64::new(1),
             persona,
-            worker: Some(worker),
         })
     }
 
+    fn send(&self, cmd: Command) -> Result<(), ChatError> {
+        self.crowd
+            .messages
+            .send(Msg::Command(self.key, cmd))
+            .map_err(|_| ChatError::WorkerGone)
+    }
     /// The persona this chat speaks as.
     pub fn persona(&self) -> &Persona {
         &self.persona
@@ -359,9 +340,7 @@ impl Chat {
             });
         }
         let id = RequestId(self.next_id.fetch_add(1, Ordering::SeqCst));
-        self.commands
-            .send(Command::Ask { id, text })
-            .map_err(|_| ChatError::WorkerGone)?;
+        self.send(Command::Ask { id, text })?;
         Ok(id)
     }
 
@@ -374,17 +353,13 @@ impl Chat {
     /// Cancels pending requests and forgets the conversation (the persona stays cached).
     pub fn reset(&self) -> Result<(), ChatError> {
         self.cancel();
-        self.commands
-            .send(Command::Reset(None))
-            .map_err(|_| ChatError::WorkerGone)
+        self.send(Command::Reset(None))
     }
 
     /// Like [`Chat::reset`], and the conversation from here on uses `seed`.
     pub fn reset_with_seed(&self, seed: u64) -> Result<(), ChatError> {
         self.cancel();
-        self.commands
-            .send(Command::Reset(Some(seed)))
-            .map_err(|_| ChatError::WorkerGone)
+        self.send(Command::Reset(Some(seed)))
     }
 
     /// The channel of events from the worker; poll it with `try_recv` (e.g. once a frame).
@@ -428,9 +403,7 @@ impl Chat {
     /// `try_recv()`).
     pub fn snapshot_later(&self) -> Result<Receiver<SavedChat>, ChatError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.commands
-            .send(Command::Snapshot(tx))
-            .map_err(|_| ChatError::WorkerGone)?;
+        self.send(Command::Snapshot(tx))?;
         Ok(rx)
     }
 }

@@ -1,29 +1,22 @@
-//! The chat's worker thread: the llama.cpp context, the remembered turns, and the command loop.
+//! One NPC's side of the crowd: its persona, remembered turns and what its KV stream holds.
+//! The llama.cpp context belongs to the crowd ([`super::crowd`]); a worker only names its
+//! sequence in it.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::backend::backend;
-use crate::engine::Engine;
 use crate::error::ChatError;
 use crate::persona::Persona;
 use crate::reply::grammar::{self, MAX_SENTENCE_CHARS};
 use crate::template::{self, TurnTemplate};
 
-use super::{
-    ChatEvent, ChatOptions, Command, NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn,
-    TurnStats,
-};
+use super::{ChatOptions, NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn};
 
-pub(super) struct Flags {
+pub(crate) struct Flags {
     pub(super) cancel_upto: Arc<AtomicU64>,
     pub(super) shutdown: Arc<AtomicBool>,
 }
@@ -44,14 +37,10 @@ pub(super) struct Turn {
     pub(super) generated: Vec<LlamaToken>,
 }
 
-pub(super) enum Outcome {
-    Done(NpcReply, TurnStats),
-    Cancelled,
-}
-
 pub(super) struct Worker<'m> {
     pub(super) model: &'m LlamaModel,
-    pub(super) ctx: LlamaContext<'m>,
+    /// The sequence (KV stream) this NPC holds in the crowd's context, if any.
+    pub(super) seq: Option<i32>,
     pub(super) persona: Persona,
     pub(super) options: ChatOptions,
     pub(super) fingerprint: String,
@@ -77,33 +66,17 @@ pub(super) fn decode_err(e: impl std::fmt::Display) -> ChatError {
 }
 
 impl<'m> Worker<'m> {
+    /// `n_ctx`: the tokens of context this chat may use (at most its KV stream's size);
+    /// `n_batch`: the canonical prompt chunk.
     pub(super) fn new(
-        engine: &Engine,
         model: &'m LlamaModel,
+        fingerprint: String,
         persona: Persona,
         options: ChatOptions,
         saved: Option<SavedChat>,
+        n_ctx: u32,
+        n_batch: u32,
     ) -> Result<Self, ChatError> {
-        let cfg = engine.config();
-        let n_ctx = options.context_size.unwrap_or(cfg.context_size());
-        let threads = options.threads.unwrap_or(cfg.threads()) as i32;
-        let n_batch = cfg.batch_size().min(n_ctx);
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
-            .with_n_seq_max(1)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        // llama.cpp may write to the model while it creates a context: never two at once.
-        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-        crate::backend::clear_errors();
-        let ctx = model
-            .new_context(backend(), params)
-            .map_err(|e| ChatError::Context {
-                reason: crate::backend::take_errors().unwrap_or_else(|| e.to_string()),
-            })?;
         let tt: TurnTemplate = template::derive(model, &persona)?;
         tracing::debug!(
             persona = persona.name(),
@@ -132,10 +105,10 @@ impl<'m> Worker<'m> {
         }
         let mut w = Worker {
             model,
-            ctx,
+            seq: None,
             persona,
             options,
-            fingerprint: engine.fingerprint().to_string(),
+            fingerprint,
             grammar,
             persona_tokens,
             player_end,
@@ -225,64 +198,5 @@ impl<'m> Worker<'m> {
                 .collect(),
             first_remembered: self.first_remembered,
         }
-    }
-
-    pub(super) fn run(
-        &mut self,
-        commands: &Receiver<Command>,
-        events: &Sender<ChatEvent>,
-        flags: &Flags,
-    ) {
-        // Warm up: evaluate the persona (and any restored history) before the first question.
-        if self.options.warm_up {
-            self.catch_up(&|| flags.shutdown.load(Ordering::Relaxed));
-        }
-        while let Ok(cmd) = commands.recv() {
-            if flags.shutdown.load(Ordering::Relaxed) {
-                break;
-            }
-            match cmd {
-                Command::Ask { id, text } => {
-                    let event = if flags.cancelled(id) {
-                        ChatEvent::Cancelled { request: id }
-                    } else {
-                        match self.answer(id, &text, events, flags) {
-                            Ok(Outcome::Done(reply, stats)) => ChatEvent::Reply {
-                                request: id,
-                                reply,
-                                stats,
-                            },
-                            Ok(Outcome::Cancelled) | Err(ChatError::Cancelled) => {
-                                ChatEvent::Cancelled { request: id }
-                            }
-                            Err(error) => ChatEvent::Failed { request: id, error },
-                        }
-                    };
-                    let replied = matches!(event, ChatEvent::Reply { .. });
-                    if events.send(event).is_err() {
-                        break;
-                    }
-                    if replied {
-                        // Close the NPC's turn now, while the player reads, so the next
-                        // question evaluates only its own words.
-                        self.catch_up(&|| {
-                            !commands.is_empty() || flags.shutdown.load(Ordering::Relaxed)
-                        });
-                    }
-                }
-                Command::Reset(seed) => {
-                    self.turns.clear();
-                    self.first_remembered = 0;
-                    if let Some(seed) = seed {
-                        self.options.seed = seed;
-                    }
-                }
-                Command::Snapshot(reply) => {
-                    let _ = reply.send(self.snapshot());
-                }
-                Command::Shutdown => break,
-            }
-        }
-        tracing::debug!(persona = self.persona.name(), "chat worker stopped");
     }
 }

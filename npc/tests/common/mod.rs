@@ -20,7 +20,9 @@ pub fn model_path() -> PathBuf {
 /// One engine per test binary.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::load(model_path(), EngineConfig::default()).expect("load model"))
+    ENGINE.get_or_init(|| {
+        Engine::load(model_path(), EngineConfig::default().with_slots(8)).expect("load model")
+    })
 }
 
 /// A shipped persona by file stem.

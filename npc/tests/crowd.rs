@@ -1,0 +1,130 @@
+//! The crowd on the real model: many NPCs share one context, and an NPC's reply does not depend on
+//! who else is talking.
+
+mod common;
+
+use common::{engine, model_path, persona};
+use kiln_npc::{ChatEvent, ChatOptions, Engine, EngineConfig, SavedChat, SavedTurn};
+
+const LINES: [&str; 2] = ["Hello! What do you do here?", "What would you give me?"];
+
+/// The turns an NPC remembers, with the exact tokens it generated.
+fn turns(saved: &SavedChat) -> Vec<(String, Vec<i32>)> {
+    saved
+        .turns
+        .iter()
+        .map(|t: &SavedTurn| (t.raw.clone(), t.generated.clone()))
+        .collect()
+}
+
+/// Asks `line` of every chat at once and waits for every reply; returns, per chat, its reply's
+/// raw text, and the number of chats that had streamed words before the first reply ended.
+fn ask_all(chats: &[&kiln_npc::Chat], line: &str) -> (Vec<String>, usize) {
+    let ids: Vec<_> = chats.iter().map(|c| c.ask(line).unwrap()).collect();
+    let mut done: Vec<Option<String>> = vec![None; chats.len()];
+    let mut streamed = vec![false; chats.len()];
+    let mut overlap = None;
+    while done.iter().any(Option::is_none) {
+        let mut sel = crossbeam_channel::Select::new();
+        for c in chats {
+            sel.recv(c.events());
+        }
+        let op = sel.select();
+        let i = op.index();
+        match op.recv(chats[i].events()).expect("worker alive") {
+            ChatEvent::Delta { request, .. } if request == ids[i] => streamed[i] = true,
+            ChatEvent::Reply { request, reply, .. } if request == ids[i] => {
+                overlap.get_or_insert(streamed.iter().filter(|s| **s).count());
+                done[i] = Some(reply.say);
+            }
+            ChatEvent::Failed { error, .. } => panic!("{error}"),
+            _ => {}
+        }
+    }
+    (
+        done.into_iter().map(Option::unwrap).collect(),
+        overlap.unwrap(),
+    )
+}
+
+#[test]
+fn a_reply_is_the_same_alone_in_a_crowd_and_after_save_and_load() {
+    let names = ["blacksmith", "merchant", "oracle", "blacksmith"];
+    let options = |i: usize| ChatOptions::default().with_seed(40 + i as u64);
+    // Each NPC alone: two turns, one chat at a time.
+    let mut alone = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let chat = engine().chat(persona(name), options(i)).unwrap();
+        for line in LINES {
+            chat.ask_blocking(line).unwrap();
+        }
+        alone.push(turns(&chat.snapshot().unwrap()));
+    }
+    // All four at once: each line is asked of every NPC together, so they generate side by side.
+    let chats: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| engine().chat(persona(name), options(i)).unwrap())
+        .collect();
+    let refs: Vec<&kiln_npc::Chat> = chats.iter().collect();
+    let (_, overlap) = ask_all(&refs, LINES[0]);
+    assert!(
+        overlap >= 2,
+        "the replies were not generated side by side ({overlap} streaming when the first ended)"
+    );
+    let saved: Vec<SavedChat> = chats.iter().map(|c| c.snapshot().unwrap()).collect();
+    // One NPC is saved and loaded between the turns, while the others keep their streams.
+    drop(chats);
+    let mut chats: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if i == 1 {
+                engine()
+                    .restore_chat(persona(name), saved[i].clone())
+                    .unwrap()
+            } else {
+                engine().chat(persona(name), options(i)).unwrap()
+            }
+        })
+        .collect();
+    // The fresh chats (0, 2, 3) replay turn one alone-style first; the restored one waits.
+    for c in [&chats[0], &chats[2], &chats[3]] {
+        c.ask_blocking(LINES[0]).unwrap();
+    }
+    let refs: Vec<&kiln_npc::Chat> = chats.iter().collect();
+    ask_all(&refs, LINES[1]);
+    for (i, c) in chats.iter_mut().enumerate() {
+        let got = turns(&c.snapshot().unwrap());
+        assert_eq!(got, alone[i], "NPC {i} ({}) replied otherwise", names[i]);
+    }
+}
+
+#[test]
+fn more_npcs_than_streams_take_turns_and_reply_the_same() {
+    // One stream for three NPCs: each line makes the NPC evaluate its whole history again.
+    let small = Engine::load(model_path(), EngineConfig::default().with_slots(1)).unwrap();
+    let names = ["blacksmith", "merchant", "oracle"];
+    let make = |e: &Engine| -> Vec<kiln_npc::Chat> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                e.chat(persona(n), ChatOptions::default().with_seed(i as u64))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let crowded = make(&small);
+    let roomy = make(engine());
+    for line in LINES {
+        let refs: Vec<&kiln_npc::Chat> = crowded.iter().collect();
+        ask_all(&refs, line);
+        for c in &roomy {
+            c.ask_blocking(line).unwrap();
+        }
+    }
+    for (a, b) in crowded.iter().zip(&roomy) {
+        assert_eq!(turns(&a.snapshot().unwrap()), turns(&b.snapshot().unwrap()));
+    }
+}
