@@ -55,7 +55,9 @@ pub use chat::{
     Chat, ChatEvent, ChatOptions, MAX_CONTEXT_SIZE, MAX_PLAYER_CHARS, MAX_SAVED_TURNS, MAX_THREADS,
     NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn, TurnStats,
 };
-pub use engine::{DEFAULT_MODEL_FILE, Engine, EngineConfig, ModelFingerprint, default_model_path};
+pub use engine::{
+    DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, ModelFingerprint, default_model_path,
+};
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};
 pub use persona::{Example, MAX_SENTENCES_LIMIT, Persona};
 pub use reply::ReplyShape;

@@ -128,3 +128,58 @@ fn more_npcs_than_streams_take_turns_and_reply_the_same() {
         assert_eq!(turns(&a.snapshot().unwrap()), turns(&b.snapshot().unwrap()));
     }
 }
+
+#[test]
+fn cli_crowd_replies_as_each_npc_would_alone() {
+    let dir = common::assets().join("npcs");
+    let line = "Good morning! Any news?";
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
+            .args(args)
+            .arg("--model")
+            .arg(model_path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let crowd = run(&[
+        "crowd".as_ref(),
+        "--json".as_ref(),
+        "--seed".as_ref(),
+        "9".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+        line.as_ref(),
+    ]);
+    let lines: Vec<serde_json::Value> = crowd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(lines.len(), files.len(), "{crowd}");
+    for (got, file) in lines.iter().zip(&files) {
+        let alone = run(&[
+            "say".as_ref(),
+            "--json".as_ref(),
+            "--seed".as_ref(),
+            "9".as_ref(),
+            "--persona".as_ref(),
+            file.as_os_str(),
+            line.as_ref(),
+        ]);
+        let mut alone: serde_json::Value = serde_json::from_str(alone.trim()).unwrap();
+        alone["npc"] = got["npc"].clone();
+        assert_eq!(*got, alone, "{}", file.display());
+        let p = kiln_npc::Persona::load(file).unwrap();
+        assert_eq!(got["npc"], p.name());
+    }
+}
