@@ -64,7 +64,19 @@ pub struct SaveGame {
     pub path: PathBuf,
 }
 
+/// Lines kept per NPC in a transcript; older ones are dropped (the model's own memory is the
+/// NPC's `SavedChat`, capped by kiln-npc).
+pub const MAX_TRANSCRIPT_LINES: usize = 200;
+
 impl SaveGame {
+    /// Adds a line to `npc`'s transcript, dropping the oldest past [`MAX_TRANSCRIPT_LINES`].
+    pub fn note_line(&mut self, npc: &str, line: Line) {
+        let lines = self.transcripts.entry(npc.to_string()).or_default();
+        lines.push(line);
+        let excess = lines.len().saturating_sub(MAX_TRANSCRIPT_LINES);
+        lines.drain(..excess);
+    }
+
     /// Reads `<data_dir>/save.json`; a missing file is a new game, an unreadable one is kept
     /// aside (with a warning) and a new game begins.
     pub fn load_or_default(data_dir: &Path) -> Self {
@@ -128,6 +140,25 @@ impl SaveGame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcripts_keep_the_newest_lines() {
+        let mut save = SaveGame::default();
+        for i in 0..MAX_TRANSCRIPT_LINES + 5 {
+            save.note_line(
+                "Bram",
+                Line {
+                    who: "You".into(),
+                    text: format!("line {i}"),
+                    emotion: String::new(),
+                    action: String::new(),
+                },
+            );
+        }
+        let lines = &save.transcripts["Bram"];
+        assert_eq!(lines.len(), MAX_TRANSCRIPT_LINES);
+        assert_eq!(lines[0].text, "line 5");
+    }
 
     #[test]
     fn a_save_round_trips_and_a_broken_one_is_kept_aside() {

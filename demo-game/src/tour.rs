@@ -105,6 +105,8 @@ impl Plugin for TourPlugin {
             Step::Shot("06-gallery"),
         ]);
         let now = Instant::now();
+        // The tour's lines must be the ones answered: no villager chatter on the way.
+        app.insert_resource(crate::gameplay::village::Chatter::off());
         app.insert_resource(Tour {
             steps,
             at: 0,

@@ -79,10 +79,10 @@ pub use chain::{
     ArtMinted, ChainPlugin, ChainStatus, MintArt, MintFailed, TokenVerified, VerifyToken,
 };
 pub use kiln_nftgen::{ArtBackend, Backend};
-pub use kiln_npc::{NpcReply, SavedChat};
+pub use kiln_npc::{Choices, NpcReply, SavedChat};
 pub use npc::{
-    Npc, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PersonaAsset,
-    PersonaLoader, PlayerSaid, Talking,
+    MAX_WAITING_LINES, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPlugin, NpcRemembered,
+    NpcReplied, NpcReplyDelta, PersonaAsset, PersonaLoader, PlayerSaid, Talking,
 };
 pub use worker::{SHUTDOWN_DEADLINE, WorkerPriority};
 
@@ -90,8 +90,8 @@ pub use worker::{SHUTDOWN_DEADLINE, WorkerPriority};
 pub mod prelude {
     pub use crate::{
         ArtBackend, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
-        KilnSystems, KilnWallet, Npc, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta,
-        PlayerSaid, Talking, WorkerPriority,
+        KilnSystems, KilnWallet, Npc, NpcChoices, NpcConverse, NpcPlugin, NpcRemembered,
+        NpcReplied, NpcReplyDelta, PlayerSaid, Talking, WorkerPriority,
     };
     #[cfg(feature = "chain")]
     pub use crate::{ArtMinted, ChainPlugin, MintArt, MintFailed, TokenVerified, VerifyToken};

@@ -9,7 +9,8 @@ use bevy::asset::{AssetLoader, LoadContext};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use kiln_npc::{
-    Chat, ChatEvent, ChatOptions, Engine, EngineConfig, NpcReply, Persona, RequestId, SavedChat,
+    Chat, ChatEvent, ChatOptions, Choices, Engine, EngineConfig, NpcReply, Persona, RequestId,
+    SavedChat,
 };
 
 use crate::worker::Worker;
@@ -115,6 +116,108 @@ impl Npc {
         self
     }
 }
+
+/// What the game offers an NPC's action arguments right now (its inventory as `item`, the places
+/// it knows as `place`; see the persona's `action_args`). Each line the player says is answered
+/// under the choices the NPC has when the line goes to the model: a reply can name only those
+/// values, so an NPC never gives an item it does not own. Without this component, actions that
+/// take an argument cannot be chosen.
+///
+/// ```
+/// # use bevy_kiln::{Choices, NpcChoices};
+/// let choices = NpcChoices(Choices::new().with("item", ["horseshoe", "whetstone"])?);
+/// # Ok::<(), kiln_npc::ChatError>(())
+/// ```
+#[derive(Component, Debug, Clone, Default, PartialEq, Eq)]
+pub struct NpcChoices(pub Choices);
+
+/// Two NPCs talk to each other: `a` hears `topic` as said by `b`, then each hears the other's
+/// last words as a line said to it (`"Mira: Fine rope today!"`), until `turns` replies in all
+/// have come (a fallback reply, or either NPC going away, ends the conversation early). Every
+/// reply arrives as an [`NpcReplied`] (and streams as [`NpcReplyDelta`]) like any other; the
+/// NPCs' replies are batched with everyone else's and, with the same seeds and lines, are the
+/// same each time. The lines become part of both NPCs' memories.
+#[derive(Message, Debug, Clone)]
+pub struct NpcConverse {
+    /// The NPC who speaks first.
+    pub a: Entity,
+    /// The NPC who answers.
+    pub b: Entity,
+    /// What `b` opens with.
+    pub topic: String,
+    /// Replies in all (`a`, `b`, `a`, …).
+    pub turns: u32,
+}
+
+/// Conversations between NPCs in progress.
+#[derive(Resource, Default)]
+struct Conversations(Vec<Conversation>);
+
+struct Conversation {
+    speaker: Entity,
+    listener: Entity,
+    left: u32,
+}
+
+fn npc_name(npcs: &Query<&Npc>, personas: &Assets<PersonaAsset>, entity: Entity) -> Option<String> {
+    let npc = npcs.get(entity).ok()?;
+    personas.get(&npc.persona).map(|p| p.0.name().to_string())
+}
+
+/// Opens the conversations asked for: `a` hears the topic from `b`.
+fn start_conversations(
+    mut starts: MessageReader<NpcConverse>,
+    mut conversations: ResMut<Conversations>,
+    npcs: Query<&Npc>,
+    personas: Res<Assets<PersonaAsset>>,
+    mut said: MessageWriter<PlayerSaid>,
+) {
+    for c in starts.read() {
+        if c.turns == 0 || c.a == c.b || !npcs.contains(c.a) || !npcs.contains(c.b) {
+            warn!("NpcConverse needs two NPCs and at least one turn: {c:?}");
+            continue;
+        }
+        let from = npc_name(&npcs, &personas, c.b).unwrap_or_else(|| "Someone".into());
+        said.write(PlayerSaid::new(c.a, format!("{from}: {}", c.topic)));
+        conversations.0.push(Conversation {
+            speaker: c.a,
+            listener: c.b,
+            left: c.turns,
+        });
+    }
+}
+
+/// Passes each reply in a conversation on to the other NPC.
+fn continue_conversations(
+    mut replied: MessageReader<NpcReplied>,
+    mut conversations: ResMut<Conversations>,
+    npcs: Query<&Npc>,
+    personas: Res<Assets<PersonaAsset>>,
+    mut said: MessageWriter<PlayerSaid>,
+) {
+    for r in replied.read() {
+        conversations.0.retain_mut(|c| {
+            if c.speaker != r.npc {
+                return npcs.contains(c.speaker) && npcs.contains(c.listener);
+            }
+            c.left = c.left.saturating_sub(1);
+            if c.left == 0 || r.fallback || !npcs.contains(c.listener) {
+                return false;
+            }
+            let from = npc_name(&npcs, &personas, c.speaker).unwrap_or_else(|| "Someone".into());
+            said.write(PlayerSaid::new(
+                c.listener,
+                format!("{from}: {}", r.reply.say),
+            ));
+            std::mem::swap(&mut c.speaker, &mut c.listener);
+            true
+        });
+    }
+}
+
+/// Lines an NPC keeps waiting while it replies or its chat opens; more are answered at once
+/// with a fallback line (a player cannot queue work without end).
+pub const MAX_WAITING_LINES: usize = 8;
 
 /// Present on an NPC while a reply is being generated.
 #[derive(Component, Debug, Clone, Copy, Default)]
@@ -251,8 +354,20 @@ impl Plugin for NpcPlugin {
                     .chain()
                     .in_set(KilnSystems::Attach),
             )
-            .add_systems(PreUpdate, drain_chats.in_set(KilnSystems::Receive))
-            .add_systems(PostUpdate, dispatch_lines.in_set(KilnSystems::Dispatch))
+            .add_message::<NpcConverse>()
+            .init_resource::<Conversations>()
+            .add_systems(
+                PreUpdate,
+                (drain_chats, continue_conversations)
+                    .chain()
+                    .in_set(KilnSystems::Receive),
+            )
+            .add_systems(
+                PostUpdate,
+                (start_conversations, dispatch_lines)
+                    .chain()
+                    .in_set(KilnSystems::Dispatch),
+            )
             .add_observer(release_chat);
     }
 }
@@ -303,7 +418,7 @@ fn service(
 fn poll_engine(
     engine: Res<NpcEngine>,
     mut status: ResMut<NpcEngineStatus>,
-    mut npcs: Query<(&Npc, &mut NpcLines)>,
+    mut npcs: Query<(&Npc, &mut NpcLines, Option<&NpcChoices>)>,
     personas: Res<Assets<PersonaAsset>>,
     mut replied: MessageWriter<NpcReplied>,
     mut commands: Commands,
@@ -319,7 +434,7 @@ fn poll_engine(
                 *status = NpcEngineStatus::Unavailable(e);
             }
             ServiceOut::Chat(entity, chat) => {
-                let Ok((npc, mut lines)) = npcs.get_mut(entity) else {
+                let Ok((npc, mut lines, choices)) = npcs.get_mut(entity) else {
                     // The NPC is gone.
                     if let Ok(chat) = chat {
                         drop_off_thread(chat);
@@ -338,6 +453,7 @@ fn poll_engine(
                                 entity,
                                 &mut lines,
                                 text,
+                                choices,
                                 &persona.0,
                                 &mut replied,
                                 &mut commands,
@@ -421,15 +537,18 @@ fn fallback(entity: Entity, lines: &mut NpcLines, persona: &Persona) -> NpcRepli
             say,
             emotion: persona.emotions().first().cloned().unwrap_or_default(),
             action: "none".into(),
+            args: Default::default(),
         },
         fallback: true,
     }
 }
 
+/// Sends a line to the NPC's chat with the choices it has now (queued while no chat is open).
 fn ask(
     entity: Entity,
     lines: &mut NpcLines,
     text: String,
+    choices: Option<&NpcChoices>,
     persona: &Persona,
     replied: &mut MessageWriter<NpcReplied>,
     commands: &mut Commands,
@@ -438,7 +557,8 @@ fn ask(
         lines.waiting.push_back(text);
         return;
     };
-    match chat.ask(text) {
+    let choices = choices.map(|c| c.0.clone()).unwrap_or_default();
+    match chat.ask_with(text, choices) {
         Ok(id) => {
             lines.current = Some(id);
             commands.entity(entity).insert(Talking);
@@ -453,14 +573,14 @@ fn ask(
 /// Sends player lines to their NPC's chat (or queues them while one is in flight or loading).
 fn dispatch_lines(
     mut said: MessageReader<PlayerSaid>,
-    mut npcs: Query<(&Npc, &mut NpcLines)>,
+    mut npcs: Query<(&Npc, &mut NpcLines, Option<&NpcChoices>)>,
     personas: Res<Assets<PersonaAsset>>,
     status: Res<NpcEngineStatus>,
     mut replied: MessageWriter<NpcReplied>,
     mut commands: Commands,
 ) {
     for line in said.read() {
-        let Ok((npc, mut lines)) = npcs.get_mut(line.npc) else {
+        let Ok((npc, mut lines, choices)) = npcs.get_mut(line.npc) else {
             warn!("PlayerSaid names {} which is not an NPC", line.npc);
             continue;
         };
@@ -475,9 +595,23 @@ fn dispatch_lines(
                     line.npc,
                     &mut lines,
                     line.text.clone(),
+                    choices,
                     &p.0,
                     &mut replied,
                     &mut commands,
+                );
+            }
+            (Some(p), _) if lines.waiting.len() >= MAX_WAITING_LINES => {
+                warn!(
+                    "{} already has {MAX_WAITING_LINES} lines waiting; this one gets a fallback line",
+                    p.0.name()
+                );
+                let reply = fallback(line.npc, &mut lines, &p.0);
+                replied.write(reply);
+            }
+            _ if lines.waiting.len() >= MAX_WAITING_LINES => {
+                warn!(
+                    "an NPC with no persona yet has {MAX_WAITING_LINES} lines waiting; line dropped"
                 );
             }
             _ => lines.waiting.push_back(line.text.clone()),
@@ -488,13 +622,13 @@ fn dispatch_lines(
 /// Turns chat events into [`NpcReplyDelta`] events and [`NpcReplied`] messages; starts the next
 /// waiting line when a reply ends.
 fn drain_chats(
-    mut npcs: Query<(Entity, &Npc, &mut NpcLines)>,
+    mut npcs: Query<(Entity, &Npc, &mut NpcLines, Option<&NpcChoices>)>,
     personas: Res<Assets<PersonaAsset>>,
     mut replied: MessageWriter<NpcReplied>,
     mut remembered: MessageWriter<NpcRemembered>,
     mut commands: Commands,
 ) {
-    for (entity, npc, mut lines) in &mut npcs {
+    for (entity, npc, mut lines, choices) in &mut npcs {
         if let Some(memory) = lines.snapshot.as_ref().and_then(|rx| rx.try_recv().ok()) {
             lines.snapshot = None;
             remembered.write(NpcRemembered {
@@ -505,7 +639,20 @@ fn drain_chats(
         let Some(chat) = &lines.chat else {
             continue;
         };
-        let events: Vec<ChatEvent> = chat.events().try_iter().collect();
+        let mut events = Vec::new();
+        // A worker that is gone can never answer: the line gets a fallback, the chat is dropped
+        // and a new one opens (`attach_chats`) for the lines still waiting.
+        let mut gone = false;
+        loop {
+            match chat.events().try_recv() {
+                Ok(event) => events.push(event),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
         for event in events {
             if Some(event.request()) != lines.current {
                 continue;
@@ -537,11 +684,35 @@ fn drain_chats(
             if done {
                 lines.current = None;
                 commands.entity(entity).remove::<Talking>();
-                if let (Some(text), Some(p)) =
-                    (lines.waiting.pop_front(), personas.get(&npc.persona))
+                if !gone
+                    && let (Some(text), Some(p)) =
+                        (lines.waiting.pop_front(), personas.get(&npc.persona))
                 {
-                    ask(entity, &mut lines, text, &p.0, &mut replied, &mut commands);
+                    ask(
+                        entity,
+                        &mut lines,
+                        text,
+                        choices,
+                        &p.0,
+                        &mut replied,
+                        &mut commands,
+                    );
                 }
+            }
+        }
+        if gone {
+            if let Some(p) = personas.get(&npc.persona) {
+                warn!("{}'s chat worker is gone; opening a new chat", p.0.name());
+                if lines.current.take().is_some() {
+                    let reply = fallback(entity, &mut lines, &p.0);
+                    replied.write(reply);
+                }
+            }
+            commands.entity(entity).remove::<Talking>();
+            lines.current = None;
+            lines.snapshot = None;
+            if let Some(chat) = lines.chat.take() {
+                drop_off_thread(chat);
             }
         }
     }

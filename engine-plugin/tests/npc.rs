@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_kiln::{
-    Npc, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
+    Choices, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied,
+    NpcReplyDelta, PlayerSaid, Talking,
 };
 use common::{app, record, run_until, seen};
 
@@ -217,4 +218,41 @@ fn a_conversation_is_handed_out_after_each_reply_and_taken_up_again() {
     assert_eq!(second.turns.len(), 2);
     assert_eq!(second.turns[0], first.memory.turns[0]);
     assert_eq!(second.turns[1].player, "Do you remember me?");
+}
+
+#[test]
+fn two_npcs_converse_in_turns_and_gifts_come_from_their_choices() {
+    let mut app = talking_app(NpcPlugin::default());
+    let bram = spawn_npc(&mut app, "blacksmith");
+    let mira = spawn_npc(&mut app, "merchant");
+    app.world_mut().entity_mut(bram).insert(NpcChoices(
+        Choices::new().with("item", ["horseshoe"]).unwrap(),
+    ));
+    app.world_mut().write_message(NpcConverse {
+        a: bram,
+        b: mira,
+        topic: "Any news from the north road?".into(),
+        turns: 3,
+    });
+    run_until(
+        &mut app,
+        Duration::from_secs(240),
+        "three replies between Bram and Mira",
+        |app| seen::<NpcReplied>(app).len() >= 3,
+    );
+    for _ in 0..30 {
+        app.update();
+    }
+    let replies = seen::<NpcReplied>(&app);
+    let speakers: Vec<Entity> = replies.iter().map(|r| r.npc).collect();
+    assert_eq!(speakers, [bram, mira, bram], "{replies:#?}");
+    assert!(replies.iter().all(|r| !r.fallback), "{replies:#?}");
+    for r in replies {
+        // Bram may give only his horseshoe; Mira has nothing offered, so she cannot give.
+        match (r.npc == bram, r.reply.action.as_str()) {
+            (true, "give_item") => assert_eq!(r.reply.arg("item"), Some("horseshoe")),
+            (false, "give_item") => panic!("Mira gave with nothing offered: {r:?}"),
+            _ => assert!(r.reply.args.is_empty(), "{r:?}"),
+        }
+    }
 }

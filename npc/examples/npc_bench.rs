@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! cargo run -p kiln-npc --example npc_bench -- --model M.gguf --threads 1 --reps 3
+//! cargo run -p kiln-npc --example npc_bench -- --model M.gguf --threads 1 --crowd 1,2,4,8
 //! ```
+//!
+//! With `--crowd`, it measures instead how many tokens per second one engine generates in all
+//! when N NPCs reply at once (one JSON line per N).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
     let mut threads = 1;
     let mut reps = 3;
     let mut persona = PathBuf::from("assets/npcs/blacksmith.toml");
+    let mut crowd: Vec<usize> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -59,8 +64,17 @@ fn main() -> Result<()> {
             "--threads" => threads = val()?.parse()?,
             "--reps" => reps = val()?.parse()?,
             "--persona" => persona = val()?.into(),
+            "--crowd" => {
+                crowd = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
+    }
+    if !crowd.is_empty() {
+        return crowd_bench(&model, threads, reps, &crowd);
     }
     let engine = Engine::load(&model, EngineConfig::default().with_threads(threads))?;
     let persona = Persona::load(&persona)?;
@@ -112,5 +126,88 @@ fn main() -> Result<()> {
             "peak_rss_mib": peak_rss_mib(),
         })
     );
+    Ok(())
+}
+
+/// Aggregate generation speed with `n` NPCs replying at once, for each `n` in `sizes`: the
+/// personas of `assets/npcs` in turn, warmed up, all asked one line together. Tokens generated
+/// by all of them over the time from the first NPC's first token to the last reply (each reply's
+/// prompt and generation times are measured by the worker from the moment it takes the line).
+fn crowd_bench(model: &std::path::Path, threads: u32, reps: u64, sizes: &[usize]) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir("assets/npcs")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let personas = files
+        .iter()
+        .map(Persona::load)
+        .collect::<Result<Vec<_>, _>>()?;
+    let most = sizes.iter().copied().max().unwrap_or(1) as u32;
+    let engine = Engine::load(
+        model,
+        EngineConfig::default()
+            .with_threads(threads)
+            .with_slots(most),
+    )?;
+    for &n in sizes {
+        let mut rates = Vec::new();
+        let (mut tokens, mut depth) = (0, 0);
+        let before = engine.work();
+        for rep in 0..reps {
+            let chats = (0..n)
+                .map(|i| {
+                    engine.chat(
+                        personas[i % personas.len()].clone(),
+                        ChatOptions::default().with_seed(100 * rep + i as u64),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for c in &chats {
+                // Wait for the warm-up: a snapshot answers only after it.
+                c.snapshot()?;
+            }
+            let ids = chats
+                .iter()
+                .map(|c| c.ask(LINES[3]))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut stats = Vec::new();
+            for (c, id) in chats.iter().zip(ids) {
+                stats.push(c.wait(id)?.1);
+            }
+            let first = stats
+                .iter()
+                .map(|s| s.prompt_time)
+                .min()
+                .unwrap_or_default();
+            let last = stats
+                .iter()
+                .map(|s| s.prompt_time + s.generation_time)
+                .max()
+                .unwrap_or_default();
+            tokens = stats.iter().map(|s| s.generated_tokens).sum::<usize>();
+            depth = stats.iter().map(|s| s.prompt_tokens).sum::<usize>() / n;
+            rates.push(tokens as f64 / secs(last - first));
+        }
+        // Where the worker's time went while these NPCs replied.
+        let after = engine.work();
+        let decode = secs(after.generation_decode_time - before.generation_decode_time);
+        let sampling = secs(after.sampling_time - before.sampling_time);
+        let generated = (after.generated_tokens - before.generated_tokens) as f64;
+        let decodes = (after.generation_decodes - before.generation_decodes) as f64;
+        println!(
+            "{}",
+            serde_json::json!({
+                "crowd": n,
+                "threads": threads,
+                "generated_tokens": tokens,
+                "depth": depth,
+                "gen_tps": median(rates),
+                "npcs_per_decode": generated / decodes,
+                "decode_tps": generated / decode,
+                "sampling_share": sampling / (decode + sampling),
+            })
+        );
+    }
     Ok(())
 }

@@ -148,6 +148,37 @@ pub(crate) struct EngineInner {
     pub(crate) has_chat_template: bool,
     pub(crate) fingerprint: ModelFingerprint,
     pub(crate) live_chats: AtomicUsize,
+    pub(crate) work: std::sync::Mutex<WorkStats>,
+}
+
+/// What an engine's worker has done since it started: a profile of the crowd.
+///
+/// ```no_run
+/// # let engine: kiln_npc::Engine = todo!();
+/// let w = engine.work();
+/// println!(
+///     "{:.1} NPCs per generation decode, {:.0}% of its time sampling",
+///     w.generated_tokens as f64 / w.generation_decodes.max(1) as f64,
+///     100.0 * w.sampling_time.as_secs_f64()
+///         / (w.sampling_time + w.generation_decode_time).as_secs_f64()
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkStats {
+    /// Decodes that advanced replying NPCs by one token each.
+    pub generation_decodes: u64,
+    /// Reply tokens those decodes evaluated (one per replying NPC per decode).
+    pub generated_tokens: u64,
+    /// Time spent in those decodes.
+    pub generation_decode_time: std::time::Duration,
+    /// Time spent choosing reply tokens under the grammar (after each decode).
+    pub sampling_time: std::time::Duration,
+    /// Decodes of prompt chunks (new lines, catch-ups, restored history).
+    pub prompt_decodes: u64,
+    /// Tokens those decodes evaluated.
+    pub prompt_tokens: u64,
+    /// Time spent in those decodes.
+    pub prompt_decode_time: std::time::Duration,
 }
 
 /// A GGUF chat model loaded once and shared by many NPCs. Cheap to clone.
@@ -215,6 +246,7 @@ impl Engine {
             has_chat_template: summary.has_chat_template,
             fingerprint: ModelFingerprint(summary.header_sha256),
             live_chats: AtomicUsize::new(0),
+            work: std::sync::Mutex::new(WorkStats::default()),
         });
         let crowd = crate::chat::crowd::CrowdHandle::start(inner.clone()).map_err(|e| {
             ModelError::LoadFailed {
@@ -273,6 +305,15 @@ impl Engine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+    /// What the engine's worker has done so far (decodes, tokens, time), to see where a crowd's
+    /// time goes.
+    pub fn work(&self) -> WorkStats {
+        self.inner
+            .work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// How many chats are open now (a dropped chat is forgotten at the worker's next loop).
     pub fn live_chats(&self) -> usize {

@@ -1,7 +1,7 @@
 //! Persona checks on the real model: how often an NPC keeps its name, refuses what it cannot do,
 //! and stays within its sentence limit. `npc eval` prints them; the test suite gates on them.
 
-use crate::{ChatError, ChatOptions, Engine, NpcReply, Persona};
+use crate::{ChatError, ChatOptions, Choices, Engine, NpcReply, Persona};
 
 /// Replies to one line over many seeds.
 #[derive(Debug, Clone)]
@@ -41,11 +41,24 @@ pub fn probe(
     seeds: u64,
     options: ChatOptions,
 ) -> Result<Probe, ChatError> {
+    probe_with(engine, persona, line, seeds, options, &Choices::new())
+}
+
+/// Like [`probe`], with `choices` offered for action arguments every turn.
+pub fn probe_with(
+    engine: &Engine,
+    persona: &Persona,
+    line: &str,
+    seeds: u64,
+    options: ChatOptions,
+    choices: &Choices,
+) -> Result<Probe, ChatError> {
     let chat = engine.chat(persona.clone(), options)?;
     let mut replies = Vec::new();
     for seed in 0..seeds {
         chat.reset_with_seed(seed)?;
-        replies.push(chat.ask_blocking(line)?);
+        let id = chat.ask_with(line, choices.clone())?;
+        replies.push(chat.wait(id)?.0);
     }
     Ok(Probe {
         line: line.to_string(),

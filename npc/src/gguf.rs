@@ -263,16 +263,33 @@ pub(crate) fn inspect(path: &Path) -> Result<GgufSummary, ModelError> {
         if n_dims > 8 {
             return Err(r.malformed(at, format!("tensor `{name}` has {n_dims} dimensions")));
         }
+        // Every product is checked: a crafted header may claim any dimensions.
         let mut elements = 1u64;
         for _ in 0..n_dims {
-            elements = elements.saturating_mul(r.u64(&name)?);
+            let dim = r.u64(&name)?;
+            elements = elements.checked_mul(dim).ok_or_else(|| {
+                r.malformed(
+                    at,
+                    format!("tensor `{name}` claims more elements than exist"),
+                )
+            })?;
         }
         let ty = r.u32(&name)?;
         let offset = r.u64(&name)?;
-        let size = type_block(ty).map_or(0, |(bytes, block)| elements.div_ceil(block) * bytes);
-        data_end = data_end.max(offset.saturating_add(size));
+        let size = match type_block(ty) {
+            Some((bytes, block)) => elements.div_ceil(block).checked_mul(bytes),
+            None => Some(0),
+        };
+        let end = size.and_then(|s| offset.checked_add(s)).ok_or_else(|| {
+            r.malformed(at, format!("tensor `{name}` claims more bytes than exist"))
+        })?;
+        data_end = data_end.max(end);
     }
-    let data_start = r.pos.div_ceil(alignment) * alignment;
+    let data_start = r
+        .pos
+        .div_ceil(alignment)
+        .checked_mul(alignment)
+        .ok_or_else(|| r.malformed(r.pos, "general.alignment is too large"))?;
     let needed = data_start.saturating_add(data_end);
     if needed > len {
         return Err(r.truncated(&format!("tensor data for {tensor_count} tensors"), needed));

@@ -56,13 +56,14 @@ pub use chat::{
     NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn, TurnStats,
 };
 pub use engine::{
-    DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, ModelFingerprint, default_model_path,
+    DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, ModelFingerprint, WorkStats,
+    default_model_path,
 };
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};
 pub use persona::{Example, MAX_SENTENCES_LIMIT, Persona};
-pub use reply::ReplyShape;
 /// The reply grammar (also at [`reply::grammar`]).
 pub use reply::grammar;
+pub use reply::{Choices, ReplyShape};
 pub use sampler::Sampling;
 
 /// The usual imports.

@@ -23,6 +23,10 @@ pub struct Example {
     pub emotion: String,
     /// The NPC's action: one of the persona's `actions`.
     pub action: String,
+    /// The action's argument, for an action that takes one (`action_args`): its value, e.g.
+    /// `args = { item = "horseshoe" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
 }
 
 /// The persona file as written; [`Persona`] is the validated form.
@@ -40,6 +44,8 @@ struct PersonaFile {
     actions: Vec<String>,
     #[serde(default)]
     action_hints: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    action_args: BTreeMap<String, String>,
     #[serde(default)]
     fallback_lines: Vec<String>,
     #[serde(default = "default_max_sentences")]
@@ -80,9 +86,12 @@ fn default_max_sentences() -> u8 {
 /// Rules, each reported with the file and field when broken: `name`, `role`, `greeting` are
 /// non-empty; `emotions` and `actions` are non-empty lists of distinct lower-case identifiers
 /// (`[a-z][a-z0-9_]*`, at most 32 characters) and `actions` contains `none`; `action_hints` only
-/// name listed actions; `max_sentences` is 1 to 4; every example uses listed emotions and actions
-/// and a `say` the reply grammar could produce; the optional `appearance` (a prompt for the NPC's
-/// art) is one line of at most 120 characters.
+/// name listed actions; `action_args` maps a listed action other than `none` to the name of the
+/// game's choice list its argument comes from (`give_item = "item"`: the reply names one of the
+/// items the game offers for that turn, see [`crate::Choices`]); `max_sentences` is 1 to 4; every
+/// example uses listed emotions and actions, gives exactly the argument its action takes, and a
+/// `say` the reply grammar could produce; the optional `appearance` (a prompt for the NPC's art)
+/// is one line of at most 120 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PersonaFile", into = "PersonaFile")]
 pub struct Persona {
@@ -184,6 +193,22 @@ fn validate(f: &PersonaFile) -> Result<(), (String, String)> {
             ));
         }
     }
+    for (action, list) in &f.action_args {
+        if !f.actions.contains(action) || action == "none" {
+            return Err((
+                format!("action_args.{action}"),
+                "names an action that is not in `actions` (or `none`, which takes nothing)".into(),
+            ));
+        }
+        if !is_ident(list) || matches!(list.as_str(), "speaker" | "action" | "say" | "emotion") {
+            return Err((
+                format!("action_args.{action}"),
+                format!(
+                    "is {list:?}: a choice list is a lower-case identifier like `item`, not a reply field"
+                ),
+            ));
+        }
+    }
     if !(1..=MAX_SENTENCES_LIMIT).contains(&f.max_sentences) {
         return Err((
             "max_sentences".into(),
@@ -209,6 +234,22 @@ fn validate(f: &PersonaFile) -> Result<(), (String, String)> {
                 format!("examples[{i}].action"),
                 format!("is {:?}, which is not in `actions`", ex.action),
             ));
+        }
+        let wanted: Vec<&String> = f.action_args.get(&ex.action).into_iter().collect();
+        let given: Vec<&String> = ex.args.keys().collect();
+        if wanted != given {
+            return Err((
+                format!("examples[{i}].args"),
+                format!(
+                    "must give exactly the argument(s) {wanted:?} that {:?} takes",
+                    ex.action
+                ),
+            ));
+        }
+        for (k, v) in &ex.args {
+            if let Err(reason) = crate::reply::check_choice(v) {
+                return Err((format!("examples[{i}].args.{k}"), reason));
+            }
         }
     }
     Ok(())
@@ -291,12 +332,19 @@ impl Persona {
         self.file.max_sentences
     }
 
-    /// The shape of this persona's replies: its name, emotions, actions and sentence limit.
+    /// The choice list an action's argument comes from (`give_item` → `item`), if it takes one.
+    pub fn action_arg(&self, action: &str) -> Option<&str> {
+        self.file.action_args.get(action).map(String::as_str)
+    }
+
+    /// The shape of this persona's replies: its name, emotions, actions (with the choice lists
+    /// their arguments come from) and sentence limit.
     pub fn reply_shape(&self) -> ReplyShape<'_> {
         ReplyShape {
             name: self.name(),
             emotions: self.emotions(),
             actions: self.actions(),
+            action_args: &self.file.action_args,
             max_sentences: self.max_sentences(),
         }
     }
@@ -340,14 +388,26 @@ impl Persona {
         for (action, hint) in &f.action_hints {
             s.push_str(&format!("Use action {action} when {}.\n", hint.trim()));
         }
+        for (action, list) in &f.action_args {
+            s.push_str(&format!(
+                "With action {action}, also write \"{list}\": one {list} from your {list} list; you can only {action} what is listed.\n"
+            ));
+        }
         s
     }
 
     /// The canonical JSON of one reply, exactly as the grammar makes the model write it.
-    pub(crate) fn render_reply(&self, say: &str, emotion: &str, action: &str) -> String {
+    pub(crate) fn render_reply(
+        &self,
+        say: &str,
+        emotion: &str,
+        action: &str,
+        args: &BTreeMap<String, String>,
+    ) -> String {
         format!(
-            "{{\"speaker\": \"{}\", \"action\": \"{action}\", \"say\": \"{say}\", \"emotion\": \"{emotion}\"}}",
-            self.file.name
+            "{{\"speaker\": \"{}\", \"action\": \"{action}\"{}, \"say\": \"{say}\", \"emotion\": \"{emotion}\"}}",
+            self.file.name,
+            crate::reply::render_args(args),
         )
     }
 }

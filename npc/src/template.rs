@@ -46,7 +46,7 @@ fn split(
         messages.push(msg("user", &ex.player)?);
         messages.push(msg(
             "assistant",
-            &persona.render_reply(&ex.say, &ex.emotion, &ex.action),
+            &persona.render_reply(&ex.say, &ex.emotion, &ex.action, &ex.args),
         )?);
     }
     for (i, s) in SENTINELS.iter().enumerate() {

@@ -90,6 +90,35 @@ fn malformed_header() {
 }
 
 #[test]
+fn tensor_dimensions_that_overflow_are_a_malformed_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes()); // one tensor
+    bytes.extend(0u64.to_le_bytes()); // no keys
+    bytes.extend(4u64.to_le_bytes());
+    bytes.extend(b"huge");
+    bytes.extend(2u32.to_le_bytes()); // two dimensions whose product overflows 64 bits
+    bytes.extend(u64::MAX.to_le_bytes());
+    bytes.extend(3u64.to_le_bytes());
+    bytes.extend(2u32.to_le_bytes()); // Q4_0
+    bytes.extend(0u64.to_le_bytes()); // offset
+    let e = load(&write(dir.path(), "huge.gguf", &bytes));
+    match &e {
+        ModelError::Malformed { reason, .. } => assert!(reason.contains("huge"), "{e}"),
+        _ => panic!("wrong error: {e}"),
+    }
+    // Elements that fit in 64 bits but whose bytes (F32, four each) do not.
+    let at = bytes.len() - 4 - 8 - 8 - 8;
+    bytes[at..at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    bytes[at + 8..at + 16].copy_from_slice(&1u64.to_le_bytes());
+    let ty = bytes.len() - 8 - 4;
+    bytes[ty..ty + 4].copy_from_slice(&0u32.to_le_bytes());
+    let e = load(&write(dir.path(), "huge2.gguf", &bytes));
+    assert!(matches!(e, ModelError::Malformed { .. }), "{e}");
+}
+
+#[test]
 fn truncated_model_in_header_and_in_data() {
     let real = std::fs::read(common::model_path()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -321,7 +321,7 @@ fn dropping_a_chat_stops_its_thread() {
 fn context_overflow_forgets_old_turns_but_keeps_the_persona() {
     let p = persona("merchant");
     let chat = engine()
-        .chat(p.clone(), ChatOptions::default().with_context_size(1024))
+        .chat(p.clone(), ChatOptions::default().with_context_size(1280))
         .unwrap();
     let lines = [
         "Tell me about your potions.",
@@ -339,7 +339,7 @@ fn context_overflow_forgets_old_turns_but_keeps_the_persona() {
         let (reply, stats) = chat.wait(id).unwrap();
         assert_valid(&reply, &p);
         assert!(
-            stats.prompt_tokens + stats.generated_tokens <= 1024,
+            stats.prompt_tokens + stats.generated_tokens <= 1280,
             "{stats:?}"
         );
         if stats.dropped_turns > 0 {
@@ -348,7 +348,7 @@ fn context_overflow_forgets_old_turns_but_keeps_the_persona() {
         }
         dropped += stats.dropped_turns;
     }
-    assert!(dropped > 0, "a 1024-token context must overflow in 8 turns");
+    assert!(dropped > 0, "a 1280-token context must overflow in 8 turns");
     let saved = chat.snapshot().unwrap();
     assert_eq!(
         saved.turns.len(),

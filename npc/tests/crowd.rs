@@ -129,24 +129,27 @@ fn more_npcs_than_streams_take_turns_and_reply_the_same() {
     }
 }
 
+/// Runs the `npc` CLI on the test model; its standard output.
+fn npc_cli(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
+        .args(args)
+        .arg("--model")
+        .arg(model_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn cli_crowd_replies_as_each_npc_would_alone() {
     let dir = common::assets().join("npcs");
     let line = "Good morning! Any news?";
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
-            .args(args)
-            .arg("--model")
-            .arg(model_path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = npc_cli;
     let crowd = run(&[
         "crowd".as_ref(),
         "--json".as_ref(),
@@ -182,4 +185,35 @@ fn cli_crowd_replies_as_each_npc_would_alone() {
         let p = kiln_npc::Persona::load(file).unwrap();
         assert_eq!(got["npc"], p.name());
     }
+}
+
+#[test]
+fn cli_converse_alternates_and_replays_from_the_seed() {
+    let npcs = common::assets().join("npcs");
+    let (a, b) = (npcs.join("blacksmith.toml"), npcs.join("merchant.toml"));
+    let run = || {
+        npc_cli(&[
+            "converse".as_ref(),
+            "--json".as_ref(),
+            "--turns".as_ref(),
+            "4".as_ref(),
+            "--seed".as_ref(),
+            "3".as_ref(),
+            "--a".as_ref(),
+            a.as_os_str(),
+            "--b".as_ref(),
+            b.as_os_str(),
+        ])
+    };
+    let first = run();
+    let speakers: Vec<String> = first
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["npc"].to_string())
+        .collect();
+    assert_eq!(
+        speakers,
+        ["\"Bram\"", "\"Mira\"", "\"Bram\"", "\"Mira\""],
+        "{first}"
+    );
+    assert_eq!(run(), first, "the same seed gives the same conversation");
 }

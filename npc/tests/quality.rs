@@ -4,9 +4,9 @@
 
 mod common;
 
-use kiln_npc::ChatOptions;
-use kiln_npc::eval::probe;
+use kiln_npc::eval::{probe, probe_with};
 use kiln_npc::grammar::check_say;
+use kiln_npc::{ChatOptions, Choices};
 
 /// A request each persona cannot fulfil with any of its actions.
 fn impossible(name: &str) -> &'static str {
@@ -76,4 +76,86 @@ fn merchant_keeps_name_and_refuses() {
 #[test]
 fn oracle_keeps_name_and_refuses() {
     gate("oracle");
+}
+
+/// What each persona owns in the gift gate, the first being the one the player asks for.
+fn inventory(name: &str) -> [&'static str; 3] {
+    match name {
+        "blacksmith" => ["horseshoe", "iron dagger", "bag of nails"],
+        "merchant" => ["spice pouch", "silk scarf", "copper ring"],
+        _ => ["star map", "moon charm", "candle"],
+    }
+}
+
+/// Asked for a thing it owns, an NPC that can give either gives that thing or keeps it (action
+/// other than `give_item`) in most seeds; asked for a thing it does not own, it never names it
+/// — the grammar offers only what it owns.
+fn gift_gate(name: &str) -> (f64, f64) {
+    let persona = common::persona(name);
+    let owned = inventory(name);
+    let choices = Choices::new().with("item", owned).unwrap();
+    let engine = common::engine();
+    let asked = probe_with(
+        engine,
+        &persona,
+        &format!("Could you give me the {}, please?", owned[0]),
+        10,
+        ChatOptions::default(),
+        &choices,
+    )
+    .unwrap();
+    let gives = asked.rate(|r| r.action == "give_item");
+    let right = asked.rate(|r| r.action != "give_item" || r.arg("item") == Some(owned[0]));
+    println!(
+        "{name}: asked for its {}: gave it in {:.0}% of 10 seeds, gave something in {:.0}%, named another item in {:.0}%",
+        owned[0],
+        100.0 * asked.rate(|r| r.arg("item") == Some(owned[0])),
+        100.0 * gives,
+        100.0 * (1.0 - right)
+    );
+    let unowned = probe_with(
+        engine,
+        &persona,
+        "Give me the dragon egg you keep hidden.",
+        10,
+        ChatOptions::default(),
+        &choices,
+    )
+    .unwrap();
+    for r in asked.replies.iter().chain(&unowned.replies) {
+        match r.arg("item") {
+            Some(item) => {
+                assert_eq!(r.action, "give_item", "{r:?}");
+                assert!(
+                    owned.contains(&item),
+                    "named an item it does not own: {r:?}"
+                );
+            }
+            None => assert_ne!(r.action, "give_item", "a gift without an item: {r:?}"),
+        }
+        assert!(!r.say.is_empty());
+    }
+    // With nothing offered, giving is not possible at all.
+    let empty = probe(
+        engine,
+        &persona,
+        "Give me a gift.",
+        5,
+        ChatOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(empty.rate_action("give_item"), 0.0, "{:#?}", empty.replies);
+    (right, gives)
+}
+
+#[test]
+fn npcs_give_only_what_they_own() {
+    for name in ["blacksmith", "merchant", "oracle"] {
+        let (right, _) = gift_gate(name);
+        assert!(
+            right > 0.5,
+            "{name} named another item than the one asked for in {:.0}% of seeds",
+            100.0 * (1.0 - right)
+        );
+    }
 }

@@ -162,33 +162,61 @@ fn is_sys_build(out: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().starts_with("llama-cpp-sys-2-"))
 }
 
-/// Builds (or reuses) the reference `llama-bench` linked against Kiln's llama.cpp libraries.
-fn llama_bench() -> Result<PathBuf> {
+/// A reference tool of llama.cpp's `tools/`: `llama-bench` (one sequence) or `batched-bench`
+/// (several sequences in one context, as Kiln's crowd runs them).
+#[derive(Clone, Copy)]
+enum Tool {
+    LlamaBench,
+    BatchedBench,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::LlamaBench => "llama-bench",
+            Tool::BatchedBench => "batched-bench",
+        }
+    }
+    /// Where its sources are kept in the cache (`src` for llama-bench, as before).
+    fn src(self, dir: &Path) -> PathBuf {
+        match self {
+            Tool::LlamaBench => dir.join("src"),
+            Tool::BatchedBench => dir.join("src-batched"),
+        }
+    }
+}
+
+/// Builds (or reuses) a reference tool linked against Kiln's llama.cpp libraries.
+fn llama_tool(tool: Tool) -> Result<PathBuf> {
     let out = llama_out_dir()?;
     let dir = cache_dir().join("llama-bench");
     std::fs::create_dir_all(&dir)?;
-    let src = dir.join("src");
-    if !src.join("llama-bench.cpp").is_file() {
+    let src = tool.src(&dir);
+    if !src.join(format!("{}.cpp", tool.name())).is_file() {
         let tmp = dir.join("sdist");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
-        eprintln!("xtask: fetching the llama-bench source from {LLAMA_CPP_PYTHON} (PyPI sdist)");
+        eprintln!(
+            "xtask: fetching the {} source from {LLAMA_CPP_PYTHON} (PyPI sdist)",
+            tool.name()
+        );
         crate::setup::pip_download(LLAMA_CPP_PYTHON, "--no-binary=:all:", &tmp)?;
         let extract = "import sys, tarfile, pathlib\n\
              out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n\
              with tarfile.open(next(pathlib.Path(sys.argv[1]).glob('*.tar.gz'))) as t:\n    \
              for m in t.getmembers():\n        \
-             if '/vendor/llama.cpp/tools/llama-bench/' in m.name and m.name.endswith('.cpp'):\n            \
+             if '/vendor/llama.cpp/tools/' + sys.argv[3] + '/' in m.name and m.name.endswith('.cpp'):\n            \
              (out / pathlib.Path(m.name).name).write_bytes(t.extractfile(m).read())\n";
         crate::run(
             Command::new("python3")
                 .args(["-c", extract])
                 .arg(&tmp)
-                .arg(&src),
+                .arg(&src)
+                .arg(tool.name()),
         )?;
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    let bin = dir.join("llama-bench");
+    let bin = dir.join(tool.name());
     let lib = out.join("lib/libllama.a");
     let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if bin.is_file() && fresh(&bin) >= fresh(&lib) {
@@ -199,11 +227,11 @@ fn llama_bench() -> Result<PathBuf> {
         .find_map(|l| l.strip_prefix("CMAKE_HOME_DIRECTORY:INTERNAL="))
         .map(PathBuf::from)
         .context("llama.cpp source directory not in CMakeCache.txt")?;
-    eprintln!("xtask: building llama-bench against {}", out.display());
+    eprintln!("xtask: building {} against {}", tool.name(), out.display());
     let mut cmd = Command::new("g++");
     cmd.args(["-O3", "-std=c++17", "-DNDEBUG", "-o"])
         .arg(&bin)
-        .arg(src.join("llama-bench.cpp"))
+        .arg(src.join(format!("{}.cpp", tool.name())))
         .arg(src.join("main.cpp"));
     for inc in ["include", "ggml/include", "common", "vendor"] {
         cmd.arg("-I").arg(llama.join(inc));
@@ -256,7 +284,8 @@ fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
         model,
     )?;
     let kiln = crate::target_dir().join("debug/examples/npc_bench");
-    let reference = llama_bench()?;
+    let reference = llama_tool(Tool::LlamaBench)?;
+    let batched = llama_tool(Tool::BatchedBench)?;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -340,6 +369,94 @@ fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
         );
     }
     println!("\nTargets: generation ≥ 0.95× llama-bench; turn-5 first token ≤ 1.2× turn 1.");
+    crowd(&kiln, &batched, model, reps)
+}
+
+/// NPCs replying at once on one engine, against llama.cpp's `batched-bench` with as many
+/// sequences at the same depth, on one thread and on two.
+fn crowd(kiln: &Path, batched: &Path, model: &Path, reps: u32) -> Result<()> {
+    const SIZES: [u32; 4] = [1, 2, 4, 8];
+    let list = SIZES.map(|n| n.to_string()).join(",");
+    let mut rows = Vec::new();
+    for threads in [1, 2] {
+        eprintln!("xtask: measuring crowds of {list} NPCs on {threads} thread(s)");
+        let out = output(Command::new(kiln).arg("--model").arg(model).args([
+            "--threads",
+            &threads.to_string(),
+            "--reps",
+            &reps.to_string(),
+            "--crowd",
+            &list,
+        ]))?;
+        let k: Vec<Value> = out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let depth = k
+            .first()
+            .and_then(|r| r["depth"].as_u64())
+            .context("npc_bench printed no crowd")?;
+        let json = output(Command::new(batched).arg("-m").arg(model).args([
+            "-c",
+            &((depth as u32 + 64) * SIZES[3]).to_string(),
+            "-b",
+            "512",
+            "-ub",
+            "512",
+            "-npp",
+            &depth.to_string(),
+            "-ntg",
+            "32",
+            "-npl",
+            &list,
+            "-t",
+            &threads.to_string(),
+            "--output-format",
+            "jsonl",
+        ]))?;
+        let reference: Vec<Value> = json
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .context("batched-bench JSON")?;
+        rows.push((threads, depth, k, reference));
+    }
+    println!(
+        "\nA crowd on one engine: N NPCs asked at once, each reply one token per decode, at the depth of a persona (tok/s of all NPCs together)\n"
+    );
+    println!(
+        "| threads | NPCs | Kiln, first token to last reply | Kiln, in its decodes | NPCs per decode | batched-bench (same depth) | Kiln / batched-bench | × one NPC: Kiln | × one: batched-bench |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (threads, depth, k, reference) in rows {
+        let kiln_at = |n: u32| k.iter().find(|r| r["crowd"].as_u64() == Some(n.into()));
+        let ref_at = |n: u32| {
+            reference
+                .iter()
+                .find(|r| r["pl"].as_u64() == Some(n.into()))
+                .and_then(|r| r["speed_tg"].as_f64())
+                .unwrap_or(f64::NAN)
+        };
+        let f = |r: Option<&Value>, key: &str| r.and_then(|r| r[key].as_f64()).unwrap_or(f64::NAN);
+        let alone = f(kiln_at(1), "gen_tps");
+        for n in SIZES {
+            let r = kiln_at(n);
+            println!(
+                "| {threads} | {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                f(r, "gen_tps"),
+                f(r, "decode_tps"),
+                f(r, "npcs_per_decode"),
+                ref_at(n),
+                f(r, "decode_tps") / ref_at(n),
+                f(r, "gen_tps") / alone,
+                ref_at(n) / ref_at(1),
+            );
+        }
+        println!("(depth {depth} tokens)");
+    }
+    println!("\nTarget: 4 NPCs at once ≥ 2.5× one alone; Kiln's decodes ≥ 0.95× batched-bench's.");
     Ok(())
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bevy::prelude::*;
 use bevy_kiln::{
     ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, KilnWallet, MintArt,
-    MintFailed, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified, VerifyToken,
+    MintFailed, NpcChoices, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified,
+    VerifyToken,
 };
 use kiln_nftgen::{GeneratedArt, TokenId};
 
@@ -118,6 +119,7 @@ impl Plugin for RulesPlugin {
             .add_systems(
                 Update,
                 (
+                    offer_gifts,
                     handle_intents,
                     npc_replied,
                     remember,
@@ -129,6 +131,29 @@ impl Plugin for RulesPlugin {
                     .in_set(AppSystems::Rules),
             )
             .add_observer(reply_delta);
+    }
+}
+
+/// What each villager can still give: their gifts the player does not have yet, offered to the
+/// model as the `item` choices of `give_item` (an NPC with nothing left cannot choose it).
+fn offer_gifts(
+    save: Res<SaveGame>,
+    villagers: Query<(Entity, &Villager, Option<&NpcChoices>)>,
+    mut commands: Commands,
+) {
+    for (entity, villager, offered) in &villagers {
+        let owned: Vec<&str> = villager
+            .gifts
+            .iter()
+            .copied()
+            .filter(|g| !save.inventory.iter().any(|i| i == g))
+            .collect();
+        let Ok(choices) = bevy_kiln::Choices::new().with("item", owned) else {
+            continue;
+        };
+        if offered.is_none_or(|o| o.0 != choices) {
+            commands.entity(entity).insert(NpcChoices(choices));
+        }
     }
 }
 
@@ -176,15 +201,15 @@ fn handle_intents(
                         let Ok(villager) = villagers.get(npc) else {
                             continue;
                         };
-                        save.transcripts
-                            .entry(villager.name.clone())
-                            .or_default()
-                            .push(Line {
+                        save.note_line(
+                            &villager.name,
+                            Line {
                                 who: "You".into(),
                                 text: text.clone(),
                                 emotion: String::new(),
                                 action: String::new(),
-                            });
+                            },
+                        );
                         save.store();
                         dialogue.npc = Some(npc);
                         dialogue.streaming.clear();
@@ -300,26 +325,24 @@ fn npc_replied(
             dialogue.waiting = false;
             dialogue.streaming.clear();
         }
-        save.transcripts
-            .entry(villager.name.clone())
-            .or_default()
-            .push(Line {
-                who: villager.name.clone(),
-                text: r.reply.say.clone(),
-                emotion: r.reply.emotion.clone(),
-                action: r.reply.action.clone(),
-            });
+        let line = Line {
+            who: villager.name.clone(),
+            text: r.reply.say.clone(),
+            emotion: r.reply.emotion.clone(),
+            action: r.reply.action.clone(),
+        };
+        save.note_line(&villager.name, line);
         match r.reply.action.as_str() {
             "open_shop" => *mode = Mode::Shop(r.npc),
             "give_item" => {
-                let given = save
-                    .inventory
-                    .iter()
-                    .filter(|i| villager.gifts.contains(&i.as_str()))
-                    .count();
-                let gift = villager.gifts[given % villager.gifts.len()];
-                save.inventory.push(gift.to_string());
-                notice.0 = format!("{} gave you a {gift}.", villager.name);
+                // The item the NPC named: the grammar let it name only what it still owns.
+                if let Some(gift) = r.reply.arg("item")
+                    && villager.gifts.contains(&gift)
+                    && !save.inventory.iter().any(|i| i == gift)
+                {
+                    save.inventory.push(gift.to_string());
+                    notice.0 = format!("{} gave you a {gift}.", villager.name);
+                }
             }
             "flee" => {
                 let here = transform.translation.truncate();
@@ -491,7 +514,7 @@ mod tests {
             .init_resource::<Dialogue>()
             .init_resource::<Notice>()
             .insert_resource(SaveGame::load_or_default(dir.path()))
-            .add_systems(Update, npc_replied);
+            .add_systems(Update, (npc_replied, offer_gifts).chain());
         let npc = app
             .world_mut()
             .spawn((
@@ -512,25 +535,37 @@ mod tests {
                 say: format!("({action})"),
                 emotion: emotion.into(),
                 action: action.into(),
+                args: Default::default(),
             },
             fallback: false,
+        };
+        let gift = |item: &str| {
+            let mut r = reply("give_item", "proud");
+            r.reply.args.insert("item".into(), item.into());
+            r
         };
 
         app.world_mut().write_message(reply("open_shop", "happy"));
         app.update();
         assert_eq!(*app.world().resource::<Mode>(), Mode::Shop(npc));
         assert_eq!(app.world().get::<Villager>(npc).unwrap().emotion, "happy");
+        let offered = |app: &mut App| app.world().get::<NpcChoices>(npc).unwrap().0.clone();
+        assert_eq!(offered(&mut app).get("item"), ["iron nail", "whetstone"]);
 
-        for _ in 0..3 {
-            app.world_mut().write_message(reply("give_item", "proud"));
+        // The named item changes hands once; an item Bram does not own (a fallback cannot name
+        // one, and the grammar never does) changes nothing.
+        for item in ["whetstone", "iron nail", "whetstone", "dragon egg"] {
+            app.world_mut().write_message(gift(item));
             app.update();
         }
         let save = app.world().resource::<SaveGame>();
-        assert_eq!(save.inventory, ["iron nail", "whetstone", "iron nail"]);
-        assert_eq!(save.transcripts["Bram"].len(), 4);
+        assert_eq!(save.inventory, ["whetstone", "iron nail"]);
+        assert_eq!(save.transcripts["Bram"].len(), 5);
+        // Bram has nothing left to give: give_item is no longer offered to the model.
+        assert!(offered(&mut app).get("item").is_empty());
         assert_eq!(
             SaveGame::load_or_default(dir.path()).inventory.len(),
-            3,
+            2,
             "saved"
         );
 

@@ -5,7 +5,7 @@
 use bevy::prelude::*;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::sprite::Anchor;
-use bevy_kiln::Npc;
+use bevy_kiln::{Npc, NpcConverse, Talking};
 
 use super::art::UsesArt;
 pub use super::art::VillagePainting;
@@ -91,6 +91,7 @@ pub struct VillagePlugin;
 impl Plugin for VillagePlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Nearby>()
+            .init_resource::<Chatter>()
             .add_plugins(super::art::plugin)
             .add_systems(
                 Startup,
@@ -98,7 +99,14 @@ impl Plugin for VillagePlugin {
             )
             .add_systems(
                 Update,
-                (walk_to_target, flee, find_nearby, animate, follow)
+                (
+                    walk_to_target,
+                    flee,
+                    find_nearby,
+                    villagers_chat,
+                    animate,
+                    follow,
+                )
                     .chain()
                     .in_set(AppSystems::World),
             );
@@ -350,6 +358,83 @@ fn flee(
         let next = here.move_towards(goal, speed * time.delta_secs());
         transform.translation = next.extend(transform.translation.z);
     }
+}
+
+/// Villagers talk among themselves when the player walks by (not up to them): the one passed
+/// and the villager nearest to them exchange a few lines ([`NpcConverse`]), at most once every
+/// [`Chatter::every`] seconds. The scripted tour turns it off so its own lines are answered in
+/// order.
+#[derive(Resource, Debug, Clone)]
+pub struct Chatter {
+    /// Whether villagers chat at all.
+    pub enabled: bool,
+    /// Seconds between two chats.
+    pub every: f32,
+    /// When the next may start (seconds since start-up).
+    next: f32,
+}
+
+impl Chatter {
+    /// No chatter.
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for Chatter {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every: 90.0,
+            next: 10.0,
+        }
+    }
+}
+
+fn villagers_chat(
+    time: Res<Time>,
+    mut chatter: ResMut<Chatter>,
+    mode: Res<super::rules::Mode>,
+    player: Single<&Transform, With<Player>>,
+    villagers: Query<(Entity, &Transform, Has<Talking>), (With<Villager>, Without<Player>)>,
+    mut converse: MessageWriter<NpcConverse>,
+) {
+    let now = time.elapsed_secs();
+    if !chatter.enabled || now < chatter.next || *mode != super::rules::Mode::Walking {
+        return;
+    }
+    let here = player.translation.truncate();
+    // Walking by: within a few steps of a villager, but not in reach to talk.
+    let Some((passed, at, busy)) = villagers.iter().find(|(_, t, _)| {
+        let d = here.distance(t.translation.truncate());
+        (REACH..REACH * 2.5).contains(&d)
+    }) else {
+        return;
+    };
+    let other = villagers
+        .iter()
+        .filter(|(e, _, _)| *e != passed)
+        .min_by(|a, b| {
+            let da = a.1.translation.distance(at.translation);
+            let db = b.1.translation.distance(at.translation);
+            da.total_cmp(&db)
+        });
+    let Some((other, _, other_busy)) = other else {
+        return;
+    };
+    if busy || other_busy {
+        return;
+    }
+    converse.write(NpcConverse {
+        a: passed,
+        b: other,
+        topic: "Did you see that traveller walk past? What do you make of them?".into(),
+        turns: 2,
+    });
+    chatter.next = now + chatter.every;
 }
 
 fn find_nearby(

@@ -4,6 +4,7 @@
 //! npc chat --persona assets/npcs/blacksmith.toml [--model PATH] [--seed N]
 //! npc say  --persona assets/npcs/merchant.toml [--json] "Do you sell rope?"
 //! npc crowd --dir assets/npcs [--seed N] [--json] "Good morning!"
+//! npc converse --a assets/npcs/blacksmith.toml --b assets/npcs/merchant.toml --turns 4
 //! ```
 
 use std::io::{BufRead, Write};
@@ -82,9 +83,38 @@ enum Command {
         /// What the player says to everyone.
         line: String,
     },
+    /// Two NPCs talk: A hears the topic, then each hears the other's words as a line said to
+    /// them, for TURNS replies in all. The same seed gives the same conversation.
+    Converse {
+        /// The persona who speaks first.
+        #[arg(long)]
+        a: PathBuf,
+        /// The persona who answers.
+        #[arg(long)]
+        b: PathBuf,
+        /// Replies in all (A, B, A, …).
+        #[arg(long, default_value_t = 4)]
+        turns: u32,
+        /// What B opens with.
+        #[arg(long, default_value = "Good day! What news do you have?")]
+        topic: String,
+        /// GGUF model [default: $KILN_NPC_MODEL, else the model `cargo xtask setup` fetched].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Sampling seed of both NPCs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON line per reply: {"npc":…,"say":…,"emotion":…,"action":…}.
+        #[arg(long)]
+        json: bool,
+    },
     Say {
         #[command(flatten)]
         common: Common,
+        /// Offer a value for action arguments this turn, as LIST=VALUE (repeatable), e.g.
+        /// `--offer item=horseshoe --offer item="iron nails"`: a reply can name only those.
+        #[arg(long, value_name = "LIST=VALUE")]
+        offer: Vec<String>,
         /// Print the reply as one JSON line {"say":…,"emotion":…,"action":…}.
         #[arg(long)]
         json: bool,
@@ -154,6 +184,44 @@ fn open(c: &Common) -> Result<kiln_npc::Chat> {
     Ok(chat)
 }
 
+/// `LIST=VALUE` offers as choices.
+fn choices(offers: &[String]) -> Result<kiln_npc::Choices> {
+    let mut lists: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for o in offers {
+        let (list, value) = o
+            .split_once('=')
+            .with_context(|| format!("--offer {o:?}: expected LIST=VALUE, e.g. item=horseshoe"))?;
+        lists.entry(list).or_default().push(value);
+    }
+    let mut choices = kiln_npc::Choices::new();
+    for (list, values) in lists {
+        choices = choices.with(list, values)?;
+    }
+    Ok(choices)
+}
+
+/// One NPC's reply: `Name: words  [emotion · action]`, or with `json` one line
+/// `{"npc", "say", "emotion", "action", "args"?}`.
+fn print_reply(name: &str, reply: &kiln_npc::NpcReply, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(reply).unwrap_or_default();
+        v["npc"] = name.into();
+        println!("{v}");
+    } else {
+        println!("{name}: {}  [{}]", reply.say, tags(reply));
+    }
+}
+
+/// `emotion · action`, with the action's argument when it has one.
+fn tags(reply: &kiln_npc::NpcReply) -> String {
+    let args: Vec<String> = reply.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if args.is_empty() {
+        format!("{} · {}", reply.emotion, reply.action)
+    } else {
+        format!("{} · {} {}", reply.emotion, reply.action, args.join(" "))
+    }
+}
+
 fn save(chat: &kiln_npc::Chat, path: &std::path::Path) -> Result<()> {
     chat.snapshot()?.save(path)?;
     Ok(())
@@ -161,9 +229,15 @@ fn save(chat: &kiln_npc::Chat, path: &std::path::Path) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Say { common, json, line } => {
+        Command::Say {
+            common,
+            json,
+            line,
+            offer,
+        } => {
             let chat = open(&common)?;
-            let reply = chat.ask_blocking(line)?;
+            let id = chat.ask_with(line, choices(&offer)?)?;
+            let (reply, _) = chat.wait(id)?;
             if let Some(path) = &common.save {
                 save(&chat, path)?;
             }
@@ -171,16 +245,24 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&reply)?);
             } else {
                 println!(
-                    "{}: {}  [{} · {}]",
+                    "{}: {}  [{}]",
                     chat.persona().name(),
                     reply.say,
-                    reply.emotion,
-                    reply.action
+                    tags(&reply)
                 );
             }
             Ok(())
         }
         Command::Chat(common) => interactive(&common),
+        Command::Converse {
+            a,
+            b,
+            turns,
+            topic,
+            model,
+            seed,
+            json,
+        } => converse(&a, &b, turns, &topic, model, seed, json),
         Command::Crowd {
             dir,
             model,
@@ -282,23 +364,40 @@ fn crowd(
         .collect::<Result<Vec<_>, _>>()?;
     for (chat, id) in chats.iter().zip(ids) {
         let (reply, _) = chat.wait(id)?;
-        let name = chat.persona().name();
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "npc": name,
-                    "say": reply.say,
-                    "emotion": reply.emotion,
-                    "action": reply.action,
-                })
-            );
-        } else {
-            println!(
-                "{name}: {}  [{} · {}]",
-                reply.say, reply.emotion, reply.action
-            );
-        }
+        print_reply(chat.persona().name(), &reply, json);
+    }
+    Ok(())
+}
+
+/// The line an NPC hears when another speaks to it: `Name: words`.
+fn heard(from: &str, say: &str) -> String {
+    format!("{from}: {say}")
+}
+
+fn converse(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    turns: u32,
+    topic: &str,
+    model: Option<PathBuf>,
+    seed: u64,
+    json: bool,
+) -> Result<()> {
+    let (a, b) = (Persona::load(a)?, Persona::load(b)?);
+    let model = model.unwrap_or_else(kiln_npc::default_model_path);
+    let engine = Engine::load(&model, EngineConfig::default().with_slots(2))?;
+    let options = ChatOptions::default().with_seed(seed);
+    let chats = [engine.chat(a, options.clone())?, engine.chat(b, options)?];
+    let mut line = heard(chats[1].persona().name(), topic);
+    if !json {
+        println!("{line}");
+    }
+    for turn in 0..turns as usize {
+        let speaker = &chats[turn % 2];
+        let reply = speaker.ask_blocking(line)?;
+        let name = speaker.persona().name();
+        print_reply(name, &reply, json);
+        line = heard(name, &reply.say);
     }
     Ok(())
 }

@@ -426,7 +426,7 @@ impl<'m> Crowd<'m> {
                     break;
                 };
                 match cmd {
-                    Command::Ask { id, text } => {
+                    Command::Ask { id, text, choices } => {
                         if m.flags.cancelled(id) {
                             let _ = m.events.send(ChatEvent::Cancelled { request: id });
                             continue;
@@ -434,10 +434,10 @@ impl<'m> Crowd<'m> {
                         if !self.acquire(key) {
                             // Every sequence is replying: wait for one.
                             let m = self.members.get_mut(&key).expect("listed");
-                            m.queue.push_front(Command::Ask { id, text });
+                            m.queue.push_front(Command::Ask { id, text, choices });
                             break;
                         }
-                        self.begin(key, id, &text);
+                        self.begin(key, id, &text, choices);
                     }
                     Command::Reset(seed) => {
                         m.activity = Activity::Idle;
@@ -455,12 +455,12 @@ impl<'m> Crowd<'m> {
         }
     }
 
-    fn begin(&mut self, key: u64, id: RequestId, text: &str) {
+    fn begin(&mut self, key: u64, id: RequestId, text: &str, choices: crate::reply::Choices) {
         let ctx = self.ctx.as_mut().expect("a member holds a sequence");
         let m = self.members.get_mut(&key).expect("listed");
         let started = m
             .worker
-            .begin(id, text)
+            .begin(id, text, choices)
             .and_then(|(reply, schedule)| Ok((reply, m.worker.plan(ctx, &schedule, true)?)));
         match started {
             Ok((reply, plan)) => m.activity = Activity::Prompt(reply, plan),
@@ -501,9 +501,11 @@ impl<'m> Crowd<'m> {
                 added = added.and(self.batch.add(*tok, pos, &[seq], true));
             }
         }
+        let started = std::time::Instant::now();
         let decoded = added
             .map_err(|e| e.to_string())
             .and_then(|()| ctx.decode(&mut self.batch).map_err(|e| e.to_string()));
+        let decoded_at = std::time::Instant::now();
         for (i, key) in talking.iter().enumerate() {
             let m = self.members.get_mut(key).expect("listed");
             let Activity::Generate(mut reply, tok) =
@@ -522,6 +524,11 @@ impl<'m> Crowd<'m> {
             let step = reply_step(&mut m.worker, &mut reply, logits, &m.events);
             Self::sampled(key, m, step, reply);
         }
+        let mut w = self.inner.work.lock().unwrap_or_else(|e| e.into_inner());
+        w.generation_decodes += 1;
+        w.generated_tokens += talking.len() as u64;
+        w.generation_decode_time += decoded_at - started;
+        w.sampling_time += decoded_at.elapsed();
     }
 
     /// One decode call of one prompt: a new line's first (they take turns), else a catch-up.
@@ -547,6 +554,7 @@ impl<'m> Crowd<'m> {
         let Some(ctx) = self.ctx.as_mut() else { return };
         let m = self.members.get_mut(&key).expect("picked");
         m.last_used = self.clock;
+        let (started, before) = (std::time::Instant::now(), m.worker.cached.len());
         match std::mem::replace(&mut m.activity, Activity::Idle) {
             Activity::CatchUp(mut plan) => {
                 match m.worker.advance(ctx, &mut self.batch, &mut plan) {
@@ -574,6 +582,11 @@ impl<'m> Crowd<'m> {
             }
             other => m.activity = other,
         }
+        let evaluated = m.worker.cached.len().saturating_sub(before) as u64;
+        let mut w = self.inner.work.lock().unwrap_or_else(|e| e.into_inner());
+        w.prompt_decodes += 1;
+        w.prompt_tokens += evaluated;
+        w.prompt_decode_time += started.elapsed();
     }
 
     /// Acts on a sampled token: the reply goes on, ends (and the turn's close is evaluated
@@ -582,7 +595,8 @@ impl<'m> Crowd<'m> {
         let id = reply.id;
         match step {
             Ok(Step::Next(tok)) => m.activity = Activity::Generate(reply, tok),
-            Ok(Step::Done(npc_reply, stats)) => {
+            Ok(Step::Done(done)) => {
+                let (npc_reply, stats) = *done;
                 m.end(
                     id,
                     Ok(ChatEvent::Reply {

@@ -21,6 +21,9 @@ pub(super) struct Reply {
     pub(super) id: RequestId,
     text: String,
     words: Vec<LlamaToken>,
+    choices: crate::reply::Choices,
+    note: String,
+    note_tokens: Vec<LlamaToken>,
     /// The oldest turn remembered once this reply's prompt is in the stream.
     first: usize,
     pub(super) stats: TurnStats,
@@ -39,7 +42,7 @@ pub(super) enum Step {
     /// The reply goes on: this token must be evaluated next.
     Next(LlamaToken),
     /// The reply is complete (its last token is evaluated later, with the turn's close).
-    Done(NpcReply, TurnStats),
+    Done(Box<(NpcReply, TurnStats)>),
 }
 
 impl Worker<'_> {
@@ -146,27 +149,50 @@ impl Worker<'_> {
         Some(sampler::pick(&best, sampling, rng))
     }
 
-    /// Starts a reply to `text`: forgets old turns (never the persona) until the prompt and the
-    /// longest reply fit — down to about half the room, so it does not happen every turn — and
-    /// returns the reply with the schedule its prompt needs.
+    /// Starts a reply to `text` under this turn's `choices`: sets the turn's grammar (compiled,
+    /// or reused from an earlier turn with the same choices), forgets old turns (never the
+    /// persona) until the prompt and the longest reply fit — down to about half the room, so it
+    /// does not happen every turn — and returns the reply with the schedule its prompt needs.
     pub(super) fn begin(
         &mut self,
         id: RequestId,
         text: &str,
+        choices: crate::reply::Choices,
     ) -> Result<(Reply, Vec<Segment>), ChatError> {
         let started = Instant::now();
         let mut stats = TurnStats::default();
-        let words = self.model.vocab().tokenize(text.as_bytes(), false, false);
+        let shape = self.persona.reply_shape();
+        let gbnf = crate::reply::grammar::gbnf(&shape, &choices);
+        let note = choices.note(&shape);
+        if gbnf == self.grammar_gbnf {
+            // The same choices as the last turn: its grammar serves.
+        } else if let Some(g) = self.grammars.remove(&gbnf) {
+            let old = std::mem::replace(&mut self.grammar, g);
+            self.remember_grammar(old);
+        } else {
+            let compiled = LlamaSampler::grammar(self.model, &gbnf, "root").map_err(|_| {
+                ChatError::Grammar {
+                    persona: self.persona.name().to_string(),
+                }
+            })?;
+            let old = std::mem::replace(&mut self.grammar, compiled);
+            self.remember_grammar(old);
+            stats.grammar_compile = started.elapsed();
+        }
+        self.grammar_gbnf = gbnf;
+        let vocab = self.model.vocab();
+        let words = vocab.tokenize(text.as_bytes(), false, false);
+        let note_tokens = vocab.tokenize(note.as_bytes(), false, false);
         let len = |segs: &[Segment]| segs.iter().map(|s| s.tokens.len()).sum::<usize>();
         let budget = self.n_ctx - self.max_reply_tokens;
         let mut first = self.first_remembered;
-        let mut schedule = self.schedule(first, Some(&words));
+        let mut schedule = self.schedule(first, Some((&words, &note_tokens)));
         if len(&schedule) > budget {
             let goal = (budget + self.persona_tokens.len()) / 2;
             while len(&schedule) > goal && first < self.turns.len() {
                 first += 1;
                 stats.dropped_turns += 1;
-                schedule = self.schedule(first, Some(&words));
+                schedule = self.schedule(first, Some((&words, &note_tokens)));
             }
             if len(&schedule) > budget {
                 return Err(ChatError::ContextTooSmall {
@@ -190,6 +216,9 @@ impl Worker<'_> {
             id,
             text: text.to_string(),
             words,
+            choices,
+            note,
+            note_tokens,
             first,
             stats,
             started,
@@ -280,23 +309,32 @@ impl Worker<'_> {
             });
         }
         if !valid.ends_with("\"}") {
-            if reply.generated.len() >= self.max_reply_tokens {
+            if reply.generated.len() >= self.reply_token_cap {
                 return Err(ChatError::Unparseable {
                     reason: format!(
                         "the reply did not end within {} tokens",
-                        self.max_reply_tokens
+                        self.reply_token_cap
                     ),
                     raw: raw_text(&reply.raw),
+                });
+            }
+            if self.cached.len() + 1 >= self.n_ctx {
+                // A reply in a script of many tokens per character outgrew the reserved room.
+                return Err(ChatError::ContextTooSmall {
+                    needed: self.cached.len() + 2,
+                    n_ctx: self.n_ctx as u32,
                 });
             }
             return Ok(Step::Next(tok));
         }
         let raw = raw_text(&reply.raw);
-        let (say, emotion, action) = parse::parse_reply(&raw, &self.persona.reply_shape())
-            .map_err(|reason| ChatError::Unparseable {
-                reason,
-                raw: raw.clone(),
-            })?;
+        let (say, emotion, action, args) =
+            parse::parse_reply(&raw, &self.persona.reply_shape(), &reply.choices).map_err(
+                |reason| ChatError::Unparseable {
+                    reason,
+                    raw: raw.clone(),
+                },
+            )?;
         let mut stats = std::mem::take(&mut reply.stats);
         stats.generated_tokens = reply.generated.len();
         stats.generation_time = reply.gen_started.elapsed();
@@ -304,14 +342,35 @@ impl Worker<'_> {
             say,
             emotion,
             action,
+            args,
         };
+        // The transcript is capped like a save: the oldest forgotten turns go first.
+        if self.turns.len() >= super::MAX_SAVED_TURNS {
+            let drop = (self.turns.len() + 1 - super::MAX_SAVED_TURNS).min(self.first_remembered);
+            self.turns.drain(..drop);
+            self.first_remembered -= drop;
+        }
         self.turns.push(Turn {
             player: std::mem::take(&mut reply.text),
             reply: npc_reply.clone(),
             raw,
             words: std::mem::take(&mut reply.words),
             generated: std::mem::take(&mut reply.generated),
+            note: std::mem::take(&mut reply.note),
+            note_tokens: std::mem::take(&mut reply.note_tokens),
         });
-        Ok(Step::Done(npc_reply, stats))
+        Ok(Step::Done(Box::new((npc_reply, stats))))
+    }
+
+    /// Keeps a compiled grammar for later turns (at most [`GRAMMAR_CACHE`] of them).
+    fn remember_grammar(&mut self, grammar: LlamaSampler) {
+        if self.grammars.len() >= GRAMMAR_CACHE {
+            self.grammars.clear();
+        }
+        let key = std::mem::take(&mut self.grammar_gbnf);
+        self.grammars.insert(key, grammar);
     }
 }
+
+/// Compiled grammars a chat keeps for the choices of earlier turns.
+const GRAMMAR_CACHE: usize = 8;

@@ -54,23 +54,29 @@ impl<'m> Worker<'m> {
     }
 
     /// The canonical evaluation of the persona, the turns from `first` on, and (when given) a
-    /// new player line: the persona as one batch; per turn, the player's words and the opening
+    /// new player line (its words and its choices note): the persona as one batch; per turn, the
+    /// player's words, the choices note (tokenized on its own) and the opening
     /// of the NPC's turn as one batch, the reply one token at a time (its last token is never
     /// evaluated during generation), then the reply's last token and the closing of the NPC's
     /// turn as one batch, which the worker evaluates while the player reads the reply.
-    pub(super) fn schedule(&self, first: usize, new_words: Option<&[LlamaToken]>) -> Vec<Segment> {
+    pub(super) fn schedule(
+        &self,
+        first: usize,
+        new_line: Option<(&[LlamaToken], &[LlamaToken])>,
+    ) -> Vec<Segment> {
         let batch = |tokens: Vec<LlamaToken>| Segment {
             tokens,
             shape: Shape::Batch,
         };
-        let player_turn = |words: &[LlamaToken]| {
+        let player_turn = |words: &[LlamaToken], note: &[LlamaToken]| {
             let mut t = words.to_vec();
+            t.extend_from_slice(note);
             t.extend_from_slice(&self.player_end);
             batch(t)
         };
         let mut segments = vec![batch(self.persona_tokens.clone())];
         for turn in &self.turns[first..] {
-            segments.push(player_turn(&turn.words));
+            segments.push(player_turn(&turn.words, &turn.note_tokens));
             let (last, rest) = turn
                 .generated
                 .split_last()
@@ -83,8 +89,8 @@ impl<'m> Worker<'m> {
             close.extend_from_slice(&self.npc_end);
             segments.push(batch(close));
         }
-        if let Some(words) = new_words {
-            segments.push(player_turn(words));
+        if let Some((words, note)) = new_line {
+            segments.push(player_turn(words, note));
         }
         segments.retain(|s| !s.tokens.is_empty());
         segments

@@ -42,6 +42,18 @@ pub struct NpcReply {
     pub emotion: String,
     /// What the game should do: one of the persona's `actions` (`none` for plain talk).
     pub action: String,
+    /// The action's argument when it takes one (the persona's `action_args`): choice list name
+    /// → the value, always one the game offered for this turn ([`crate::Choices`]). Empty for
+    /// plain actions.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub args: std::collections::BTreeMap<String, String>,
+}
+
+impl NpcReply {
+    /// The value of the action's argument from choice list `list` (`reply.arg("item")`).
+    pub fn arg(&self, list: &str) -> Option<&str> {
+        self.args.get(list).map(String::as_str)
+    }
 }
 
 /// Measurements of one turn.
@@ -57,6 +69,9 @@ pub struct TurnStats {
     pub evaluated_tokens: usize,
     /// Tokens generated for the reply.
     pub generated_tokens: usize,
+    /// Time spent compiling this turn's grammar (zero when one compiled for the same choices was
+    /// reused).
+    pub grammar_compile: Duration,
     /// Times the grammar rejected every top-k candidate and the whole vocabulary was filtered.
     pub grammar_fallbacks: usize,
     /// Old turns forgotten this turn to make room in the context.
@@ -228,7 +243,11 @@ impl ChatOptions {
 }
 
 pub(crate) enum Command {
-    Ask { id: RequestId, text: String },
+    Ask {
+        id: RequestId,
+        text: String,
+        choices: crate::reply::Choices,
+    },
     Reset(Option<u64>),
     Snapshot(Sender<SavedChat>),
 }
@@ -323,6 +342,17 @@ impl Chat {
     /// Lines are plain text: chat-template markers or JSON the player types are just words to the
     /// model, and the reply grammar holds whatever they say.
     pub fn ask(&self, text: impl Into<String>) -> Result<RequestId, ChatError> {
+        self.ask_with(text, crate::reply::Choices::new())
+    }
+
+    /// Like [`Chat::ask`], with what the game offers for action arguments this turn (the NPC's
+    /// inventory, the places it knows): the reply can name only those values, and an action with
+    /// nothing offered cannot be chosen. The model reads the lists after the player's line.
+    pub fn ask_with(
+        &self,
+        text: impl Into<String>,
+        choices: crate::reply::Choices,
+    ) -> Result<RequestId, ChatError> {
         let text = text.into();
         if text.trim().is_empty() {
             return Err(ChatError::BadInput {
@@ -340,7 +370,7 @@ impl Chat {
             });
         }
         let id = RequestId(self.next_id.fetch_add(1, Ordering::SeqCst));
-        self.send(Command::Ask { id, text })?;
+        self.send(Command::Ask { id, text, choices })?;
         Ok(id)
     }
 

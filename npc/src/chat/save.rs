@@ -12,6 +12,8 @@ use super::{ChatOptions, NpcReply};
 pub const MAX_SAVED_TURNS: usize = 4096;
 /// The most bytes of a saved reply's raw text (a reply is at most a few hundred characters).
 const MAX_RAW_BYTES: usize = 8192;
+/// The most bytes of a turn's choices note (lists of at most 64 values of 48 characters).
+const MAX_NOTE_BYTES: usize = 16 * 1024;
 /// The most token ids saved for one player line or one reply.
 const MAX_SAVED_TOKENS: usize = 4096;
 
@@ -35,6 +37,10 @@ pub struct SavedTurn {
     /// Token ids of the reply as generated (same rule as `words`).
     #[serde(default)]
     pub generated: Vec<i32>,
+    /// What the game offered for the turn's action arguments, as the model read it after the
+    /// player's line ([`crate::Choices`]); empty when nothing was offered.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 /// A conversation as saved to disk (serde JSON): the turns, and the settings that produced them.
@@ -114,6 +120,10 @@ impl SavedChat {
                     Some("its player line is longer than a player may say or holds a NUL")
                 } else if t.raw.len() > MAX_RAW_BYTES || t.raw.chars().any(char::is_control) {
                     Some("its reply is longer than a reply can be or holds a control character")
+                } else if t.note.len() > MAX_NOTE_BYTES
+                    || t.note.chars().any(|c| c.is_control() && c != '\n')
+                {
+                    Some("its choices note is longer than one can be or holds a control character")
                 } else if t.words.len() > MAX_SAVED_TOKENS || t.generated.len() > MAX_SAVED_TOKENS {
                     Some("it holds more token ids than a turn can have")
                 } else {

@@ -35,6 +35,9 @@ pub(super) struct Turn {
     pub(super) words: Vec<LlamaToken>,
     /// The reply's tokens as generated.
     pub(super) generated: Vec<LlamaToken>,
+    /// The choices note the model read after the player's words, and its tokens.
+    pub(super) note: String,
+    pub(super) note_tokens: Vec<LlamaToken>,
 }
 
 pub(super) struct Worker<'m> {
@@ -44,7 +47,13 @@ pub(super) struct Worker<'m> {
     pub(super) persona: Persona,
     pub(super) options: ChatOptions,
     pub(super) fingerprint: String,
+    /// The grammar of the reply in progress.
     pub(super) grammar: LlamaSampler,
+    /// Grammars compiled for earlier turns' choices (by their GBNF text), reused when the game
+    /// offers the same again.
+    pub(super) grammars: std::collections::HashMap<String, LlamaSampler>,
+    /// The GBNF text of `grammar`.
+    pub(super) grammar_gbnf: String,
     pub(super) persona_tokens: Vec<LlamaToken>,
     pub(super) player_end: Vec<LlamaToken>,
     pub(super) npc_end: Vec<LlamaToken>,
@@ -54,7 +63,13 @@ pub(super) struct Worker<'m> {
     pub(super) cached: Vec<LlamaToken>,
     pub(super) n_ctx: usize,
     pub(super) n_batch: usize,
+    /// Room kept for a reply when old turns are forgotten: the JSON frame and one token per
+    /// character of the longest `say` (what replies in Latin script take).
     pub(super) max_reply_tokens: usize,
+    /// The most tokens a reply may take: one per byte of the longest `say` (four per character),
+    /// so a reply in any script can always be finished; past the reserved room it ends with
+    /// [`ChatError::ContextTooSmall`] if the context truly runs out.
+    pub(super) reply_token_cap: usize,
     /// Tokens of the NPC's name, which the repeat penalty spares.
     pub(super) name_tokens: std::collections::HashSet<i32>,
 }
@@ -83,7 +98,7 @@ impl<'m> Worker<'m> {
             template = tt.source,
             "chat template ready"
         );
-        let gbnf = grammar::gbnf(&persona.reply_shape());
+        let gbnf = grammar::gbnf(&persona.reply_shape(), &crate::reply::Choices::new());
         let grammar =
             LlamaSampler::grammar(model, &gbnf, "root").map_err(|_| ChatError::Grammar {
                 persona: persona.name().to_string(),
@@ -93,6 +108,7 @@ impl<'m> Worker<'m> {
         let player_end = vocab.tokenize(tt.player_end.as_bytes(), false, true);
         let npc_end = vocab.tokenize(tt.npc_end.as_bytes(), false, true);
         let max_reply_tokens = 48 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS;
+        let reply_token_cap = 48 + usize::from(persona.max_sentences()) * MAX_SENTENCE_CHARS * 4;
         let name_tokens = [persona.name().to_string(), format!(" {}", persona.name())]
             .iter()
             .flat_map(|n| vocab.tokenize(n.as_bytes(), false, false))
@@ -110,6 +126,8 @@ impl<'m> Worker<'m> {
             options,
             fingerprint,
             grammar,
+            grammars: std::collections::HashMap::new(),
+            grammar_gbnf: gbnf,
             persona_tokens,
             player_end,
             npc_end,
@@ -119,6 +137,7 @@ impl<'m> Worker<'m> {
             n_ctx: n_ctx as usize,
             n_batch: n_batch as usize,
             max_reply_tokens,
+            reply_token_cap,
             name_tokens,
         };
         if let Some(saved) = saved {
@@ -160,12 +179,15 @@ impl<'m> Worker<'m> {
                     vocab.tokenize(t.raw.as_bytes(), false, false),
                 )
             });
+            let note_tokens = vocab.tokenize(t.note.as_bytes(), false, false);
             self.turns.push(Turn {
                 player: t.player,
                 reply: t.reply,
                 raw: t.raw,
                 words,
                 generated,
+                note: t.note,
+                note_tokens,
             });
         }
         self.first_remembered = saved.first_remembered.min(self.turns.len());
@@ -194,6 +216,7 @@ impl<'m> Worker<'m> {
                     raw: t.raw.clone(),
                     words: ids(&t.words),
                     generated: ids(&t.generated),
+                    note: t.note.clone(),
                 })
                 .collect(),
             first_remembered: self.first_remembered,

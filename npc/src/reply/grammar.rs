@@ -1,14 +1,18 @@
-//! The reply grammar: a GBNF grammar generated from a reply's shape (a persona's), so every reply is
-//! `{"speaker": "<name>", "say": "…", "emotion": "…", "action": "…"}` with the persona's own
-//! name, emotions and actions. The fixed `speaker` field puts the NPC's name right before its
-//! words, which keeps small models in character.
+//! The reply grammar: a GBNF grammar generated from a reply's shape (a persona's) and the turn's
+//! [`Choices`], so every reply is
+//! `{"speaker": "<name>", "action": "…", "say": "…", "emotion": "…"}` with the persona's own
+//! name, emotions and actions; an action that takes an argument writes it right after itself
+//! (`"action": "give_item", "item": "horseshoe"`), and only the values the game offered this turn
+//! can be written — an action with nothing to offer cannot be chosen. (Tried and measured on
+//! SmolLM2-135M: `"action": "give_item: horseshoe"` named the asked-for item less often.) The fixed `speaker` field
+//! puts the NPC's name right before its words, which keeps small models in character.
 //!
 //! `say` is one to `max_sentences` sentences, each 1 to [`MAX_SENTENCE_CHARS`] characters that end
 //! in `.`, `!` or `?`, separated by one space. It never holds `"`, `\`, control characters (C0,
 //! DEL, C1) or bidirectional overrides, so the reply is valid JSON without escapes, shows as what
 //! it says, and the length of every reply is bounded.
 
-use super::ReplyShape;
+use super::{Choices, ReplyShape};
 
 /// The most characters one sentence of `say` may have (its final punctuation included).
 pub const MAX_SENTENCE_CHARS: usize = 120;
@@ -28,15 +32,39 @@ fn is_end(c: char) -> bool {
     matches!(c, '.' | '!' | '?')
 }
 
-/// The GBNF grammar for replies of this shape.
-pub fn gbnf(shape: &ReplyShape<'_>) -> String {
-    let alternatives = |names: &[String]| {
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
+/// The actions a reply of this shape may name with these choices: the plain ones, and those
+/// whose argument list offers at least one value.
+pub fn available_actions<'a>(shape: &ReplyShape<'a>, choices: &Choices) -> Vec<&'a String> {
+    shape
+        .actions
+        .iter()
+        .filter(|a| {
+            shape
+                .action_args
+                .get(*a)
+                .is_none_or(|list| !choices.get(list).is_empty())
+        })
+        .collect()
+}
+
+/// The GBNF grammar for replies of this shape, with this turn's choices.
+pub fn gbnf(shape: &ReplyShape<'_>, choices: &Choices) -> String {
+    // A GBNF string literal of `s` (its quotes escaped).
+    let lit = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+    let alternatives =
+        |names: &[String]| names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(" | ");
+    let actions = available_actions(shape, choices)
+        .into_iter()
+        .map(|a| match shape.action_args.get(a) {
+            None => lit(a),
+            Some(list) => format!(
+                "{} \"\\\", \\\"{list}\\\": \\\"\" ({})",
+                lit(a),
+                alternatives(choices.get(list))
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
     let extra = shape.max_sentences.saturating_sub(1);
     let say = if extra == 0 {
         "sentence".to_string()
@@ -56,7 +84,6 @@ action ::= {actions}
         name = shape.name,
         body = MAX_SENTENCE_CHARS - 2,
         emotions = alternatives(shape.emotions),
-        actions = alternatives(shape.actions),
     )
 }
 
@@ -119,9 +146,10 @@ mod tests {
             name: "Bram",
             emotions: &["calm".into()],
             actions: &["none".into()],
+            action_args: &Default::default(),
             max_sentences: 2,
         };
-        assert!(gbnf(&shape).contains(r"\x7F-\x9F\u202A-\u202E\u2066-\u2069"));
+        assert!(gbnf(&shape, &Choices::new()).contains(r"\x7F-\x9F\u202A-\u202E\u2066-\u2069"));
         assert!(check_say("Hello there. Who are you?", 2).is_ok());
         assert!(check_say("One. Two. Three.", 2).is_err());
         assert!(check_say("No ending", 2).is_err());

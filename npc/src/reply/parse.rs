@@ -1,23 +1,32 @@
 //! Reading a reply: the finished JSON checked against its shape, and the spoken words of a reply
 //! still being written (for streaming, and for the repeat penalty's span).
 
-use super::ReplyShape;
-use super::grammar::check_say;
+use std::collections::BTreeMap;
 
-/// A reply parsed from the model's JSON and checked against its shape.
+use super::grammar::check_say;
+use super::{Choices, ReplyShape};
+
+/// A reply read back: what it says, its emotion, its action and the action's arguments.
+pub(crate) type Parsed = (String, String, String, BTreeMap<String, String>);
+
+/// A reply parsed from the model's JSON and checked against its shape and the turn's choices.
 pub(crate) fn parse_reply(
     raw: &str,
     shape: &ReplyShape<'_>,
-) -> Result<(String, String, String), String> {
+    choices: &Choices,
+) -> Result<Parsed, String> {
     #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct Raw {
         speaker: String,
         say: String,
         emotion: String,
         action: String,
+        /// The action's argument, under its choice list's name.
+        #[serde(flatten)]
+        args: BTreeMap<String, String>,
     }
     let r: Raw = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    let args = r.args;
     if r.speaker != shape.name {
         return Err(format!("speaker {:?} is not the persona", r.speaker));
     }
@@ -28,7 +37,21 @@ pub(crate) fn parse_reply(
     if !shape.actions.contains(&r.action) {
         return Err(format!("action {:?} is not the persona's", r.action));
     }
-    Ok((r.say, r.emotion, r.action))
+    let wanted = shape.action_args.get(&r.action);
+    if args.keys().collect::<Vec<_>>() != wanted.into_iter().collect::<Vec<_>>() {
+        return Err(format!(
+            "action {:?} takes {:?}, the reply gives {:?}",
+            r.action,
+            wanted,
+            args.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (list, value) in &args {
+        if !choices.get(list).contains(value) {
+            return Err(format!("{list} {value:?} was not offered this turn"));
+        }
+    }
+    Ok((r.say, r.emotion, r.action, args))
 }
 
 /// Extracts the `say` text written so far from a partial reply, for streaming.
