@@ -221,7 +221,9 @@ fn mint_then_verify_is_authentic_and_commit_plus_reveal_cost_at_most_160k_gas() 
         format!("ipfs://{}", kiln_nftgen::store::cid_v1(&png).unwrap())
     );
     assert_eq!(meta["aigc_type"], "image");
-    assert_eq!(meta["aigc_data"], art.content_hash.to_string());
+    // ERC-7007's aigc_data is a URI of the content: the PNG, as `image` names it.
+    assert_eq!(meta["aigc_data"], meta["image"]);
+    assert_eq!(meta["kiln_content_hash"], art.content_hash.to_string());
     assert_eq!(meta["prompt"], "a glowing green potion");
     assert_eq!(meta["proof_type"], "fraud");
     assert!(meta["attributes"].as_array().unwrap().len() >= 7);

@@ -149,6 +149,17 @@ fn png_carries_the_record_and_detects_altered_pixels() {
         "{params}"
     );
     assert!(params.contains("Seed: 5, Size: 32x32"));
+    // Other tools see that it is generated: the IPTC digital source type in the XMP packet.
+    assert_eq!(
+        back.digital_source_type.as_deref(),
+        Some(png_io::TRAINED_ALGORITHMIC_MEDIA)
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let xmp = png_io::xmp_packet(&art.record.pipeline);
+    assert!(
+        bytes.windows(xmp.len()).any(|w| w == xmp.as_bytes()),
+        "the XMP packet is stored uncompressed, as XMP readers expect"
+    );
     let ok = nftgen(&["inspect", path_str(&path), "--json"], &[]);
     assert!(ok.status.success());
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();

@@ -2,8 +2,11 @@
 //!
 //! Chunks written before the image data, in this order: `kiln` (iTXt, uncompressed: the
 //! record's canonical JSON), `kiln-content-hash` (tEXt: the content hash), `parameters` (tEXt:
-//! the AUTOMATIC1111-style summary other tools show). No time or software chunks: the same
-//! image and record always give the same file bytes.
+//! the AUTOMATIC1111-style summary other tools show), `XML:com.adobe.xmp` (iTXt: an XMP packet
+//! whose IPTC `DigitalSourceType` is `trainedAlgorithmicMedia`, so photo tools, browsers and
+//! platforms that read the IPTC label see that the image is generated). No time or software
+//! chunks: the same image and record always give the same file bytes. None of these chunks is
+//! part of what a token pins (the pixels' content hash and the record are).
 
 use std::path::Path;
 
@@ -17,6 +20,35 @@ pub const RECORD_KEYWORD: &str = "kiln";
 pub const CONTENT_HASH_KEYWORD: &str = "kiln-content-hash";
 /// tEXt keyword of the AUTOMATIC1111-style parameters.
 pub const PARAMETERS_KEYWORD: &str = "parameters";
+/// iTXt keyword of an XMP packet in PNG (Adobe's XMP specification, part 3).
+pub const XMP_KEYWORD: &str = "XML:com.adobe.xmp";
+/// IPTC's digital source type for media made by a trained model from a prompt
+/// (<http://cv.iptc.org/newscodes/digitalsourcetype/>).
+pub const TRAINED_ALGORITHMIC_MEDIA: &str =
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
+
+/// The XMP packet every Kiln PNG carries: the IPTC digital source type, and the recipe's
+/// pipeline as the creator tool. Fixed text apart from the pipeline name (which holds no
+/// characters XML escapes), so the file bytes stay a function of the image and the record.
+pub fn xmp_packet(pipeline: &str) -> String {
+    let tool: String = pipeline
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '.' | '_'))
+        .collect();
+    format!(
+        "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\n\
+<x:xmpmeta xmlns:x=\"adobe:ns:meta/\">\n\
+ <rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\n\
+  <rdf:Description rdf:about=\"\"\n\
+    xmlns:Iptc4xmpExt=\"http://iptc.org/std/Iptc4xmpExt/2008-02-29/\"\n\
+    xmlns:xmp=\"http://ns.adobe.com/xap/1.0/\"\n\
+    Iptc4xmpExt:DigitalSourceType=\"{TRAINED_ALGORITHMIC_MEDIA}\"\n\
+    xmp:CreatorTool=\"Kiln {tool}\"/>\n\
+ </rdf:RDF>\n\
+</x:xmpmeta>\n\
+<?xpacket end=\"r\"?>"
+    )
+}
 
 /// Encodes the art as a PNG with its record embedded.
 pub fn encode(art: &GeneratedArt) -> Result<Vec<u8>, PngError> {
@@ -38,6 +70,9 @@ pub fn encode(art: &GeneratedArt) -> Result<Vec<u8>, PngError> {
                 PARAMETERS_KEYWORD.into(),
                 latin1_safe(&art.record.a1111_parameters()),
             )
+            .map_err(enc)?;
+        encoder
+            .add_itxt_chunk(XMP_KEYWORD.into(), xmp_packet(&art.record.pipeline))
             .map_err(enc)?;
         let mut writer = encoder.write_header().map_err(enc)?;
         writer.write_image_data(&art.rgba).map_err(enc)?;
@@ -84,6 +119,9 @@ pub struct KilnPng {
     pub rgba: Vec<u8>,
     /// The `parameters` text, if present.
     pub parameters: Option<String>,
+    /// The IPTC digital source type from the file's XMP packet, if it has one
+    /// ([`TRAINED_ALGORITHMIC_MEDIA`] in every Kiln PNG).
+    pub digital_source_type: Option<String>,
 }
 
 impl KilnPng {
@@ -219,7 +257,18 @@ pub fn decode(bytes: &[u8]) -> Result<KilnPng, PngError> {
         Some(s) => Some(s.trim().parse()?),
         None => None,
     };
+    let digital_source_type = info
+        .utf8_text
+        .iter()
+        .find(|c| c.keyword == XMP_KEYWORD)
+        .and_then(|c| c.get_text().ok())
+        .and_then(|xmp| {
+            let key = "Iptc4xmpExt:DigitalSourceType=\"";
+            let at = xmp.find(key)? + key.len();
+            Some(xmp[at..].split('"').next()?.to_string())
+        });
     Ok(KilnPng {
+        digital_source_type,
         content_hash: ContentHash::of_rgba8(width, height, &rgba),
         record,
         stored_content_hash,

@@ -77,21 +77,24 @@ struct Attribute {
     value: serde_json::Value,
 }
 
-/// Token metadata: ERC-721 metadata JSON with attributes, plus ERC-7007's fields.
+/// Token metadata: ERC-721 metadata JSON with attributes, plus ERC-7007's fields as the ERC's
+/// metadata schema defines them.
 #[derive(Debug, Clone, Serialize)]
 struct Metadata<'a> {
     name: String,
     description: String,
     image: String,
     attributes: Vec<Attribute>,
-    /// ERC-7007: the prompt.
+    /// ERC-7007: the prompt the content was generated from.
     prompt: &'a str,
-    /// ERC-7007: the kind of content.
+    /// ERC-7007: the kind of content (`image`).
     aigc_type: &'static str,
-    /// ERC-7007: the content (its hash; the image is `image`).
-    aigc_data: ContentHash,
-    /// ERC-7007: how a claim is checked. "fraud": anyone re-runs the recipe and compares.
+    /// ERC-7007: a URI of the content itself (the PNG, as `image` names it).
+    aigc_data: String,
+    /// ERC-7007: how a claim is checked. "fraud" (opML): anyone re-runs the recipe and compares.
     proof_type: &'static str,
+    /// The content hash of the pixels the token pins (also an attribute).
+    kiln_content_hash: ContentHash,
     /// The complete record, so the metadata alone is enough to reproduce the image.
     kiln_record: &'a GenerationRecord,
     /// The canonical recipe bytes (0x-hex) whose keccak256 is the token id.
@@ -134,12 +137,13 @@ pub fn metadata_json(art: &GeneratedArt, png_cid: Option<&str>) -> String {
             r.steps,
             r.scheduler.as_str()
         ),
+        aigc_data: image.clone(),
         image,
         attributes,
         prompt: &r.prompt,
         aigc_type: "image",
-        aigc_data: art.content_hash,
         proof_type: "fraud",
+        kiln_content_hash: art.content_hash,
         kiln_record: r,
         kiln_recipe: format!("0x{}", crate::provenance::record::hex(&r.canonical_bytes())),
     };
