@@ -179,6 +179,9 @@ pub struct WorkStats {
     pub prompt_tokens: u64,
     /// Time spent in those decodes.
     pub prompt_decode_time: std::time::Duration,
+    /// Persona tokens an NPC took from another NPC's stream with the same persona instead of
+    /// evaluating them.
+    pub shared_prefix_tokens: u64,
 }
 
 /// A GGUF chat model loaded once and shared by many NPCs. Cheap to clone.

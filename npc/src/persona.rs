@@ -405,7 +405,7 @@ impl Persona {
         args: &BTreeMap<String, String>,
     ) -> String {
         format!(
-            "{{\"speaker\": \"{}\", \"action\": \"{action}\"{}, \"say\": \"{say}\", \"emotion\": \"{emotion}\"}}",
+            "{{\"speaker\": \"{}\", \"action\": \"{action}\", \"say\": \"{say}\"{}, \"emotion\": \"{emotion}\"}}",
             self.file.name,
             crate::reply::render_args(args),
         )

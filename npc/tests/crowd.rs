@@ -217,3 +217,26 @@ fn cli_converse_alternates_and_replays_from_the_seed() {
     );
     assert_eq!(run(), first, "the same seed gives the same conversation");
 }
+
+#[test]
+fn npcs_with_one_persona_evaluate_it_once_and_reply_as_alone() {
+    let shared = Engine::load(model_path(), EngineConfig::default().with_slots(2)).unwrap();
+    let options = |seed| ChatOptions::default().with_seed(seed).with_warm_up(false);
+    let first = shared.chat(persona("oracle"), options(1)).unwrap();
+    first.ask_blocking(LINES[0]).unwrap();
+    let before = shared.work().shared_prefix_tokens;
+    let second = shared.chat(persona("oracle"), options(2)).unwrap();
+    let id = second.ask(LINES[0]).unwrap();
+    let (_, stats) = second.wait(id).unwrap();
+    let shared_tokens = shared.work().shared_prefix_tokens - before;
+    assert_eq!(shared_tokens, stats.persona_tokens as u64, "{stats:?}");
+    assert!(stats.reused_tokens >= stats.persona_tokens, "{stats:?}");
+    // The copied persona gives the reply an evaluated one gives (on an engine of its own).
+    let solo = Engine::load(model_path(), EngineConfig::default().with_slots(1)).unwrap();
+    let alone = solo.chat(persona("oracle"), options(2)).unwrap();
+    alone.ask_blocking(LINES[0]).unwrap();
+    assert_eq!(
+        turns(&second.snapshot().unwrap()),
+        turns(&alone.snapshot().unwrap())
+    );
+}

@@ -397,54 +397,57 @@ fn crowd(kiln: &Path, batched: &Path, model: &Path, reps: u32) -> Result<()> {
             .first()
             .and_then(|r| r["depth"].as_u64())
             .context("npc_bench printed no crowd")?;
-        let json = output(Command::new(batched).arg("-m").arg(model).args([
-            "-c",
-            &((depth as u32 + 64) * SIZES[3]).to_string(),
-            "-b",
-            "512",
-            "-ub",
-            "512",
-            "-npp",
-            &depth.to_string(),
-            "-ntg",
-            "32",
-            "-npl",
-            &list,
-            "-t",
-            &threads.to_string(),
-            "--output-format",
-            "jsonl",
-        ]))?;
-        let reference: Vec<Value> = json
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .context("batched-bench JSON")?;
-        rows.push((threads, depth, k, reference));
+        // The reference twice: a KV stream per sequence (Kiln's layout) and one unified cache
+        // (what the stronger reply promise gives up).
+        let reference = |kv: &str| -> Result<Vec<Value>> {
+            let json = output(Command::new(batched).arg("-m").arg(model).args([
+                "-c",
+                &((depth as u32 + 64) * SIZES[3]).to_string(),
+                "-b",
+                "512",
+                "-ub",
+                "512",
+                "-npp",
+                &depth.to_string(),
+                "-ntg",
+                "32",
+                "-npl",
+                &list,
+                "-t",
+                &threads.to_string(),
+                kv,
+                "--output-format",
+                "jsonl",
+            ]))?;
+            json.lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str(l).context("batched-bench JSON"))
+                .collect()
+        };
+        rows.push((threads, depth, k, reference("-no-kvu")?, reference("-kvu")?));
     }
     println!(
         "\nA crowd on one engine: N NPCs asked at once, each reply one token per decode, at the depth of a persona (tok/s of all NPCs together)\n"
     );
     println!(
-        "| threads | NPCs | Kiln, first token to last reply | Kiln, in its decodes | NPCs per decode | batched-bench (same depth) | Kiln / batched-bench | × one NPC: Kiln | × one: batched-bench |"
+        "| threads | NPCs | Kiln, first token to last reply | Kiln, in its decodes | NPCs per decode | batched-bench, a stream per sequence (same depth) | Kiln / batched-bench | × one NPC: Kiln | × one: batched-bench | batched-bench, unified KV |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (threads, depth, k, reference) in rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (threads, depth, k, split, unified) in rows {
         let kiln_at = |n: u32| k.iter().find(|r| r["crowd"].as_u64() == Some(n.into()));
-        let ref_at = |n: u32| {
-            reference
-                .iter()
+        let speed = |rows: &[Value], n: u32| {
+            rows.iter()
                 .find(|r| r["pl"].as_u64() == Some(n.into()))
                 .and_then(|r| r["speed_tg"].as_f64())
                 .unwrap_or(f64::NAN)
         };
+        let ref_at = |n: u32| speed(&split, n);
         let f = |r: Option<&Value>, key: &str| r.and_then(|r| r[key].as_f64()).unwrap_or(f64::NAN);
         let alone = f(kiln_at(1), "gen_tps");
         for n in SIZES {
             let r = kiln_at(n);
             println!(
-                "| {threads} | {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                "| {threads} | {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
                 f(r, "gen_tps"),
                 f(r, "decode_tps"),
                 f(r, "npcs_per_decode"),
@@ -452,6 +455,7 @@ fn crowd(kiln: &Path, batched: &Path, model: &Path, reps: u32) -> Result<()> {
                 f(r, "decode_tps") / ref_at(n),
                 f(r, "gen_tps") / alone,
                 ref_at(n) / ref_at(1),
+                speed(&unified, n),
             );
         }
         println!("(depth {depth} tokens)");

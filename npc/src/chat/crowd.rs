@@ -123,7 +123,7 @@ impl Member<'_> {
         matches!(self.activity, Activity::Prompt(..) | Activity::Generate(..))
     }
     fn has_work(&self) -> bool {
-        !matches!(self.activity, Activity::Idle) || !self.queue.is_empty()
+        !matches!(self.activity, Activity::Idle) || !self.queue.is_empty() || self.pending_catch_up
     }
     fn end(&mut self, id: RequestId, result: Result<ChatEvent, ChatError>) {
         let event = match result {
@@ -373,7 +373,43 @@ impl<'m> Crowd<'m> {
         true
     }
 
+    /// An NPC whose stream is empty takes its persona from the stream of another NPC that holds
+    /// the same persona prompt (the same tokens, evaluated in the same canonical chunks), so a
+    /// persona several NPCs share is evaluated once: the stream is copied and cut after the
+    /// persona. The copied entries are the very bits an evaluation would have written.
+    fn share_prefix(&mut self, key: u64) {
+        let Some(ctx) = self.ctx.as_mut() else { return };
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        let (Some(dst), true) = (m.worker.seq, m.worker.cached.is_empty()) else {
+            return;
+        };
+        let persona = &m.worker.persona_tokens;
+        let src = self
+            .members
+            .iter()
+            .filter(|(k, o)| **k != key && o.worker.n_batch == m.worker.n_batch)
+            .find(|(_, o)| o.worker.cached.starts_with(persona))
+            .and_then(|(_, o)| o.worker.seq);
+        let Some(src) = src else { return };
+        let n = persona.len();
+        let copied = ctx.copy_kv_cache_seq(src, dst, None, None).is_ok()
+            && ctx
+                .clear_kv_cache_seq(Some(dst as u32), Some(n as u32), None)
+                .unwrap_or(false);
+        let m = self.members.get_mut(&key).expect("listed");
+        if copied {
+            m.worker.cached = m.worker.persona_tokens.clone();
+            let mut w = self.inner.work.lock().unwrap_or_else(|e| e.into_inner());
+            w.shared_prefix_tokens += n as u64;
+        } else {
+            let _ = ctx.clear_kv_cache_seq(Some(dst as u32), None, None);
+        }
+    }
+
     fn start_catch_up(&mut self, key: u64) {
+        self.share_prefix(key);
         let Some(ctx) = self.ctx.as_mut() else { return };
         let Some(m) = self.members.get_mut(&key) else {
             return;
@@ -394,7 +430,6 @@ impl<'m> Crowd<'m> {
     /// One round of work (see the module's description).
     fn step(&mut self) {
         self.clock += 1;
-        self.take_commands();
         let mut closing = Vec::new();
         for (k, m) in &mut self.members {
             if m.pending_catch_up && matches!(m.activity, Activity::Idle) {
@@ -407,6 +442,7 @@ impl<'m> Crowd<'m> {
         for key in closing {
             self.start_catch_up(key);
         }
+        self.take_commands();
         self.drop_cancelled();
         self.generate();
         self.prompt_chunk();
@@ -456,6 +492,7 @@ impl<'m> Crowd<'m> {
     }
 
     fn begin(&mut self, key: u64, id: RequestId, text: &str, choices: crate::reply::Choices) {
+        self.share_prefix(key);
         let ctx = self.ctx.as_mut().expect("a member holds a sequence");
         let m = self.members.get_mut(&key).expect("listed");
         let started = m

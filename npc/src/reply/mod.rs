@@ -122,7 +122,7 @@ pub fn check_choice(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The arguments as the reply writes them after its action: `, "item": "horseshoe"`.
+/// The arguments as the reply writes them after its words: `, "item": "horseshoe"`.
 pub(crate) fn render_args(args: &BTreeMap<String, String>) -> String {
     args.iter()
         .map(|(k, v)| format!(", \"{k}\": \"{v}\""))
