@@ -53,6 +53,7 @@ fn main() -> Result<()> {
     let mut reps = 3;
     let mut persona = PathBuf::from("assets/npcs/blacksmith.toml");
     let mut crowd: Vec<usize> = Vec::new();
+    let mut context = EngineConfig::default().context_size();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -64,6 +65,7 @@ fn main() -> Result<()> {
             "--threads" => threads = val()?.parse()?,
             "--reps" => reps = val()?.parse()?,
             "--persona" => persona = val()?.into(),
+            "--context" => context = val()?.parse()?,
             "--crowd" => {
                 crowd = val()?
                     .split(',')
@@ -74,7 +76,7 @@ fn main() -> Result<()> {
         }
     }
     if !crowd.is_empty() {
-        return crowd_bench(&model, threads, reps, &crowd);
+        return crowd_bench(&model, threads, reps, &crowd, context);
     }
     let engine = Engine::load(&model, EngineConfig::default().with_threads(threads))?;
     let persona = Persona::load(&persona)?;
@@ -133,7 +135,13 @@ fn main() -> Result<()> {
 /// personas of `assets/npcs` in turn, warmed up, all asked one line together. Tokens generated
 /// by all of them over the time from the first NPC's first token to the last reply (each reply's
 /// prompt and generation times are measured by the worker from the moment it takes the line).
-fn crowd_bench(model: &std::path::Path, threads: u32, reps: u64, sizes: &[usize]) -> Result<()> {
+fn crowd_bench(
+    model: &std::path::Path,
+    threads: u32,
+    reps: u64,
+    sizes: &[usize],
+    context: u32,
+) -> Result<()> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("assets/npcs")?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -148,6 +156,7 @@ fn crowd_bench(model: &std::path::Path, threads: u32, reps: u64, sizes: &[usize]
         model,
         EngineConfig::default()
             .with_threads(threads)
+            .with_context_size(context)
             .with_slots(most),
     )?;
     for &n in sizes {
