@@ -52,8 +52,9 @@ mod sampler;
 mod template;
 
 pub use chat::{
-    Chat, ChatEvent, ChatOptions, MAX_CONTEXT_SIZE, MAX_PLAYER_CHARS, MAX_SAVED_TURNS, MAX_THREADS,
-    NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn, TurnStats,
+    Chat, ChatEvent, ChatOptions, DROP_DEADLINE, MAX_CONTEXT_SIZE, MAX_PLAYER_CHARS,
+    MAX_SAVED_TURNS, MAX_THREADS, NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn,
+    TurnStats,
 };
 pub use engine::{
     DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, ModelFingerprint, WorkStats,

@@ -13,6 +13,8 @@
 //! talking sequences, and beside a late joiner's prompt (measured: `tests/crowd.rs`, and
 //! `shared/DESIGN.md`'s facts). A unified KV cache does not keep that promise.
 //!
+//! The context is made when the first chat opens and freed when the last one closes.
+//!
 //! There are [`EngineConfig::slots`] sequences. When more NPCs need one than there are, the NPC
 //! that has waited longest since it last spoke gives its sequence up and evaluates its history
 //! again when it next speaks: slower, but the same reply.
@@ -42,7 +44,9 @@ use super::{ChatEvent, ChatOptions, Command, RequestId, SavedChat};
 pub(crate) enum Msg {
     Open(Box<Open>),
     Command(u64, Command),
-    Close(u64),
+    /// Forget a chat; the worker answers on the channel once it has (and once the context is
+    /// freed, when that was the last chat).
+    Close(u64, Sender<()>),
     Shutdown,
 }
 
@@ -231,11 +235,18 @@ impl<'m> Crowd<'m> {
                     m.queue.push_back(cmd);
                 }
             }
-            Msg::Close(key) => {
+            Msg::Close(key, done) => {
                 if let Some(m) = self.members.remove(&key) {
                     self.release(m.worker.seq);
                     self.inner.live_chats.fetch_sub(1, Ordering::SeqCst);
                 }
+                if self.members.is_empty() && self.ctx.take().is_some() {
+                    // No chat left: free the context (its KV streams), as a chat's own context
+                    // was freed with it before. A process may then exit without a llama.cpp
+                    // context alive, which llama.cpp's exit-time clean-up does not survive.
+                    tracing::debug!("NPC crowd context freed: no chat is open");
+                }
+                let _ = done.send(());
             }
             Msg::Shutdown => return false,
         }

@@ -275,13 +275,22 @@ impl std::fmt::Debug for Chat {
     }
 }
 
+/// The longest [`Chat`]'s drop waits for the worker to let the chat go.
+pub const DROP_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Drop for Chat {
-    /// Cancels the chat's work and tells the worker to forget it; returns at once. The reply in
-    /// progress stops at the worker's next decode call.
+    /// Cancels the chat's work and waits until the worker has forgotten it: at most one
+    /// llama.cpp call (a token of every replying NPC, about 20–80 ms with the default model, or
+    /// one prompt chunk), never longer than [`DROP_DEADLINE`]. When it was the engine's last
+    /// chat, the llama.cpp context is freed before the drop returns: a context still alive
+    /// while the process exits can crash it.
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
-        let _ = self.crowd.messages.send(Msg::Close(self.key));
+        let (done, forgotten) = crossbeam_channel::bounded(1);
+        if self.crowd.messages.send(Msg::Close(self.key, done)).is_ok() {
+            let _ = forgotten.recv_timeout(DROP_DEADLINE);
+        }
     }
 }
 
