@@ -701,15 +701,15 @@ fn drain_chats(
             }
         }
         if gone {
+            let replying = lines.current.take().is_some();
             if let Some(p) = personas.get(&npc.persona) {
                 warn!("{}'s chat worker is gone; opening a new chat", p.0.name());
-                if lines.current.take().is_some() {
+                if replying {
                     let reply = fallback(entity, &mut lines, &p.0);
                     replied.write(reply);
                 }
             }
             commands.entity(entity).remove::<Talking>();
-            lines.current = None;
             lines.snapshot = None;
             if let Some(chat) = lines.chat.take() {
                 drop_off_thread(chat);

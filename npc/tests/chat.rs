@@ -125,22 +125,19 @@ fn same_seed_same_replies_in_process_and_across_processes() {
     );
 
     // Another process: the `npc` CLI with the same model, persona and seed.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
-        .args(["say", "--json", "--seed", "7", "--persona"])
-        .arg(common::assets().join("npcs/oracle.toml"))
-        .arg("--model")
-        .arg(common::model_path())
-        .arg(lines[0])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli: NpcReply = serde_json::from_slice(&out.stdout).unwrap();
+    let oracle = common::assets().join("npcs/oracle.toml");
+    let out = common::npc_cli(&[
+        "say".as_ref(),
+        "--json".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--persona".as_ref(),
+        oracle.as_os_str(),
+        lines[0].as_ref(),
+    ]);
+    let cli: NpcReply = serde_json::from_str(&out).unwrap();
     assert_eq!(cli, a[0]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert_eq!(out.lines().count(), 1);
 }
 
 #[test]

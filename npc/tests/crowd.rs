@@ -129,27 +129,11 @@ fn more_npcs_than_streams_take_turns_and_reply_the_same() {
     }
 }
 
-/// Runs the `npc` CLI on the test model; its standard output.
-fn npc_cli(args: &[&std::ffi::OsStr]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
-        .args(args)
-        .arg("--model")
-        .arg(model_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn cli_crowd_replies_as_each_npc_would_alone() {
     let dir = common::assets().join("npcs");
     let line = "Good morning! Any news?";
-    let run = npc_cli;
+    let run = common::npc_cli;
     let crowd = run(&[
         "crowd".as_ref(),
         "--json".as_ref(),
@@ -192,7 +176,7 @@ fn cli_converse_alternates_and_replays_from_the_seed() {
     let npcs = common::assets().join("npcs");
     let (a, b) = (npcs.join("blacksmith.toml"), npcs.join("merchant.toml"));
     let run = || {
-        npc_cli(&[
+        common::npc_cli(&[
             "converse".as_ref(),
             "--json".as_ref(),
             "--turns".as_ref(),

@@ -139,8 +139,13 @@ impl Plugin for RulesPlugin {
 fn offer_gifts(
     save: Res<SaveGame>,
     villagers: Query<(Entity, &Villager, Option<&NpcChoices>)>,
+    arrived: Query<(), Added<Villager>>,
     mut commands: Commands,
 ) {
+    // What can be given changes only with the inventory, or when villagers arrive.
+    if !save.is_changed() && arrived.is_empty() {
+        return;
+    }
     for (entity, villager, offered) in &villagers {
         let owned: Vec<&str> = villager
             .gifts

@@ -64,7 +64,7 @@ pub(crate) struct Open {
 pub(crate) struct CrowdHandle {
     pub(crate) messages: Sender<Msg>,
     shutdown: Arc<AtomicBool>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     pub(crate) next_key: std::sync::atomic::AtomicU64,
 }
 
@@ -75,8 +75,7 @@ impl Drop for CrowdHandle {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         let _ = self.messages.send(Msg::Shutdown);
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = thread {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
@@ -93,7 +92,7 @@ impl CrowdHandle {
         Ok(CrowdHandle {
             messages: tx,
             shutdown,
-            thread: std::sync::Mutex::new(Some(thread)),
+            thread: Some(thread),
             next_key: std::sync::atomic::AtomicU64::new(1),
         })
     }
@@ -143,8 +142,6 @@ impl Member<'_> {
 struct Crowd<'m> {
     inner: &'m EngineInner,
     ctx: Option<LlamaContext<'m>>,
-    /// Which member holds each sequence.
-    slots: Vec<Option<u64>>,
     members: BTreeMap<u64, Member<'m>>,
     batch: LlamaBatch<'m>,
     clock: u64,
@@ -152,10 +149,15 @@ struct Crowd<'m> {
     last_prompt: u64,
 }
 
+/// Tokens one decode may hold: a prompt chunk, or a token of every sequence.
+fn n_batch(cfg: &EngineConfig) -> u32 {
+    cfg.batch_size().max(cfg.slots())
+}
+
 fn config_ctx_params(cfg: &EngineConfig) -> LlamaContextParams {
     let slots = cfg.slots();
     let threads = cfg.threads() as i32;
-    let n_batch = cfg.batch_size().max(slots);
+    let n_batch = n_batch(cfg);
     LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(cfg.context_size() * slots))
         .with_n_batch(n_batch)
@@ -167,14 +169,11 @@ fn config_ctx_params(cfg: &EngineConfig) -> LlamaContextParams {
 }
 
 fn run(inner: &EngineInner, rx: &Receiver<Msg>, shutdown: &AtomicBool) {
-    let cfg = &inner.config;
-    let slots = cfg.slots() as usize;
     let mut crowd = Crowd {
         inner,
         ctx: None,
-        slots: vec![None; slots],
         members: BTreeMap::new(),
-        batch: LlamaBatch::new(cfg.batch_size().max(cfg.slots()) as usize, 1),
+        batch: LlamaBatch::new(n_batch(&inner.config) as usize, 1),
         clock: 0,
         last_prompt: 0,
     };
@@ -218,17 +217,8 @@ impl<'m> Crowd<'m> {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Open(open) => {
-                let Open {
-                    key,
-                    persona,
-                    options,
-                    saved,
-                    events,
-                    flags,
-                    ready,
-                } = *open;
-                let result = self.open(key, persona, options, saved, events, flags);
-                let _ = ready.send(result);
+                let ready = open.ready.clone();
+                let _ = ready.send(self.open(*open));
             }
             Msg::Command(key, cmd) => {
                 if let Some(m) = self.members.get_mut(&key) {
@@ -276,15 +266,16 @@ impl<'m> Crowd<'m> {
         Ok(self.ctx.as_mut().expect("just made"))
     }
 
-    fn open(
-        &mut self,
-        key: u64,
-        persona: Persona,
-        options: ChatOptions,
-        saved: Option<SavedChat>,
-        events: Sender<ChatEvent>,
-        flags: Flags,
-    ) -> Result<(), ChatError> {
+    fn open(&mut self, open: Open) -> Result<(), ChatError> {
+        let Open {
+            key,
+            persona,
+            options,
+            saved,
+            events,
+            flags,
+            ready: _,
+        } = open;
         let stream = self.context()?.n_ctx() / self.inner.config.slots();
         let asked = options
             .context_size
@@ -332,14 +323,17 @@ impl<'m> Crowd<'m> {
         Ok(())
     }
 
-    /// Frees a sequence and what its stream holds.
+    /// Empties a sequence's stream (the member that held it has let it go).
     fn release(&mut self, seq: Option<i32>) {
-        if let Some(seq) = seq {
-            if let Some(ctx) = self.ctx.as_mut() {
-                let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-            }
-            self.slots[seq as usize] = None;
+        if let (Some(seq), Some(ctx)) = (seq, self.ctx.as_mut()) {
+            let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         }
+    }
+
+    /// A sequence no member holds.
+    fn free_seq(&self) -> Option<i32> {
+        (0..self.inner.config.slots() as i32)
+            .find(|s| !self.members.values().any(|m| m.worker.seq == Some(*s)))
     }
 
     /// Gives member `key` a sequence: its own, a free one, or the one of the member that has
@@ -353,7 +347,7 @@ impl<'m> Crowd<'m> {
         if m.worker.seq.is_some() {
             return true;
         }
-        let seq = match self.slots.iter().position(Option::is_none) {
+        let seq = match self.free_seq() {
             Some(s) => s,
             None => {
                 let victim = self
@@ -366,7 +360,7 @@ impl<'m> Crowd<'m> {
                     return false;
                 };
                 let v = self.members.get_mut(&victim).expect("listed");
-                let seq = v.worker.seq.take().expect("holds one") as usize;
+                let seq = v.worker.seq.take().expect("holds one");
                 v.worker.cached.clear();
                 if matches!(v.activity, Activity::CatchUp(_)) {
                     v.activity = Activity::Idle;
@@ -375,12 +369,11 @@ impl<'m> Crowd<'m> {
                     persona = v.worker.persona.name(),
                     "gave up its KV stream to another NPC"
                 );
-                self.release(Some(seq as i32));
+                self.release(Some(seq));
                 seq
             }
         };
-        self.slots[seq] = Some(key);
-        self.members.get_mut(&key).expect("exists").worker.seq = Some(seq as i32);
+        self.members.get_mut(&key).expect("exists").worker.seq = Some(seq);
         true
     }
 
@@ -569,8 +562,8 @@ impl<'m> Crowd<'m> {
             m.worker.cached.push(tok);
             m.last_used = self.clock;
             let logits = ctx.get_logits_ith(i as i32);
-            let step = reply_step(&mut m.worker, &mut reply, logits, &m.events);
-            Self::sampled(key, m, step, reply);
+            let step = m.worker.sample(&mut reply, logits, &m.events);
+            Self::sampled(m, step, reply);
         }
         let mut w = self.inner.work.lock().unwrap_or_else(|e| e.into_inner());
         w.generation_decodes += 1;
@@ -623,8 +616,8 @@ impl<'m> Crowd<'m> {
                     Ok(Some(idx)) => {
                         m.worker.prompt_done(&mut reply, plan.reused);
                         let logits = ctx.get_logits_ith(idx);
-                        let step = reply_step(&mut m.worker, &mut reply, logits, &m.events);
-                        Self::sampled(&key, m, step, reply);
+                        let step = m.worker.sample(&mut reply, logits, &m.events);
+                        Self::sampled(m, step, reply);
                     }
                 }
             }
@@ -639,7 +632,7 @@ impl<'m> Crowd<'m> {
 
     /// Acts on a sampled token: the reply goes on, ends (and the turn's close is evaluated
     /// while the player reads), or fails.
-    fn sampled(key: &u64, m: &mut Member<'m>, step: Result<Step, ChatError>, reply: Reply) {
+    fn sampled(m: &mut Member<'m>, step: Result<Step, ChatError>, reply: Reply) {
         let id = reply.id;
         match step {
             Ok(Step::Next(tok)) => m.activity = Activity::Generate(reply, tok),
@@ -653,7 +646,6 @@ impl<'m> Crowd<'m> {
                         stats,
                     }),
                 );
-                tracing::trace!(key, "reply done");
                 m.pending_catch_up = true;
             }
             Err(e) => m.end(id, Err(e)),
@@ -679,13 +671,4 @@ impl<'m> Crowd<'m> {
             self.release(seq);
         }
     }
-}
-
-fn reply_step(
-    worker: &mut Worker<'_>,
-    reply: &mut Reply,
-    logits: &[f32],
-    events: &Sender<ChatEvent>,
-) -> Result<Step, ChatError> {
-    worker.sample(reply, logits, events)
 }

@@ -164,22 +164,19 @@ impl Worker<'_> {
         let shape = self.persona.reply_shape();
         let gbnf = crate::reply::grammar::gbnf(&shape, &choices);
         let note = choices.note(&shape);
-        if gbnf == self.grammar_gbnf {
-            // The same choices as the last turn: its grammar serves.
-        } else if let Some(g) = self.grammars.remove(&gbnf) {
-            let old = std::mem::replace(&mut self.grammar, g);
-            self.remember_grammar(old);
-        } else {
+        if !self.grammars.contains_key(&gbnf) {
             let compiled = LlamaSampler::grammar(self.model, &gbnf, "root").map_err(|_| {
                 ChatError::Grammar {
                     persona: self.persona.name().to_string(),
                 }
             })?;
-            let old = std::mem::replace(&mut self.grammar, compiled);
-            self.remember_grammar(old);
+            if self.grammars.len() > GRAMMAR_CACHE {
+                self.grammars.clear();
+            }
+            self.grammars.insert(gbnf.clone(), compiled);
             stats.grammar_compile = started.elapsed();
         }
-        self.grammar_gbnf = gbnf;
+        self.grammar_key = gbnf;
         let vocab = self.model.vocab();
         let words = vocab.tokenize(text.as_bytes(), false, false);
         let note_tokens = vocab.tokenize(note.as_bytes(), false, false);
@@ -242,7 +239,7 @@ impl Worker<'_> {
         reply.stats.evaluated_tokens = reply.stats.prompt_tokens - reused;
         reply.stats.prompt_time = reply.started.elapsed();
         reply.gen_started = Instant::now();
-        self.grammar.reset();
+        self.grammar().reset();
     }
 
     /// Samples the reply's next token from `logits`, streams any new spoken text, and says
@@ -268,7 +265,7 @@ impl Worker<'_> {
         };
         let raw_text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
         let Some(tok) = Self::next_token(
-            &mut self.grammar,
+            self.grammar(),
             logits,
             &penalized,
             &sampling,
@@ -281,7 +278,7 @@ impl Worker<'_> {
             });
         };
         let tok = LlamaToken(tok);
-        self.grammar
+        self.grammar()
             .try_accept(tok)
             .map_err(|e| ChatError::Unparseable {
                 reason: format!("grammar refused token {}: {e}", tok.0),
@@ -361,16 +358,7 @@ impl Worker<'_> {
         });
         Ok(Step::Done(Box::new((npc_reply, stats))))
     }
-
-    /// Keeps a compiled grammar for later turns (at most [`GRAMMAR_CACHE`] of them).
-    fn remember_grammar(&mut self, grammar: LlamaSampler) {
-        if self.grammars.len() >= GRAMMAR_CACHE {
-            self.grammars.clear();
-        }
-        let key = std::mem::take(&mut self.grammar_gbnf);
-        self.grammars.insert(key, grammar);
-    }
 }
 
-/// Compiled grammars a chat keeps for the choices of earlier turns.
+/// Compiled grammars a chat keeps for the choices of earlier turns (besides the current one).
 const GRAMMAR_CACHE: usize = 8;

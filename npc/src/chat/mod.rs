@@ -5,7 +5,7 @@
 //! other NPC that is replying — and streams [`ChatEvent`]s back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -261,8 +261,8 @@ pub struct Chat {
     key: u64,
     crowd: Arc<CrowdHandle>,
     events: Receiver<ChatEvent>,
-    cancel_upto: Arc<AtomicU64>,
-    shutdown: Arc<AtomicBool>,
+    /// Shared with the worker: what is cancelled, and whether the chat is gone.
+    flags: Flags,
     next_id: AtomicU64,
     persona: Persona,
 }
@@ -285,8 +285,8 @@ impl Drop for Chat {
     /// chat, the llama.cpp context is freed before the drop returns: a context still alive
     /// while the process exits can crash it.
     fn drop(&mut self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        self.cancel_upto.store(u64::MAX, Ordering::SeqCst);
+        self.flags.shutdown.store(true, Ordering::SeqCst);
+        self.flags.cancel_upto.store(u64::MAX, Ordering::SeqCst);
         let (done, forgotten) = crossbeam_channel::bounded(1);
         if self.crowd.messages.send(Msg::Close(self.key, done)).is_ok() {
             let _ = forgotten.recv_timeout(DROP_DEADLINE);
@@ -304,8 +304,7 @@ impl Chat {
         let crowd = engine.crowd.clone();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let cancel_upto = Arc::new(AtomicU64::new(0));
-        let shutdown = Arc::new(AtomicBool::new(false));
+        let flags = Flags::default();
         let key = crowd.next_key.fetch_add(1, Ordering::SeqCst);
         let open = Open {
             key,
@@ -313,10 +312,7 @@ impl Chat {
             options,
             saved,
             events: ev_tx,
-            flags: Flags {
-                cancel_upto: cancel_upto.clone(),
-                shutdown: shutdown.clone(),
-            },
+            flags: flags.clone(),
             ready: ready_tx,
         };
         crowd
@@ -328,8 +324,7 @@ impl Chat {
             key,
             crowd,
             events: ev_rx,
-            cancel_upto,
-            shutdown,
+            flags,
             next_id: AtomicU64::new(1),
             persona,
         })
@@ -386,7 +381,7 @@ impl Chat {
     /// Cancels every request sent so far; the one in flight stops within a token or one batch.
     pub fn cancel(&self) {
         let last = self.next_id.load(Ordering::SeqCst).saturating_sub(1);
-        self.cancel_upto.fetch_max(last, Ordering::SeqCst);
+        self.flags.cancel_upto.fetch_max(last, Ordering::SeqCst);
     }
 
     /// Cancels pending requests and forgets the conversation (the persona stays cached).

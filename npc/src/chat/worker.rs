@@ -16,6 +16,7 @@ use crate::template::{self, TurnTemplate};
 
 use super::{ChatOptions, NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn};
 
+#[derive(Clone, Default)]
 pub(crate) struct Flags {
     pub(super) cancel_upto: Arc<AtomicU64>,
     pub(super) shutdown: Arc<AtomicBool>,
@@ -47,13 +48,11 @@ pub(super) struct Worker<'m> {
     pub(super) persona: Persona,
     pub(super) options: ChatOptions,
     pub(super) fingerprint: String,
-    /// The grammar of the reply in progress.
-    pub(super) grammar: LlamaSampler,
-    /// Grammars compiled for earlier turns' choices (by their GBNF text), reused when the game
-    /// offers the same again.
+    /// Grammars compiled for this and earlier turns' choices, by their GBNF text: reused when
+    /// the game offers the same again.
     pub(super) grammars: std::collections::HashMap<String, LlamaSampler>,
-    /// The GBNF text of `grammar`.
-    pub(super) grammar_gbnf: String,
+    /// The GBNF text of the grammar of the reply in progress ([`Worker::grammar`]).
+    pub(super) grammar_key: String,
     pub(super) persona_tokens: Vec<LlamaToken>,
     pub(super) player_end: Vec<LlamaToken>,
     pub(super) npc_end: Vec<LlamaToken>,
@@ -125,9 +124,8 @@ impl<'m> Worker<'m> {
             persona,
             options,
             fingerprint,
-            grammar,
-            grammars: std::collections::HashMap::new(),
-            grammar_gbnf: gbnf,
+            grammars: std::collections::HashMap::from([(gbnf.clone(), grammar)]),
+            grammar_key: gbnf,
             persona_tokens,
             player_end,
             npc_end,
@@ -198,6 +196,13 @@ impl<'m> Worker<'m> {
                 "saved token ids did not match their text; those turns were tokenized again"
             );
         }
+    }
+
+    /// The grammar of the reply in progress.
+    pub(super) fn grammar(&mut self) -> &mut LlamaSampler {
+        self.grammars
+            .get_mut(&self.grammar_key)
+            .expect("the current grammar is kept")
     }
 
     pub(super) fn snapshot(&self) -> SavedChat {

@@ -19,10 +19,11 @@ use super::{Choices, ReplyShape};
 /// The most characters one sentence of `say` may have (its final punctuation included).
 pub const MAX_SENTENCE_CHARS: usize = 120;
 
-/// Characters that may never appear inside `say`: the quote and backslash (so the reply is JSON
-/// without escapes), control characters (C0, DEL and C1) and the bidirectional overrides and
-/// isolates, which could make a line display differently from what it says.
-fn forbidden(c: char) -> bool {
+/// Characters that may never appear inside `say` (or a choice value): the quote and backslash
+/// (so the reply is JSON without escapes), control characters (C0, DEL and C1) and the
+/// bidirectional overrides and isolates, which could make a line display differently from what
+/// it says.
+pub(crate) fn forbidden(c: char) -> bool {
     c == '"'
         || c == '\\'
         || c.is_control()

@@ -110,13 +110,7 @@ pub fn check_choice(v: &str) -> Result<(), String> {
     if v.trim() != v {
         return Err("must not start or end with a space".into());
     }
-    if v.chars().any(|c| {
-        c == '"'
-            || c == '\\'
-            || c.is_control()
-            || ('\u{202A}'..='\u{202E}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }) {
+    if v.chars().any(grammar::forbidden) {
         return Err("must not hold quotes, backslashes or control characters".into());
     }
     Ok(())

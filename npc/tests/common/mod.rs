@@ -41,3 +41,20 @@ pub fn assets() -> PathBuf {
 
 /// The shipped personas.
 pub const PERSONAS: [&str; 3] = ["blacksmith", "merchant", "oracle"];
+
+/// Runs the `npc` CLI with `args` on the test model; asserts it succeeded and returns its
+/// standard output.
+pub fn npc_cli(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
+        .args(args)
+        .arg("--model")
+        .arg(model_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
