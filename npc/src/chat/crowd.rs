@@ -218,7 +218,12 @@ impl<'m> Crowd<'m> {
         match msg {
             Msg::Open(open) => {
                 let ready = open.ready.clone();
-                let _ = ready.send(self.open(*open));
+                let opened = self.open(*open);
+                if opened.is_err() {
+                    // A first chat that could not open leaves no context behind either.
+                    self.free_context_if_unused();
+                }
+                let _ = ready.send(opened);
             }
             Msg::Command(key, cmd) => {
                 if let Some(m) = self.members.get_mut(&key) {
@@ -230,17 +235,21 @@ impl<'m> Crowd<'m> {
                     self.release(m.worker.seq);
                     self.inner.live_chats.fetch_sub(1, Ordering::SeqCst);
                 }
-                if self.members.is_empty() && self.ctx.take().is_some() {
-                    // No chat left: free the context (its KV streams), as a chat's own context
-                    // was freed with it before. A process may then exit without a llama.cpp
-                    // context alive, which llama.cpp's exit-time clean-up does not survive.
-                    tracing::debug!("NPC crowd context freed: no chat is open");
-                }
+                self.free_context_if_unused();
                 let _ = done.send(());
             }
             Msg::Shutdown => return false,
         }
         true
+    }
+
+    /// With no chat left, frees the context (its KV streams), as a chat's own context was freed
+    /// with it before: a process may then exit without a llama.cpp context alive, which
+    /// llama.cpp's exit-time clean-up does not survive.
+    fn free_context_if_unused(&mut self) {
+        if self.members.is_empty() && self.ctx.take().is_some() {
+            tracing::debug!("NPC crowd context freed: no chat is open");
+        }
     }
 
     fn context(&mut self) -> Result<&mut LlamaContext<'m>, ChatError> {
