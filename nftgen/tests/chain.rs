@@ -654,7 +654,7 @@ fn recompiling_the_contract_gives_the_committed_bytecode() {
     let output: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
     let fresh = &output["contracts"]["src/KilnProvenance.sol"]["KilnProvenance"]["evm"];
     let artifact: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root.join("assets/contracts/KilnProvenance.json")).unwrap(),
+        &std::fs::read(root.join("nftgen/contracts/KilnProvenance.json")).unwrap(),
     )
     .unwrap();
     let hex = |v: &serde_json::Value| format!("0x{}", v.as_str().unwrap());

@@ -1,5 +1,5 @@
 //! `cargo xtask contracts`: compiles the provenance contract with the pinned solc-js and writes
-//! the committed artifact (`assets/contracts/KilnProvenance.json`).
+//! the committed artifact (`nftgen/contracts/KilnProvenance.json`).
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 /// The Solidity project: sources, the standard-JSON compiler input and the npm lock.
 pub const PROJECT: &str = "nftgen/contracts";
 /// The committed artifact the Rust client is built from.
-pub const ARTIFACT: &str = "assets/contracts/KilnProvenance.json";
+pub const ARTIFACT: &str = "nftgen/contracts/KilnProvenance.json";
 
 /// Runs solc-js on the standard-JSON input and returns its output (errors are fatal).
 pub fn compile(npm: &Path) -> Result<Value> {

@@ -71,7 +71,7 @@ mod contract {
     alloy::sol!(
         #[sol(rpc, all_derives)]
         KilnProvenance,
-        "../assets/contracts/KilnProvenance.json"
+        "contracts/KilnProvenance.json"
     );
 }
 pub use contract::KilnProvenance;
