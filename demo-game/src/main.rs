@@ -55,9 +55,11 @@ struct Cli {
     /// rasterizer). Every choice paints the same pixels.
     #[arg(long, default_value = "auto")]
     art_backend: ArtBackend,
-    /// The repository's `assets/` directory (personas).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets"))]
-    assets: PathBuf,
+    /// The game's `assets/` folder (personas, older art models) [default: found as Bevy finds it:
+    /// `$BEVY_ASSET_ROOT/assets`, else `$CARGO_MANIFEST_DIR/assets`, else next to the
+    /// executable; `cargo xtask demo` and the repository's cargo config point it at `assets/`].
+    #[arg(long)]
+    assets: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,9 +98,14 @@ fn main() -> anyhow::Result<()> {
     let chain = kiln_nftgen::chain::ChainConfig::load(&data_dir)
         .context("reading the chain configuration")?;
 
+    let assets = cli
+        .assets
+        .clone()
+        .or_else(kiln_nftgen::game_assets_dir)
+        .context("cannot tell where the game's assets are: pass --assets")?;
     let mut app = App::new();
     let assets = AssetPlugin {
-        file_path: cli.assets.to_string_lossy().into_owned(),
+        file_path: assets.to_string_lossy().into_owned(),
         ..default()
     };
     let defaults = DefaultPlugins

@@ -48,12 +48,11 @@ fn main() {
         .unwrap_or("cpu")
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
-    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").to_string();
     let mut app = App::new();
     app.add_plugins((
         MinimalPlugins,
         AssetPlugin {
-            file_path: assets,
+            // The game's assets (`BEVY_ASSET_ROOT`: this repository's, under cargo).
             ..default()
         },
         NpcPlugin {

@@ -20,8 +20,10 @@ use crate::{KilnSystems, WorkerPriority, configure_sets};
 /// each other there.
 #[derive(Debug, Clone)]
 pub struct ArtPlugin {
-    /// The art model: a kiln-sprite-q or kiln-sprite file or a Stable Diffusion directory
-    /// [default: `kiln_nftgen::default_model_path()`, the shipped integer kiln-sprite-q, whose
+    /// The art model: a kiln-sprite-q or kiln-sprite file, or (feature `sd`) a Stable Diffusion
+    /// directory
+    /// [default: `kiln_nftgen::default_model_path()`: `$KILN_ART_MODEL`, else the game's
+    /// `assets/models/kiln-sprite-q.safetensors`, else the integer kiln-sprite-q built in, whose
     /// pixels are the same on every machine].
     pub model: PathBuf,
     /// Denoising steps [default: the model's].

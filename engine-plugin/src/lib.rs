@@ -31,8 +31,9 @@
 //! fn main() {
 //!     App::new()
 //!         .add_plugins(MinimalPlugins)
-//!         // Kiln's repository keeps the shipped personas in `assets/` at its root.
-//!         .add_plugins(AssetPlugin { file_path: "../assets".into(), ..default() })
+//!         // The game's `assets/` (in Kiln's repository, its cargo config points Bevy at the
+//!         // `assets/` folder at its root, which holds the shipped personas).
+//!         .add_plugins(AssetPlugin::default())
 //!         .add_plugins(KilnPlugins::default())
 //!         .add_systems(Startup, spawn_blacksmith)
 //!         .add_systems(Update, (greet, print_reply))
@@ -78,8 +79,14 @@ pub use art::{
 pub use chain::{
     ArtMinted, ChainPlugin, ChainStatus, MintArt, MintFailed, TokenVerified, VerifyToken,
 };
+/// The art engine, for what the plugins do not wrap (PNG files, records, verification).
+pub use kiln_nftgen;
+#[cfg(feature = "chain")]
+pub use kiln_nftgen::chain::ChainConfig;
 pub use kiln_nftgen::{ArtBackend, Backend};
-pub use kiln_npc::{Choices, NpcReply, SavedChat};
+/// The NPC engine, for what the plugins do not wrap (personas, saves, the model's location).
+pub use kiln_npc;
+pub use kiln_npc::{Choices, NpcReply, Persona, SavedChat};
 pub use npc::{
     MAX_WAITING_LINES, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPlugin, NpcRemembered,
     NpcReplied, NpcReplyDelta, PersonaAsset, PersonaLoader, PlayerSaid, Talking,
@@ -91,7 +98,7 @@ pub mod prelude {
     pub use crate::{
         ArtBackend, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
         KilnSystems, KilnWallet, Npc, NpcChoices, NpcConverse, NpcPlugin, NpcRemembered,
-        NpcReplied, NpcReplyDelta, PlayerSaid, Talking, WorkerPriority,
+        NpcReplied, NpcReplyDelta, Persona, PersonaAsset, PlayerSaid, Talking, WorkerPriority,
     };
     #[cfg(feature = "chain")]
     pub use crate::{ArtMinted, ChainPlugin, MintArt, MintFailed, TokenVerified, VerifyToken};

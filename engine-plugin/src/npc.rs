@@ -20,9 +20,10 @@ use crate::{KilnSystems, WorkerPriority, configure_sets, drop_off_thread};
 /// lines wait; if it cannot load, NPCs answer with their persona's fallback lines.
 #[derive(Debug, Clone)]
 pub struct NpcPlugin {
-    /// The GGUF chat model [default: `kiln_npc::default_model_path()`, i.e. `$KILN_NPC_MODEL`
-    /// or the cache where `cargo xtask setup` puts SmolLM2-135M].
-    pub model: PathBuf,
+    /// The GGUF chat model [default: `None`, found at start-up by `kiln_npc::find_model()`:
+    /// `$KILN_NPC_MODEL`, else the game's `assets/models/`, else Kiln's cache where
+    /// `kiln fetch-models` puts SmolLM2-135M; if it is nowhere, the error names every place].
+    pub model: Option<PathBuf>,
     /// llama.cpp threads of the NPC worker, which serves every NPC (one keeps replies steady
     /// while the game uses other cores).
     pub threads: u32,
@@ -35,7 +36,7 @@ pub struct NpcPlugin {
 impl Default for NpcPlugin {
     fn default() -> Self {
         Self {
-            model: kiln_npc::default_model_path(),
+            model: None,
             threads: 1,
             seed: 0,
             priority: WorkerPriority::default(),
@@ -332,7 +333,7 @@ impl Plugin for NpcPlugin {
             "npc",
             priority,
             move |request_rx: Receiver<(Entity, Persona, Option<SavedChat>)>| {
-                service(&model, config, &options, &request_rx, &out_tx)
+                service(model.as_deref(), config, &options, &request_rx, &out_tx)
             },
             move |message| {
                 let _ = crashed.send(ServiceOut::Loaded(Err(format!(
@@ -373,13 +374,17 @@ impl Plugin for NpcPlugin {
 }
 
 fn service(
-    model: &std::path::Path,
+    model: Option<&std::path::Path>,
     config: EngineConfig,
     options: &ChatOptions,
     requests: &Receiver<(Entity, Persona, Option<SavedChat>)>,
     out: &Sender<ServiceOut>,
 ) {
-    let engine = Engine::load(model, config).map_err(|e| e.to_string());
+    let engine = match model {
+        Some(model) => Engine::load(model, config),
+        None => kiln_npc::find_model().and_then(|model| Engine::load(model, config)),
+    }
+    .map_err(|e| e.to_string());
     let loaded = engine
         .as_ref()
         .map(|e| e.model_path().to_path_buf())

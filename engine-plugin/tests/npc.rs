@@ -128,7 +128,7 @@ fn despawning_a_talking_npc_cancels_its_reply_and_the_game_goes_on() {
 #[test]
 fn without_a_model_npcs_answer_with_their_fallback_lines() {
     let mut app = talking_app(NpcPlugin {
-        model: "/nonexistent/model.gguf".into(),
+        model: Some("/nonexistent/model.gguf".into()),
         ..Default::default()
     });
     let npc = spawn_npc(&mut app, "blacksmith");

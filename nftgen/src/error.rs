@@ -12,6 +12,17 @@ pub enum ModelError {
         /// Path that was looked up.
         path: PathBuf,
     },
+    /// No model was given and none was found where the default model is looked for (and this
+    /// build embeds none: cargo feature `embedded-model`).
+    #[error(
+        "no art model: none at {}; set $KILN_ART_MODEL, put kiln-sprite-q.safetensors in the \
+         game's assets/models/, or build kiln-nftgen with its `embedded-model` feature",
+        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoDefaultModel {
+        /// The places that were looked at, in order.
+        searched: Vec<PathBuf>,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 
 use crate::device::{self, DevicePreference};
 use crate::error::{GenerateError, GpuError, ModelError, RequestError};
+#[cfg(feature = "sd")]
 use crate::model::sd::{self, SdModel};
 use crate::model::sprite::{self, PromptEncoder, SpriteConfig, SpriteNet};
 use crate::model::sprite_q::gemm::Kernel;
@@ -237,6 +238,7 @@ enum Inner {
         encoder: PromptEncoder,
     },
     SpriteQ(Box<SpriteQNet>),
+    #[cfg(feature = "sd")]
     Sd(Box<SdModel>),
 }
 
@@ -274,12 +276,36 @@ impl ArtModel {
     /// Loads a model on the preferred device (falling back to the CPU).
     pub fn load_on(path: impl AsRef<Path>, pref: DevicePreference) -> Result<Self, ModelError> {
         let path = path.as_ref();
+        if crate::model::shipped::is_embedded(path) {
+            if !cfg!(feature = "embedded-model") {
+                return Err(ModelError::NoDefaultModel {
+                    searched: crate::model_search_paths(),
+                });
+            }
+            let bytes =
+                crate::model::shipped::model_bytes(path).map_err(|source| ModelError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let (device, backend) = device::select(pref);
+            return Self::sprite_from_bytes(path, &bytes, device, backend);
+        }
         if !path.exists() {
             return Err(ModelError::NotFound {
                 path: path.to_path_buf(),
             });
         }
         let (device, backend) = device::select(pref);
+        #[cfg(not(feature = "sd"))]
+        if path.is_dir() {
+            return Err(ModelError::BadConfig {
+                path: path.to_path_buf(),
+                detail: "a folder is a Stable Diffusion checkpoint, which this build cannot \
+                         load: build kiln-nftgen with its `sd` feature"
+                    .into(),
+            });
+        }
+        #[cfg(feature = "sd")]
         if path.is_dir() {
             if !sd::is_sd_dir(path) {
                 return Err(ModelError::MissingFile {
@@ -357,7 +383,7 @@ impl ArtModel {
         })?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let encoder = PromptEncoder::new(&cfg.text);
-        let net = SpriteNet::new(cfg, vb).map_err(|e| sd::build_error(path, e))?;
+        let net = SpriteNet::new(cfg, vb).map_err(|e| crate::model::build_error(path, e))?;
         let hash = ModelHash::of_file_bytes(bytes);
         Ok(Self {
             id: net.config().name.clone(),
@@ -387,6 +413,7 @@ impl ArtModel {
         match self.inner {
             Inner::Sprite { .. } => ModelFamily::KilnSprite,
             Inner::SpriteQ(_) => ModelFamily::KilnSpriteQ,
+            #[cfg(feature = "sd")]
             Inner::Sd(_) => ModelFamily::StableDiffusion,
         }
     }
@@ -518,6 +545,7 @@ impl ArtModel {
         match &self.inner {
             Inner::Sprite { net, .. } => Some(&net.config().sizes),
             Inner::SpriteQ(net) => Some(&net.config().sizes),
+            #[cfg(feature = "sd")]
             Inner::Sd(_) => None,
         }
     }
@@ -525,6 +553,7 @@ impl ArtModel {
     /// Size used when a request sets none.
     pub fn default_size(&self) -> (u32, u32) {
         match (&self.inner, self.sizes()) {
+            #[cfg(feature = "sd")]
             (Inner::Sd(m), _) => (m.default_size, m.default_size),
             (_, Some([[w, h], ..])) => (*w, *h),
             (_, _) => unreachable!("kiln-sprite configs validate at least one size"),
@@ -535,6 +564,7 @@ impl ArtModel {
         match &self.inner {
             Inner::Sprite { net, .. } => net.config().default_steps,
             Inner::SpriteQ(net) => net.config().default_steps,
+            #[cfg(feature = "sd")]
             Inner::Sd(_) => 25,
         }
     }
@@ -543,6 +573,7 @@ impl ArtModel {
         match &self.inner {
             Inner::Sprite { net, .. } => net.config().default_guidance,
             Inner::SpriteQ(net) => net.config().default_guidance,
+            #[cfg(feature = "sd")]
             Inner::Sd(_) => 7.5,
         }
     }
@@ -550,6 +581,7 @@ impl ArtModel {
     fn schedule(&self) -> (&NoiseSchedule, Prediction) {
         match &self.inner {
             Inner::Sprite { net, .. } => (&net.config().schedule, net.config().prediction),
+            #[cfg(feature = "sd")]
             Inner::Sd(m) => (&m.schedule, m.prediction),
             Inner::SpriteQ(_) => unreachable!("kiln-sprite-q has its own integer sampler"),
         }
@@ -583,6 +615,7 @@ impl ArtModel {
                         .join(", ")))
                 }
             }
+            #[cfg(feature = "sd")]
             Inner::Sd(m) => {
                 let unit = (m.vae_factor * m.unet_factor) as u32;
                 let ok = |v: u32| (unit..=2048).contains(&v) && v.is_multiple_of(unit);
@@ -719,6 +752,7 @@ impl ArtModel {
         let (w, h) = (record.width as usize, record.height as usize);
         let shape = match &self.inner {
             Inner::Sprite { net, .. } => (1, net.config().channels, h, w),
+            #[cfg(feature = "sd")]
             Inner::Sd(m) => (1, m.latent_channels, h / m.vae_factor, w / m.vae_factor),
             Inner::SpriteQ(_) => unreachable!("handled above"),
         };
@@ -734,6 +768,7 @@ impl ArtModel {
                 let len = ids.len() / 2;
                 Tensor::from_vec(ids, (2, len), dev)?
             }
+            #[cfg(feature = "sd")]
             Inner::Sd(m) => m.encode_pair(&record.negative_prompt, &record.prompt, dev)?,
             Inner::SpriteQ(_) => unreachable!("handled above"),
         };
@@ -743,6 +778,7 @@ impl ArtModel {
             let batch = Tensor::cat(&[&x_in, &x_in], 0)?;
             let out = match &self.inner {
                 Inner::Sprite { net, .. } => net.forward(&batch, &[t as f64; 2], &cond)?,
+                #[cfg(feature = "sd")]
                 Inner::Sd(m) => m.predict(&batch, t as f64, &cond)?,
                 Inner::SpriteQ(_) => unreachable!("handled above"),
             };
@@ -762,6 +798,7 @@ impl ArtModel {
             report_step(on_step, i, record.steps)?;
         }
         let image = match &self.inner {
+            #[cfg(feature = "sd")]
             Inner::Sd(m) => m.decode(&x)?,
             _ => x,
         };

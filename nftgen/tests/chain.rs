@@ -5,7 +5,7 @@
 mod common;
 
 use std::future::IntoFuture;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -631,12 +631,7 @@ fn cli_mint_verify_tokens_with_json() {
 #[test]
 fn recompiling_the_contract_gives_the_committed_bytecode() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let npm = kiln_nftgen::chain::find_anvil()
-        .expect("anvil installed")
-        .ancestors()
-        .nth(5)
-        .expect("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-        .to_path_buf();
+    let npm = npm_tools();
     let out_file = tempfile::NamedTempFile::new().unwrap();
     // solc-js writes to a file: its output to a pipe is cut at 64 KiB.
     let status = std::process::Command::new("node")
@@ -1593,12 +1588,7 @@ struct Hardhat {
 
 impl Hardhat {
     fn start() -> Self {
-        let npm = kiln_nftgen::chain::find_anvil()
-            .expect("anvil installed")
-            .ancestors()
-            .nth(5)
-            .expect("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-            .to_path_buf();
+        let npm = npm_tools();
         let project = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(
             npm.join("node_modules"),
@@ -1932,4 +1922,21 @@ fn art_its_recipe_does_not_paint_is_refused_or_verifies_not_reproducible() {
         v["actual"].is_string() && v["actual"] != v["expected"],
         "{v}"
     );
+}
+
+/// The contract tools `cargo xtask setup` installs (solc, OpenZeppelin, anvil, Hardhat) in
+/// Kiln's cache: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`, then `npm/`.
+fn npm_tools() -> PathBuf {
+    let cache = std::env::var_os("KILN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
+        .expect("a cache folder");
+    let npm = cache.join("npm");
+    assert!(
+        npm.join("node_modules/solc/solc.js").is_file(),
+        "the contract tools are not in {} (run `cargo xtask setup`)",
+        npm.display()
+    );
+    npm
 }

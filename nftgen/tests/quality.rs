@@ -115,3 +115,49 @@ fn generate_and_sheet_use_the_shipped_model_by_default() {
         (3 * (128 + 4) + 4, 2 * (64 + 4) + 4)
     );
 }
+
+/// Outside this repository (no `assets/models/` beside the game), the model built into the crate
+/// paints, and it is the very file the repository ships: the same recipe, the same pixels.
+#[test]
+fn with_no_model_in_the_game_s_assets_the_embedded_model_paints_the_same_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |png: &std::path::Path| {
+        [
+            "generate",
+            "--prompt",
+            "a red sword",
+            "--seed",
+            "11",
+            "--steps",
+            "6",
+            "--out",
+            path_str(png).to_string().leak(),
+            "--json",
+        ]
+    };
+    let embedded = dir.path().join("embedded.png");
+    let out = nftgen(
+        &args(&embedded),
+        &[("BEVY_ASSET_ROOT", path_str(dir.path()))],
+    );
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shipped = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/kiln-sprite-q.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(
+        json["record"]["model"]["sha256"].as_str().unwrap(),
+        kiln_nftgen::ModelHash::of_file_bytes(&shipped).to_string(),
+        "{json}"
+    );
+    let from_file = dir.path().join("file.png");
+    let out = nftgen(&args(&from_file), &[]);
+    assert_success(&out);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["content_hash"].is_string(), "{json}");
+    assert_eq!(
+        json["content_hash"], again["content_hash"],
+        "{json}\n{again}"
+    );
+}

@@ -2,8 +2,8 @@
 //! turn 1 and turn 5, and peak memory, printed as one JSON line.
 //!
 //! ```text
-//! cargo run -p kiln-npc --example npc_bench -- --model M.gguf --threads 1 --reps 3
-//! cargo run -p kiln-npc --example npc_bench -- --model M.gguf --threads 1 --crowd 1,2,4,8
+//! cargo run -p kiln-npc --features cli --example npc_bench -- --model M.gguf --threads 1 --reps 3
+//! cargo run -p kiln-npc --features cli --example npc_bench -- --model M.gguf --threads 1 --crowd 1,2,4,8
 //! ```
 //!
 //! With `--crowd`, it measures instead how many tokens per second one engine generates in all

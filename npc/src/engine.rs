@@ -17,20 +17,64 @@ use crate::persona::Persona;
 /// File name of the default model, SmolLM2-135M-Instruct quantized to Q4_1.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// Where the default model is: `$KILN_NPC_MODEL` when set, else
-/// `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf` with `<cache>` = `$KILN_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln` (where `cargo xtask setup` puts it).
-pub fn default_model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("KILN_NPC_MODEL") {
-        return p.into();
-    }
+/// Environment variable naming the GGUF model to use instead of the default.
+pub const MODEL_ENV: &str = "KILN_NPC_MODEL";
+
+/// Kiln's cache folder, where `kiln fetch-models` puts the model: `$KILN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+pub fn kiln_cache_dir() -> PathBuf {
     std::env::var_os("KILN_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
         .unwrap_or_else(|| PathBuf::from(".kiln-cache"))
-        .join("models")
-        .join(DEFAULT_MODEL_FILE)
+}
+
+/// The places the default model is looked for, in order:
+/// 1. `$KILN_NPC_MODEL`;
+/// 2. the game's assets, `<root>/assets/models/SmolLM2-135M-Instruct.Q4_1.gguf`, with `<root>`
+///    found as Bevy's `AssetPlugin` finds it (`$BEVY_ASSET_ROOT`, else the run-time
+///    `$CARGO_MANIFEST_DIR` that `cargo run` sets, else the executable's folder) — where a game
+///    ships the model;
+/// 3. Kiln's cache ([`kiln_cache_dir`]`/models/`), where `kiln fetch-models` puts it.
+///
+/// Nothing is taken from where this crate was compiled.
+pub fn model_search_paths() -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(p) = std::env::var_os(MODEL_ENV).filter(|p| !p.is_empty()) {
+        paths.push(PathBuf::from(p));
+    }
+    let root = std::env::var_os("BEVY_ASSET_ROOT")
+        .or_else(|| std::env::var_os("CARGO_MANIFEST_DIR"))
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()?
+                .parent()
+                .map(Path::to_path_buf)
+        });
+    if let Some(root) = root {
+        paths.push(root.join("assets/models").join(DEFAULT_MODEL_FILE));
+    }
+    paths.push(kiln_cache_dir().join("models").join(DEFAULT_MODEL_FILE));
+    paths
+}
+
+/// The first of [`model_search_paths`] that is a file, or [`ModelError::NoDefaultModel`] naming
+/// every place it looked.
+pub fn find_model() -> Result<PathBuf, ModelError> {
+    let searched = model_search_paths();
+    searched
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(ModelError::NoDefaultModel { searched })
+}
+
+/// The default model's path: [`find_model`]'s answer, else the cache path (where
+/// `kiln fetch-models` would put it). Prefer [`find_model`] where the error can be shown.
+pub fn default_model_path() -> PathBuf {
+    find_model().unwrap_or_else(|_| kiln_cache_dir().join("models").join(DEFAULT_MODEL_FILE))
 }
 
 /// How the engine runs the model. Every setting has a default that works on a small CPU.

@@ -7,12 +7,20 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ModelError {
     /// No file at the given path.
-    #[error(
-        "model file {path} does not exist (run `cargo xtask setup` to fetch the default model)"
-    )]
+    #[error("model file {path} does not exist (`kiln fetch-models` fetches the default model)")]
     NotFound {
         /// The path that was tried.
         path: PathBuf,
+    },
+    /// No model was given and the default one is in none of the places it is looked for.
+    #[error(
+        "no NPC model: looked for SmolLM2-135M-Instruct.Q4_1.gguf at {}; run `kiln fetch-models` \
+         (or set $KILN_NPC_MODEL)",
+        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoDefaultModel {
+        /// The places that were looked at, in order.
+        searched: Vec<PathBuf>,
     },
     /// The file exists but could not be read.
     #[error("model file {path} cannot be read: {source}")]

@@ -20,7 +20,8 @@
 //! ```no_run
 //! use kiln_npc::{ChatEvent, ChatOptions, Engine, EngineConfig, Persona};
 //!
-//! let engine = Engine::load("SmolLM2-135M-Instruct.Q4_1.gguf", EngineConfig::default())?;
+//! // $KILN_NPC_MODEL, the game's assets/models/, or Kiln's cache (`kiln fetch-models`).
+//! let engine = Engine::load(kiln_npc::find_model()?, EngineConfig::default())?;
 //! let chat = engine.chat(Persona::load("assets/npcs/merchant.toml")?, ChatOptions::default())?;
 //! chat.ask("Do you sell rope?")?;
 //! for event in chat.events().iter() {
@@ -57,8 +58,8 @@ pub use chat::{
     TurnStats,
 };
 pub use engine::{
-    DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, ModelFingerprint, WorkStats,
-    default_model_path,
+    DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, MODEL_ENV, ModelFingerprint, WorkStats,
+    default_model_path, find_model, kiln_cache_dir, model_search_paths,
 };
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};
 pub use persona::{Example, MAX_SENTENCES_LIMIT, Persona};

@@ -308,3 +308,44 @@ fn cli_reports_bad_input_in_one_line_with_nonzero_exit() {
     }
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn without_a_model_the_cli_names_every_place_it_looked_then_finds_the_game_s_copy() {
+    let npc = env!("CARGO_BIN_EXE_npc");
+    let dir = tempfile::tempdir().unwrap();
+    let game = dir.path().join("game");
+    let cache = dir.path().join("cache");
+    let persona = common::assets().join("npcs/blacksmith.toml");
+    let run = || {
+        std::process::Command::new(npc)
+            .args(["say", "--json", "--persona"])
+            .arg(&persona)
+            .arg("Hello!")
+            .env_remove("KILN_NPC_MODEL")
+            .env("BEVY_ASSET_ROOT", &game)
+            .env("KILN_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let game_copy = game.join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let cached = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    for place in [&game_copy, &cached] {
+        assert!(err.contains(&place.display().to_string()), "{err}");
+    }
+    assert!(err.contains("kiln fetch-models"), "{err}");
+    // A game that ships the model in its assets needs nothing else.
+    std::fs::create_dir_all(game_copy.parent().unwrap()).unwrap();
+    std::fs::hard_link(common::model_path(), &game_copy)
+        .or_else(|_| std::fs::copy(common::model_path(), &game_copy).map(|_| ()))
+        .unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"say\""));
+}

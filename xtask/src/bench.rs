@@ -280,7 +280,15 @@ fn llama_bench_ts(bin: &Path, model: &Path, threads: u32, args: &[String]) -> Re
 
 fn npc(model: &Path, tokens: u32, reps: u32) -> Result<()> {
     crate::cargo(
-        &["build", "-p", "kiln-npc", "--example", "npc_bench"],
+        &[
+            "build",
+            "-p",
+            "kiln-npc",
+            "--features",
+            "cli",
+            "--example",
+            "npc_bench",
+        ],
         model,
     )?;
     let kiln = crate::target_dir().join("debug/examples/npc_bench");
@@ -467,7 +475,15 @@ fn crowd(kiln: &Path, batched: &Path, model: &Path, reps: u32) -> Result<()> {
 /// `bench art`: the art pipeline at 1 and 2 threads, one table.
 fn art(model: &Path) -> Result<()> {
     crate::cargo(
-        &["build", "-p", "kiln-nftgen", "--example", "art_bench"],
+        &[
+            "build",
+            "-p",
+            "kiln-nftgen",
+            "--features",
+            "cli",
+            "--example",
+            "art_bench",
+        ],
         model,
     )?;
     let bin = crate::target_dir().join("debug/examples/art_bench");

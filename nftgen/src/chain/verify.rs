@@ -406,7 +406,7 @@ fn compare_records(file: &crate::GenerationRecord, chain: &crate::GenerationReco
 /// of pipeline/2), so tokens painted with any shipped model verify with no `--model`; weights
 /// the caller chose are never swapped.
 fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, String> {
-    let first = if model.exists() {
+    let first = if model.exists() || crate::model::shipped::is_embedded(model) {
         ArtModel::load(model).map_err(|e| e.to_string())
     } else {
         Err(format!("nothing at {}", model.display()))
@@ -416,7 +416,7 @@ fn load_recorded_model(model: &Path, recorded: ModelHash) -> Result<ArtModel, St
     }
     let shipped = crate::shipped_model_paths()
         .into_iter()
-        .find(|p| std::fs::read(p).is_ok_and(|bytes| ModelHash::of_file_bytes(&bytes) == recorded));
+        .find(|p| crate::model::shipped::model_hash_of(p) == Some(recorded));
     match shipped.map(ArtModel::load) {
         Some(Ok(m)) => Ok(m),
         _ => first,

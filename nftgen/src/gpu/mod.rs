@@ -11,7 +11,7 @@
 //! use kiln_nftgen::gpu::GpuDevice;
 //! use kiln_nftgen::{ArtModel, Control, GenerationRequest};
 //!
-//! let mut model = ArtModel::load("assets/models/kiln-sprite-q.safetensors")?;
+//! let mut model = ArtModel::load(kiln_nftgen::default_model_path())?;
 //! let gpu = GpuDevice::open_headless()?;
 //! println!("painting on {}", gpu.adapter());
 //! model.use_gpu(&gpu)?;

@@ -37,7 +37,7 @@ enum Command {
         /// Directory of persona TOML files.
         #[arg(long, default_value = "assets/npcs")]
         dir: PathBuf,
-        /// GGUF model [default: $KILN_NPC_MODEL, else the model `cargo xtask setup` fetched].
+        /// GGUF model [default: $KILN_NPC_MODEL, else the game's assets/models/, else Kiln's cache].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Sampling seed.
@@ -68,7 +68,7 @@ enum Command {
         /// Directory of persona TOML files.
         #[arg(long, default_value = "assets/npcs")]
         dir: PathBuf,
-        /// GGUF model [default: $KILN_NPC_MODEL, else the model `cargo xtask setup` fetched].
+        /// GGUF model [default: $KILN_NPC_MODEL, else the game's assets/models/, else Kiln's cache].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Sampling seed of every NPC.
@@ -98,7 +98,7 @@ enum Command {
         /// What B opens with.
         #[arg(long, default_value = "Good day! What news do you have?")]
         topic: String,
-        /// GGUF model [default: $KILN_NPC_MODEL, else the model `cargo xtask setup` fetched].
+        /// GGUF model [default: $KILN_NPC_MODEL, else the game's assets/models/, else Kiln's cache].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Sampling seed of both NPCs.
@@ -128,7 +128,7 @@ struct Common {
     /// Persona TOML file, e.g. assets/npcs/blacksmith.toml.
     #[arg(long)]
     persona: PathBuf,
-    /// GGUF model [default: $KILN_NPC_MODEL, else the model `cargo xtask setup` fetched].
+    /// GGUF model [default: $KILN_NPC_MODEL, else the game's assets/models/, else Kiln's cache].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Sampling seed: the same seed and conversation give the same reply.
@@ -165,9 +165,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The model given, else the default one where it is found (the error lists where it looked).
+fn model_or_default(model: Option<PathBuf>) -> Result<PathBuf> {
+    match model {
+        Some(model) => Ok(model),
+        None => Ok(kiln_npc::find_model()?),
+    }
+}
+
 fn open(c: &Common) -> Result<kiln_npc::Chat> {
     let persona = Persona::load(&c.persona)?;
-    let model = c.model.clone().unwrap_or_else(kiln_npc::default_model_path);
+    let model = model_or_default(c.model.clone())?;
     let engine = Engine::load(
         &model,
         EngineConfig::default()
@@ -285,10 +293,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let options = ChatOptions::default().with_sampling(sampling);
             let persona = Persona::load(&persona)?;
-            let engine = Engine::load(
-                model.unwrap_or_else(kiln_npc::default_model_path),
-                EngineConfig::default(),
-            )?;
+            let engine = Engine::load(model_or_default(model)?, EngineConfig::default())?;
             if lines.is_empty() {
                 lines.push("What is your name?".into());
             }
@@ -344,7 +349,7 @@ fn crowd(
         .iter()
         .map(|p| Persona::load(p).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
-    let model = model.unwrap_or_else(kiln_npc::default_model_path);
+    let model = model_or_default(model)?;
     let slots = u32::try_from(personas.len())
         .unwrap_or(u32::MAX)
         .min(kiln_npc::MAX_SLOTS);
@@ -384,7 +389,7 @@ fn converse(
     json: bool,
 ) -> Result<()> {
     let (a, b) = (Persona::load(a)?, Persona::load(b)?);
-    let model = model.unwrap_or_else(kiln_npc::default_model_path);
+    let model = model_or_default(model)?;
     let engine = Engine::load(&model, EngineConfig::default().with_slots(2))?;
     let options = ChatOptions::default().with_seed(seed);
     let chats = [engine.chat(a, options.clone())?, engine.chat(b, options)?];
@@ -403,7 +408,7 @@ fn converse(
 }
 
 fn tour(dir: &std::path::Path, model: Option<PathBuf>, seed: u64) -> Result<()> {
-    let model = model.unwrap_or_else(kiln_npc::default_model_path);
+    let model = model_or_default(model)?;
     let engine = Engine::load(&model, EngineConfig::default())?;
     let personas = persona_files(dir)?;
     println!(

@@ -289,7 +289,8 @@ struct GenerateArgs {
     #[arg(long)]
     out: PathBuf,
     /// Model: a kiln-sprite-q or kiln-sprite `.safetensors` file, or a diffusers directory
-    /// [default: $KILN_ART_MODEL, else assets/models/kiln-sprite-q.safetensors].
+    /// [default: $KILN_ART_MODEL, else the game's assets/models/kiln-sprite-q.safetensors, else the
+    /// embedded model].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Denoising steps [default: the model's].

@@ -1,10 +1,12 @@
-//! The smallest Kiln game: one NPC and one altar, headless. The player greets the blacksmith
-//! (the reply streams in), the altar paints a potion, mints it on a local chain and verifies it;
-//! then the app exits.
+//! Mint on a local chain, headless: the player greets the blacksmith (the reply streams in),
+//! the altar paints a potion, mints it on an anvil chain of its own (started, and stopped when
+//! the app exits) and verifies the token by re-running its recipe; then the app exits.
 //!
 //! ```sh
-//! cargo run -p bevy_kiln --example minimal
+//! cargo run -p bevy_kiln --example mint_local
 //! ```
+//!
+//! anvil comes from `$KILN_ANVIL`, Kiln's cache (`kiln fetch-anvil`) or the `PATH`.
 
 // Bevy's system parameters read best without their lifetimes (`Res<T>`, `Query<..>`).
 #![allow(elided_lifetimes_in_paths)]
@@ -14,8 +16,8 @@ use std::time::Duration;
 use bevy::app::{AppExit, ScheduleRunnerPlugin};
 use bevy::asset::AssetPlugin;
 use bevy::prelude::*;
+use bevy_kiln::ChainConfig;
 use bevy_kiln::prelude::*;
-use kiln_nftgen::chain::ChainConfig;
 
 #[derive(Component)]
 struct Altar;
@@ -27,15 +29,11 @@ struct Done {
 }
 
 fn main() -> AppExit {
-    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").to_string();
-    let data = std::env::temp_dir().join("kiln-example-minimal");
+    let data = std::env::temp_dir().join("kiln-example-mint-local");
     App::new()
         .add_plugins((
             MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(16))),
-            AssetPlugin {
-                file_path: assets,
-                ..default()
-            },
+            AssetPlugin::default(),
         ))
         .add_plugins(KilnPlugins {
             chain: ChainPlugin {
