@@ -98,10 +98,12 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Runs a command, failing with its command line when it fails.
+/// Runs a command, failing with its command line when it fails. Its output goes to stderr:
+/// stdout carries only what `kiln` prints as its result (a path), for scripts and build tools.
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {

