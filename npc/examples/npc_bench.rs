@@ -6,6 +6,10 @@
 //! cargo run -p kiln-npc --features cli --example npc_bench -- --model M.gguf --threads 1 --crowd 1,2,4,8
 //! ```
 //!
+//! `--gpu-layers N` offloads N of the model's layers to a GPU (build with `--features vulkan`,
+//! `cuda` or `metal`; llama.cpp's Vulkan backend skips CPU devices such as lavapipe unless
+//! `GGML_VK_VISIBLE_DEVICES` names them).
+//!
 //! With `--crowd`, it measures instead how many tokens per second one engine generates in all
 //! when N NPCs reply at once (one JSON line per N).
 
@@ -50,6 +54,7 @@ fn secs(d: Duration) -> f64 {
 fn main() -> Result<()> {
     let mut model = kiln_npc::default_model_path();
     let mut threads = 1;
+    let mut gpu_layers = 0;
     let mut reps = 3;
     let mut persona = PathBuf::from("assets/npcs/blacksmith.toml");
     let mut crowd: Vec<usize> = Vec::new();
@@ -63,6 +68,7 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--model" => model = val()?.into(),
             "--threads" => threads = val()?.parse()?,
+            "--gpu-layers" => gpu_layers = val()?.parse()?,
             "--reps" => reps = val()?.parse()?,
             "--persona" => persona = val()?.into(),
             "--context" => context = val()?.parse()?,
@@ -78,7 +84,12 @@ fn main() -> Result<()> {
     if !crowd.is_empty() {
         return crowd_bench(&model, threads, reps, &crowd, context);
     }
-    let engine = Engine::load(&model, EngineConfig::default().with_threads(threads))?;
+    let engine = Engine::load(
+        &model,
+        EngineConfig::default()
+            .with_threads(threads)
+            .with_gpu_layers(gpu_layers),
+    )?;
     let persona = Persona::load(&persona)?;
 
     let (mut prompt_tps, mut gen_tps, mut ttft1, mut ttft5) = (vec![], vec![], vec![], vec![]);
@@ -119,6 +130,7 @@ fn main() -> Result<()> {
         "{}",
         serde_json::json!({
             "threads": threads,
+            "gpu_layers": gpu_layers,
             "prompt_tokens": prompt_tokens,
             "prompt_tps": median(prompt_tps),
             "gen_tps": median(gen_tps),
