@@ -204,7 +204,10 @@ fn fetch_anvil(dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Prints the NPC model's search order (the rule of `kiln_npc::model_search_paths`) and anvil's.
+/// Prints the NPC model's search order (the rule of `kiln_npc::model_search_paths`, written
+/// again here because `kiln` must build before llama.cpp can) and anvil's. One difference: where
+/// neither `$BEVY_ASSET_ROOT` nor `$CARGO_MANIFEST_DIR` is set, a game looks beside its own
+/// executable, which `kiln` cannot know, so the current folder stands in for the game's.
 fn where_models() {
     let mut places: Vec<(String, PathBuf)> = Vec::new();
     if let Some(p) = std::env::var_os("KILN_NPC_MODEL").filter(|p| !p.is_empty()) {
