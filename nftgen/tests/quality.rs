@@ -37,7 +37,7 @@ fn shipped_model_passes_the_quality_gates_on_held_out_prompts() {
 #[test]
 fn shipped_model_paints_characters_tiles_and_props_of_the_second_data_set() {
     let model = ArtModel::load(default_model_path()).expect("the shipped model loads");
-    let r = eval::v2::evaluate_v2(&model, 20, None, 600, 0, &mut |_, _| {}).unwrap();
+    let r = eval::v2::evaluate_v2(&model, 20, None, false, 600, 0, &mut |_, _| {}).unwrap();
     eprintln!("{}", serde_json::to_string(&r).unwrap());
     for name in [
         "character_role",

@@ -929,13 +929,14 @@ fn main() -> ExitCode {
         } => (|| {
             let m = load_model(model, DevicePreference::Cpu)?;
             if data_set == kiln_nftgen::data::DataSet::V2 {
-                if seen || guidance.is_some() {
-                    bail!("--seen and --guidance are for --data-set v1");
+                if guidance.is_some() {
+                    bail!("--guidance is for --data-set v1 (v2 paints with the model's)");
                 }
                 let r = kiln_nftgen::eval::v2::evaluate_v2(
                     &m,
                     (prompts / 5).max(1),
                     steps,
+                    seen,
                     compare,
                     0,
                     &mut |done, total| {
