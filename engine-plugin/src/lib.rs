@@ -88,8 +88,8 @@ pub use kiln_nftgen::{ArtBackend, Backend};
 pub use kiln_npc;
 pub use kiln_npc::{Choices, NpcReply, Persona, SavedChat};
 pub use npc::{
-    MAX_WAITING_LINES, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPlugin, NpcRemembered,
-    NpcReplied, NpcReplyDelta, PersonaAsset, PersonaLoader, PlayerSaid, Talking,
+    MAX_WAITING_LINES, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPersonaFailed, NpcPlugin,
+    NpcRemembered, NpcReplied, NpcReplyDelta, PersonaAsset, PersonaLoader, PlayerSaid, Talking,
 };
 pub use worker::{SHUTDOWN_DEADLINE, WorkerPriority};
 
@@ -97,8 +97,9 @@ pub use worker::{SHUTDOWN_DEADLINE, WorkerPriority};
 pub mod prelude {
     pub use crate::{
         ArtBackend, ArtFailed, ArtKind, ArtPlugin, ArtProgress, ArtReady, GenerateArt, KilnPlugins,
-        KilnSystems, KilnWallet, Npc, NpcChoices, NpcConverse, NpcPlugin, NpcRemembered,
-        NpcReplied, NpcReplyDelta, Persona, PersonaAsset, PlayerSaid, Talking, WorkerPriority,
+        KilnSystems, KilnWallet, Npc, NpcChoices, NpcConverse, NpcPersonaFailed, NpcPlugin,
+        NpcRemembered, NpcReplied, NpcReplyDelta, Persona, PersonaAsset, PlayerSaid, Talking,
+        WorkerPriority,
     };
     #[cfg(feature = "chain")]
     pub use crate::{ArtMinted, ChainPlugin, MintArt, MintFailed, TokenVerified, VerifyToken};

@@ -273,6 +273,20 @@ pub struct NpcRemembered {
     pub memory: SavedChat,
 }
 
+/// An NPC that cannot talk because its persona did not load (a missing file, a persona that
+/// fails to parse or validate). Sent when the failure is first seen, and again whenever lines
+/// said to that NPC are dropped; the rest of the game goes on, and other NPCs keep talking.
+#[derive(Message, Debug, Clone)]
+pub struct NpcPersonaFailed {
+    /// The NPC.
+    pub npc: Entity,
+    /// What the persona loader said (it names the file).
+    pub error: String,
+    /// Lines said to the NPC that were dropped unanswered (none, when the failure is seen
+    /// before anyone spoke to it).
+    pub dropped_lines: usize,
+}
+
 /// Where the NPC model stands.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub enum NpcEngineStatus {
@@ -312,6 +326,8 @@ struct NpcLines {
     current: Option<RequestId>,
     /// Next fallback line to use.
     next_fallback: usize,
+    /// [`NpcPersonaFailed`] was sent for this NPC.
+    persona_failed: bool,
 }
 
 impl Plugin for NpcPlugin {
@@ -322,6 +338,7 @@ impl Plugin for NpcPlugin {
             .add_message::<PlayerSaid>()
             .add_message::<NpcReplied>()
             .add_message::<NpcRemembered>()
+            .add_message::<NpcPersonaFailed>()
             .insert_resource(NpcEngineStatus::Loading);
         let (out_tx, out) = crossbeam_channel::unbounded();
         let model = self.model.clone();
@@ -484,6 +501,7 @@ fn attach_chats(
     asset_server: Res<AssetServer>,
     mut npcs: Query<(Entity, &Npc, &mut NpcLines)>,
     mut replied: MessageWriter<NpcReplied>,
+    mut failed: MessageWriter<NpcPersonaFailed>,
 ) {
     for (entity, npc, mut lines) in &mut npcs {
         // Chats open as soon as the engine is ready; without one, only waiting lines matter.
@@ -493,14 +511,18 @@ fn attach_chats(
         }
         let Some(persona) = personas.get(&npc.persona) else {
             if let bevy::asset::LoadState::Failed(err) = asset_server.load_state(&npc.persona)
-                && !lines.waiting.is_empty()
+                && (!lines.persona_failed || !lines.waiting.is_empty())
             {
                 // No persona, so no voice and no fallback lines: the lines go unanswered.
-                warn!(
-                    "NPC {entity} has no persona ({err}); {} line(s) dropped",
-                    lines.waiting.len()
-                );
+                let dropped_lines = lines.waiting.len();
+                warn!("NPC {entity} has no persona ({err}); {dropped_lines} line(s) dropped");
                 lines.waiting.clear();
+                lines.persona_failed = true;
+                failed.write(NpcPersonaFailed {
+                    npc: entity,
+                    error: err.to_string(),
+                    dropped_lines,
+                });
             }
             continue;
         };

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_kiln::{
-    Choices, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPlugin, NpcRemembered, NpcReplied,
-    NpcReplyDelta, PlayerSaid, Talking,
+    Choices, Npc, NpcChoices, NpcConverse, NpcEngineStatus, NpcPersonaFailed, NpcPlugin,
+    NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, Talking,
 };
 use common::{app, record, run_until, seen};
 
@@ -159,7 +159,9 @@ fn without_a_model_npcs_answer_with_their_fallback_lines() {
     }
     assert!(app.world().resource::<Deltas>().0.is_empty());
 
-    // An NPC whose persona cannot load stays silent (with a warning); the others go on.
+    // An NPC whose persona cannot load stays silent, and the game is told why (the file) and
+    // what was dropped; the others go on.
+    record::<NpcPersonaFailed>(&mut app);
     let broken = spawn_npc(&mut app, "no-such-persona");
     app.world_mut()
         .write_message(PlayerSaid::new(broken, "Hello?"));
@@ -175,6 +177,13 @@ fn without_a_model_npcs_answer_with_their_fallback_lines() {
         app.update();
     }
     assert!(seen::<NpcReplied>(&app).iter().all(|r| r.npc == npc));
+    let failed = seen::<NpcPersonaFailed>(&app);
+    assert!(
+        !failed.is_empty() && failed.iter().all(|f| f.npc == broken),
+        "{failed:?}"
+    );
+    assert!(failed[0].error.contains("no-such-persona"), "{failed:?}");
+    assert_eq!(failed.iter().map(|f| f.dropped_lines).sum::<usize>(), 1);
 }
 
 #[test]

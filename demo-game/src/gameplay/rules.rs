@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bevy::prelude::*;
 use bevy_kiln::{
     ArtFailed, ArtKind, ArtMinted, ArtProgress, ArtReady, GenerateArt, KilnWallet, MintArt,
-    MintFailed, NpcChoices, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid, TokenVerified,
-    VerifyToken,
+    MintFailed, NpcChoices, NpcPersonaFailed, NpcRemembered, NpcReplied, NpcReplyDelta, PlayerSaid,
+    TokenVerified, VerifyToken,
 };
 use kiln_nftgen::{GeneratedArt, TokenId};
 
@@ -122,6 +122,7 @@ impl Plugin for RulesPlugin {
                     offer_gifts,
                     handle_intents,
                     npc_replied,
+                    persona_failed,
                     remember,
                     altar_progress,
                     minted,
@@ -309,6 +310,29 @@ fn seed_for(prompt: &str, n: u64) -> u64 {
 fn reply_delta(delta: On<NpcReplyDelta>, mut dialogue: ResMut<Dialogue>) {
     if dialogue.npc == Some(delta.entity) {
         dialogue.streaming.push_str(&delta.text);
+    }
+}
+
+/// A villager whose persona file did not load cannot talk: the player is told, and the dialogue
+/// stops waiting for a reply that will not come.
+fn persona_failed(
+    mut failed: MessageReader<NpcPersonaFailed>,
+    villagers: Query<&Villager>,
+    mut dialogue: ResMut<Dialogue>,
+    mut notice: ResMut<Notice>,
+) {
+    for f in failed.read() {
+        let Ok(villager) = villagers.get(f.npc) else {
+            continue;
+        };
+        if dialogue.npc == Some(f.npc) {
+            dialogue.waiting = false;
+            dialogue.streaming.clear();
+        }
+        notice.0 = format!(
+            "{} cannot talk: the persona file did not load ({})",
+            villager.name, f.error
+        );
     }
 }
 
@@ -506,6 +530,46 @@ pub fn short(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A villager whose persona did not load: the player reads why, and the dialogue stops
+    /// waiting.
+    #[test]
+    fn a_villager_without_a_persona_is_reported_and_not_waited_for() {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_message::<NpcPersonaFailed>()
+            .init_resource::<Dialogue>()
+            .init_resource::<Notice>()
+            .add_systems(Update, persona_failed);
+        let npc = app
+            .world_mut()
+            .spawn(Villager {
+                name: "Mira".into(),
+                home: Vec2::ZERO,
+                colour: Color::WHITE,
+                gifts: &[],
+                wares: &[],
+                emotion: String::new(),
+            })
+            .id();
+        *app.world_mut().resource_mut::<Dialogue>() = Dialogue {
+            npc: Some(npc),
+            streaming: String::new(),
+            waiting: true,
+        };
+        app.world_mut().write_message(NpcPersonaFailed {
+            npc,
+            error: "npcs/merchant.toml: unknown field `nmae`".into(),
+            dropped_lines: 1,
+        });
+        app.update();
+        let notice = &app.world().resource::<Notice>().0;
+        assert!(
+            notice.starts_with("Mira cannot talk") && notice.contains("merchant.toml"),
+            "{notice}"
+        );
+        assert!(!app.world().resource::<Dialogue>().waiting);
+    }
 
     /// The rules for NPC actions, on a reply the game received (the model's side is tested in
     /// bevy_kiln and by the tour).
