@@ -212,13 +212,8 @@ pub fn held_out_specs_v2(per_kind: usize) -> Vec<SampleSpec> {
     specs_v2(per_kind, true)
 }
 
-/// Prompts of each kind, cycling over combinations the model was trained on (every tile; props
-/// of every kind, coloured ones in their trained colours first): for tuning sampling settings
-/// without looking at the gates' prompts.
-pub fn seen_specs_v2(per_kind: usize) -> Vec<SampleSpec> {
-    specs_v2(per_kind, false)
-}
-
+/// [`held_out_specs_v2`], or with `held_out` false the combinations the model was trained on
+/// (tiles and props: the trained-on ones first), for tuning without the gates' prompts.
 fn specs_v2(per_kind: usize, held_out: bool) -> Vec<SampleSpec> {
     let mut by_kind: Vec<Vec<SampleSpec>> = vec![Vec::new(); 5];
     for &kind in ItemKind::ALL {
@@ -283,8 +278,8 @@ fn specs_v2(per_kind: usize, held_out: bool) -> Vec<SampleSpec> {
     }
     let mut out = Vec::new();
     for (k, all) in by_kind.into_iter().enumerate() {
-        // Held-out combinations where a kind has them; the rest after (tiles and uncoloured
-        // props have none).
+        // The asked-for side (held-out or trained-on) where a kind has it; tiles and props
+        // take the other side after it (tiles and uncoloured props have no held-out ones).
         let (held, rest): (Vec<_>, Vec<_>) = all.into_iter().partition(data::is_held_out);
         let (first, second) = if held_out { (held, rest) } else { (rest, held) };
         let list: Vec<SampleSpec> = if k == 3 || k == 4 {
