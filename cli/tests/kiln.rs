@@ -174,3 +174,67 @@ fn a_download_with_the_wrong_sha256_is_refused_and_leaves_nothing() {
     let left = files_in(&models);
     assert!(left.is_empty(), "nothing is left behind: {left:?}");
 }
+
+/// A stand-in `npm` that records its arguments and what it was given, and installs `binary` as
+/// anvil.
+fn fake_npm(dir: &std::path::Path, binary: &[u8]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("npm-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let payload = dir.join("payload");
+    std::fs::write(&payload, binary).unwrap();
+    let script = format!(
+        "#!/bin/sh\n\
+         echo \"$@\" > '{log}'\n\
+         cp package-lock.json '{lock}'\n\
+         mkdir -p node_modules/@foundry-rs/anvil-linux-amd64/bin\n\
+         cp '{payload}' node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil\n",
+        log = dir.join("npm-args").display(),
+        lock = dir.join("npm-lock").display(),
+        payload = payload.display(),
+    );
+    let npm = bin.join("npm");
+    std::fs::write(&npm, script).unwrap();
+    std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// `kiln fetch-anvil` runs nothing unpinned: npm installs from a lockfile with the package's
+/// integrity and no install scripts, and an anvil binary whose SHA-256 is not the pinned one is
+/// refused and removed, never handed out.
+#[test]
+fn fetch_anvil_installs_from_a_pinned_lockfile_and_refuses_a_binary_with_another_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_npm(dir.path(), b"#!/bin/sh\necho not anvil\n");
+    let cache = dir.path().join("cache");
+    let out = kiln()
+        .arg("fetch-anvil")
+        .env("KILN_CACHE_DIR", &cache)
+        .env("PATH", path_with(&bin))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("SHA-256") && err.contains("not used"), "{err}");
+    assert!(
+        !cache
+            .join("anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+            .exists(),
+        "the refused binary is removed"
+    );
+    let args = std::fs::read_to_string(dir.path().join("npm-args")).unwrap();
+    assert!(
+        args.split_whitespace().next() == Some("ci") && args.contains("--ignore-scripts"),
+        "{args}"
+    );
+    let lock = std::fs::read_to_string(dir.path().join("npm-lock")).unwrap();
+    assert!(
+        lock.contains("\"integrity\":\"sha512-") && lock.contains("\"version\":\"1.7.1\""),
+        "{lock}"
+    );
+}

@@ -132,6 +132,10 @@ fn readme_quick_start_runs_in_a_fresh_project_outside_the_repository() {
             .env("KILN_DATA_DIR", &data)
             .env_remove("KILN_NPC_MODEL")
             .env_remove("KILN_ART_MODEL")
+            // A developer's exported wallet and chain never reach a test's mints.
+            .env_remove("KILN_RPC_URL")
+            .env_remove("KILN_PRIVATE_KEY")
+            .env_remove("KILN_CONTRACT")
             .env_remove("BEVY_ASSET_ROOT")
             .env_remove("CARGO_MANIFEST_DIR")
             .env_remove("RUST_LOG");

@@ -80,7 +80,8 @@ pub use pipeline::{
 };
 pub use provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
-    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind, TokenId, TxHash, printable,
+    PIPELINE, RECORD_FORMAT, RECORDED_ENGINES, RecipeHash, SchedulerKind, TokenId, TxHash,
+    pipeline_binds_creator, printable,
 };
 pub use sampling::noise::NoiseRng;
 pub use sampling::schedule::{BetaSchedule, NoiseSchedule, Prediction, timesteps};

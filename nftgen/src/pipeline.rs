@@ -14,7 +14,7 @@ use crate::model::sprite_q::gemm::Kernel;
 use crate::model::sprite_q::{PIPELINE_2, SpriteQConfig, SpriteQNet};
 use crate::provenance::record::{
     Backend, ContentHash, CreatorAddress, ENGINE_VERSION, GenerationRecord, ModelHash, ModelRef,
-    PIPELINE, RECORD_FORMAT, RecipeHash, SchedulerKind,
+    PIPELINE, RECORD_FORMAT, RECORDED_ENGINES, RecipeHash, SchedulerKind,
 };
 use crate::sampling::noise::NoiseRng;
 use crate::sampling::schedule::timesteps;
@@ -642,7 +642,8 @@ impl ArtModel {
             seed: req.seed,
             scheduler: req.scheduler,
             steps: req.steps.unwrap_or_else(|| self.default_steps()),
-            guidance: req.guidance.unwrap_or_else(|| self.default_guidance()),
+            // `+ 0.0` writes a guidance of -0.0 as 0.0: one value, one spelling.
+            guidance: req.guidance.unwrap_or_else(|| self.default_guidance()) + 0.0,
             width,
             height,
             pipeline: self.pipeline().into(),
@@ -730,7 +731,46 @@ impl ArtModel {
             .into());
         }
         self.check_record(record)?;
+        self.check_rerun(record)?;
         self.run(record.clone(), on_step)
+    }
+
+    /// The fields a re-run must find as this engine writes them, though they do not change the
+    /// pixels: an edited engine, model id or backend (or a guidance of `-0.0`) would give the
+    /// same picture another token id, so such a record is refused rather than reproduced.
+    fn check_rerun(&self, r: &GenerationRecord) -> Result<(), RequestError> {
+        let unsupported = |detail: String| Err(RequestError::Unsupported { detail });
+        if !RECORDED_ENGINES.contains(&r.engine.as_str()) {
+            return unsupported(format!(
+                "engine `{}` is not one that Kiln records (known: {})",
+                crate::provenance::record::printable(&r.engine),
+                RECORDED_ENGINES.join(", ")
+            ));
+        }
+        if r.model.id != self.id {
+            return unsupported(format!(
+                "the recipe names model id `{}`, but the weights with its hash are `{}`",
+                crate::provenance::record::printable(&r.model.id),
+                self.id
+            ));
+        }
+        let backend_ok = match &self.inner {
+            Inner::SpriteQ(_) => matches!(r.backend, Backend::Cpu | Backend::Wgpu),
+            _ => r.backend != Backend::Wgpu,
+        };
+        if !backend_ok {
+            return unsupported(format!(
+                "backend `{}` does not run `{}`",
+                r.backend, r.pipeline
+            ));
+        }
+        if r.guidance.is_sign_negative() {
+            return unsupported(format!(
+                "guidance {:?} is written with a minus sign",
+                r.guidance
+            ));
+        }
+        Ok(())
     }
 
     fn run(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -547,15 +547,15 @@ fn a_dead_rpc_and_bad_config_are_typed_errors() {
         ),
     )
     .unwrap();
-    let config = ChainConfig::load(dir.path()).unwrap();
+    let config = ChainConfig::load_file(dir.path()).unwrap();
     let err = ChainClient::open(&config).unwrap_err();
     assert!(matches!(err, ChainError::Rpc { .. }), "{err}");
     std::fs::write(dir.path().join("chain.toml"), "rpc_url = \"http://x\"\n").unwrap();
-    let err = ChainConfig::load(dir.path()).unwrap_err();
+    let err = ChainConfig::load_file(dir.path()).unwrap_err();
     assert!(err.to_string().contains("private key"), "{err}");
     std::fs::write(dir.path().join("chain.toml"), "colour = 1\n").unwrap();
     assert!(matches!(
-        ChainConfig::load(dir.path()),
+        ChainConfig::load_file(dir.path()),
         Err(ChainError::Config(_))
     ));
 }
@@ -836,32 +836,60 @@ fn a_recipe_copied_to_another_creator_verifies_not_reproducible() {
 
 /// Tokens of every model Kiln has shipped keep verifying — the frozen f32 pipeline/1 and each
 /// integer model of pipeline/2: the verifier finds the shipped weights by the recorded hash when
-/// the default model is passed.
+/// the default model is passed. Pipeline/1 tokens (minted where the contract's owner allows
+/// them, as contracts deployed before creator binding did) reproduce, and say that the creator
+/// is not bound.
 #[test]
-fn tokens_of_every_shipped_model_still_verify_authentic() {
+fn tokens_of_every_shipped_model_still_verify() {
     let dir = tempfile::tempdir().unwrap();
     let chain = open(dir.path());
     let shipped = kiln_nftgen::shipped_model_paths();
     assert!(shipped.len() >= 3, "{shipped:?}");
+    assert!(
+        call_contract(
+            &chain,
+            DEV_KEYS[0],
+            KilnProvenance::setPipelineCall {
+                pipeline: "kiln-pipeline/1".into(),
+                allowed: true,
+            }
+        )
+        .status()
+    );
     let mut pipelines = Vec::new();
-    for path in shipped {
+    for (i, path) in shipped.into_iter().enumerate() {
         let model = ArtModel::load(&path).unwrap();
-        let mut req = GenerationRequest::new("a green axe", 2).steps(6);
-        if model.sprite_q_net().is_some() {
-            // pipeline/2 paints for its creator.
-            req = req.creator(chain.account());
-        }
+        let req = GenerationRequest::new("a green axe", 2)
+            .steps(6)
+            .creator(chain.account());
         let art = model.generate(&req, &mut |_| Control::Continue).unwrap();
-        // Unattributed pipeline/1 art is bound to the minter, as before.
-        let token = chain.mint(&art).unwrap().token_id;
-        let v = verify(&chain, token, None, &kiln_nftgen::default_model_path()).unwrap();
-        assert_eq!(
-            v.verdict,
-            Verdict::Authentic,
-            "{}: {}",
-            path.display(),
-            v.summary
-        );
+        let v2 = art.record.pipeline == kiln_nftgen::PIPELINE_2;
+        let token = if v2 {
+            chain.mint(&art).unwrap().token_id
+        } else {
+            let recipe = art.record.canonical_bytes();
+            assert!(
+                mint_directly(&chain, DEV_KEYS[0], recipe, B256::from(art.content_hash.0)).status()
+            );
+            TokenId::from(art.recipe_hash)
+        };
+        let file = dir.path().join(format!("{i}.png"));
+        png_io::write(&file, &art).unwrap();
+        let v = verify(
+            &chain,
+            token,
+            Some(&file),
+            &kiln_nftgen::default_model_path(),
+        )
+        .unwrap();
+        let expected = if v2 {
+            Verdict::Authentic
+        } else {
+            Verdict::CreatorNotBound {
+                creator: chain.account(),
+            }
+        };
+        assert_eq!(v.verdict, expected, "{}: {}", path.display(), v.summary);
         assert_eq!(v.pipeline.as_deref(), Some(art.record.pipeline.as_str()));
         pipelines.push(art.record.pipeline);
     }
@@ -1081,6 +1109,20 @@ fn clearing_a_data_dir_stops_its_node_and_keeps_what_is_not_kilns() {
     left.sort();
     assert_eq!(left, ["chain.toml", "notes.txt"]);
     drop(chain);
+
+    // Mints journaled on another chain (pending ones need their salts) are never removed, nor
+    // the content store while they exist; the local chain's journal goes.
+    let remote = dir.path().join("journal/11155111");
+    std::fs::create_dir_all(&remote).unwrap();
+    std::fs::write(remote.join("0xab.json"), "{}").unwrap();
+    std::fs::create_dir_all(dir.path().join("journal/31337")).unwrap();
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    kiln_nftgen::chain::clear_data_dir(dir.path(), &[]).unwrap();
+    assert!(remote.join("0xab.json").is_file());
+    assert!(dir.path().join("store").is_dir());
+    assert!(!dir.path().join("journal/31337").exists());
+    std::fs::remove_dir_all(dir.path().join("journal")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("store")).unwrap();
     // A fresh start on the same directory works.
     assert!(
         open(dir.path())
@@ -1200,11 +1242,12 @@ const DEV_ADDRESS_1: [u8; 20] = [
     0x17, 0xdc, 0x79, 0xc8,
 ];
 
-/// Whether `r` is canonical recipe bytes v1 by structure alone (RECIPE.md): the prefix, then the
-/// fields, ending exactly at the end — the contract's rule, written again here.
-fn well_formed(r: &[u8]) -> bool {
+/// The pipeline string of `r` when `r` is canonical recipe bytes v1 by structure alone
+/// (RECIPE.md): the prefix, then the fields, ending exactly at the end — the contract's rule,
+/// written again here. `None` for bytes that are not well formed.
+fn pipeline_of(r: &[u8]) -> Option<&[u8]> {
     if r.len() < 25 || r[..5] != *b"KILN\x01" {
-        return false;
+        return None;
     }
     let string = |p: Option<usize>| {
         let p = p?;
@@ -1214,16 +1257,22 @@ fn well_formed(r: &[u8]) -> bool {
     let mut p = string(Some(25)).map(|p| p + 32);
     p = string(string(p)).map(|p| p + 8);
     p = string(p).map(|p| p + 16);
-    p = string(string(string(p)));
-    p == Some(r.len())
+    let pipeline = p.map(|p| p + 4);
+    let pipeline_end = string(p);
+    p = string(string(pipeline_end));
+    if p != Some(r.len()) {
+        return None;
+    }
+    Some(&r[pipeline?..pipeline_end?])
 }
 
 /// Property test of the contract's recipe check on the real node: real recipes, cut short,
 /// lengthened, with a length field or a byte changed, or wholly random after the prefix; sent
 /// by their creator, by someone else, and again after a mint. The node's answer must be the
 /// one the rules give: `RecipeMalformed` exactly for bytes that are not well formed, else
-/// `NotCreator` for another sender, `AlreadyMinted` for a minted recipe, and otherwise
-/// `CommitmentMissing` (nothing mints without a commitment).
+/// `NotCreator` for another sender, `PipelineNotAllowed` for any pipeline but
+/// `kiln-pipeline/2`, `AlreadyMinted` for a minted recipe, and otherwise `CommitmentMissing`
+/// (nothing mints without a commitment).
 #[test]
 fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
     use KilnProvenance::KilnProvenanceErrors as E;
@@ -1282,11 +1331,13 @@ fn the_contract_refuses_exactly_the_recipes_that_are_not_well_formed() {
         }
         let creator = Address::from_slice(r.get(5..25).unwrap_or(&[0; 20]));
         let got = answer(&r, me);
-        if well_formed(&r) {
+        if let Some(pipeline) = pipeline_of(&r) {
             good += 1;
+            let v2 = pipeline == b"kiln-pipeline/2";
             match got {
-                E::CommitmentMissing(_) => assert_eq!(creator, me, "case {case}"),
+                E::CommitmentMissing(_) => assert!(creator == me && v2, "case {case}"),
                 E::NotCreator(ref e) => assert_ne!(e.creator, me, "case {case}"),
+                E::PipelineNotAllowed(_) => assert!(creator == me && !v2, "case {case}"),
                 E::AlreadyMinted(_) => assert_eq!(r, base, "case {case}"),
                 other => panic!("case {case}: well formed, got {other:?}"),
             }
@@ -1469,11 +1520,13 @@ fn verification_refuses_to_rerun_a_recipe_over_its_cost_limit() {
             .verdict,
         Verdict::Authentic
     );
+    // Claimed by another account (its creator already minted these pixels as one token).
     let mut huge = art.record.clone();
     (huge.width, huge.height, huge.steps) = (2048, 2048, 1000);
+    huge.creator = Some(CreatorAddress(DEV_ADDRESS_1));
     let receipt = mint_directly(
         &chain,
-        DEV_KEYS[0],
+        DEV_KEYS[1],
         huge.canonical_bytes(),
         B256::from(art.content_hash.0),
     );
@@ -1637,6 +1690,15 @@ impl Hardhat {
         });
         node
     }
+
+    /// How many requests of `method` the node has served (it logs one line per request).
+    fn calls(&self, method: &str) -> usize {
+        std::fs::read_to_string(self._project.path().join("node.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(method))
+            .count()
+    }
 }
 
 impl Drop for Hardhat {
@@ -1655,7 +1717,7 @@ fn remote_config(dir: &Path, url: &str, key: &str, extra: &str) -> ChainConfig {
         format!("rpc_url = \"{url}\"\nprivate_key = \"{key}\"\n{extra}"),
     )
     .unwrap();
-    ChainConfig::load(dir).unwrap()
+    ChainConfig::load_file(dir).unwrap()
 }
 
 /// Deploys a provenance contract on the node at `url` with `nftgen`'s own path (the signer
@@ -1939,4 +2001,982 @@ fn npm_tools() -> PathBuf {
         npm.display()
     );
     npm
+}
+
+/// The shipped integer model (pipeline/2) and the f32 one of pipeline/1.
+fn pipeline_1_model() -> ArtModel {
+    kiln_nftgen::shipped_model_paths()
+        .into_iter()
+        .map(|p| ArtModel::load(p).unwrap())
+        .find(|m| m.sprite_q_net().is_none())
+        .expect("the f32 kiln-sprite of pipeline/1 ships")
+}
+
+/// Sends `call` to `chain`'s contract from `key` and waits for its receipt.
+fn call_contract(
+    chain: &ChainClient,
+    key: &str,
+    call: impl SolCall,
+) -> alloy::rpc::types::TransactionReceipt {
+    send(
+        chain.url(),
+        key,
+        TransactionRequest::default()
+            .with_to(Address::from(chain.contract().0))
+            .with_input(call.abi_encode())
+            .with_gas_limit(1_000_000),
+    )
+}
+
+/// The contract's answer to an `eth_call` of `mint(recipe, content, 0)` from `from`: the
+/// decoded error it reverts with.
+fn mint_refusal(
+    chain: &ChainClient,
+    from: Address,
+    recipe: Vec<u8>,
+    content: B256,
+) -> KilnProvenance::KilnProvenanceErrors {
+    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
+    let call = KilnProvenance::mintCall {
+        recipe: recipe.into(),
+        contentHash: content,
+        salt: B256::ZERO,
+    };
+    let tx = TransactionRequest::default()
+        .with_from(from)
+        .with_to(Address::from(chain.contract().0))
+        .with_input(call.abi_encode());
+    let err = rt
+        .block_on(provider.call(tx).into_future())
+        .expect_err("refused");
+    err.as_error_resp()
+        .and_then(|e| e.as_decoded_interface_error::<KilnProvenance::KilnProvenanceErrors>())
+        .unwrap_or_else(|| panic!("undecoded revert: {err}"))
+}
+
+/// Pipeline/1 does not paint its creator into the picture, so Alice and Bob painting the same
+/// recipe naming themselves get the same pixels. Kiln refuses to mint such art, the contract
+/// refuses its recipes, and on a contract whose owner allows them (as contracts deployed before
+/// this rule did), Alice's PNG, found through Bob's token, verifies as `creator_not_bound` —
+/// never `authentic` with Bob as its creator.
+#[test]
+fn pipeline_1_art_is_not_minted_and_its_tokens_say_the_creator_is_not_bound() {
+    use KilnProvenance::KilnProvenanceErrors as E;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = open(dir.path());
+    let bob =
+        ChainClient::open(&ChainConfig::local(dir.path()).with_local_key(DEV_KEYS[1])).unwrap();
+    let v1 = pipeline_1_model();
+    let painted_for = |who: CreatorAddress| {
+        let req = GenerationRequest::new("a golden crown", 9)
+            .steps(4)
+            .creator(who);
+        v1.generate(&req, &mut |_| Control::Continue).unwrap()
+    };
+    let (mine, his) = (painted_for(alice.account()), painted_for(bob.account()));
+    assert_eq!(mine.record.pipeline, kiln_nftgen::PIPELINE);
+    assert_eq!(
+        mine.content_hash, his.content_hash,
+        "pipeline/1 ignores the creator"
+    );
+    assert_ne!(mine.recipe_hash, his.recipe_hash);
+
+    // Kiln's client refuses before anything is sent; so does the contract.
+    assert!(matches!(
+        bob.mint(&his),
+        Err(ChainError::CreatorNotBound { ref pipeline }) if pipeline == "kiln-pipeline/1"
+    ));
+    let content = B256::from(his.content_hash.0);
+    let recipe = his.record.canonical_bytes();
+    let bob_address = Address::from(bob.account().0);
+    assert!(matches!(
+        mint_refusal(&bob, bob_address, recipe.clone(), content),
+        E::PipelineNotAllowed(ref e) if e.pipeline == "kiln-pipeline/1"
+    ));
+    assert!(!mint_directly(&bob, DEV_KEYS[1], recipe.clone(), content).status());
+    // Only the owner changes the list.
+    let allow_v1 = KilnProvenance::setPipelineCall {
+        pipeline: "kiln-pipeline/1".into(),
+        allowed: true,
+    };
+    assert!(!call_contract(&bob, DEV_KEYS[1], allow_v1).status());
+    let allow_v1 = KilnProvenance::setPipelineCall {
+        pipeline: "kiln-pipeline/1".into(),
+        allowed: true,
+    };
+
+    // A contract that still takes pipeline/1 (its owner allows it): Bob mints his copy first.
+    assert!(call_contract(&alice, DEV_KEYS[0], allow_v1).status());
+    assert!(mint_directly(&bob, DEV_KEYS[1], recipe, content).status());
+    let file = dir.path().join("alice.png");
+    png_io::write(&file, &mine).unwrap();
+    let v = verify_file(&alice, &file, &kiln_nftgen::default_model_path()).unwrap();
+    assert_eq!(v.token_id, TokenId::from(his.recipe_hash));
+    assert_eq!(
+        v.verdict,
+        Verdict::CreatorNotBound {
+            creator: bob.account()
+        },
+        "{}",
+        v.summary
+    );
+    assert!(!v.verdict.is_authentic());
+    assert!(v.summary.contains("creator not bound"), "{}", v.summary);
+    assert_eq!(v.file_record, FileRecord::Differs(vec!["creator".into()]));
+    assert_eq!(v.matched, ["image", "model", "recipe"]);
+}
+
+/// One picture is one token of its creator: a recipe whose engine, model id or backend was
+/// edited (or whose guidance was written `-0.0`) gives the same pixels, so re-running refuses
+/// it; on chain, a creator's second recipe claiming a content hash they minted is refused
+/// (`ContentAlreadyMinted`, by the contract and by Kiln's client), while another creator's
+/// claim is not blocked by it.
+#[test]
+fn one_picture_is_one_token_of_its_creator() {
+    use KilnProvenance::KilnProvenanceErrors as E;
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let model = model();
+    let art = chain
+        .attribute(&paint(&model, "a golden crown", 12))
+        .unwrap();
+    let no_op = |_: kiln_nftgen::Progress| Control::Continue;
+    assert_eq!(
+        model
+            .regenerate(&art.record, &mut { no_op })
+            .unwrap()
+            .content_hash,
+        art.content_hash
+    );
+    let flat = model
+        .generate(
+            &GenerationRequest::new("a golden crown", 12)
+                .steps(8)
+                .guidance(-0.0)
+                .creator(chain.account()),
+            &mut { no_op },
+        )
+        .unwrap();
+    assert!(
+        flat.record.guidance == 0.0 && flat.record.guidance.is_sign_positive(),
+        "a request's -0.0 is recorded as 0.0"
+    );
+    type Edit = fn(&mut kiln_nftgen::GenerationRecord);
+    let edits: [(&str, Edit); 4] = [
+        ("engine", |r| r.engine = "kiln-nftgen 9.9.9".into()),
+        ("model id", |r| r.model.id = "kiln-sprite-q-v9".into()),
+        ("backend", |r| r.backend = kiln_nftgen::Backend::Cuda),
+        ("minus sign", |r| r.guidance = -0.0),
+    ];
+    for (what, edit) in &edits {
+        let mut record = if *what == "minus sign" {
+            flat.record.clone()
+        } else {
+            art.record.clone()
+        };
+        edit(&mut record);
+        let err = model.regenerate(&record, &mut { no_op }).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(what.split(' ').next_back().unwrap()),
+            "{what}: {err}"
+        );
+    }
+    // wgpu paints pipeline/2's bits: a recipe naming it reproduces, as one naming the CPU does.
+    let mut on_gpu = art.clone();
+    on_gpu.record.backend = kiln_nftgen::Backend::Wgpu;
+    on_gpu.recipe_hash = on_gpu.record.recipe_hash();
+    assert_eq!(
+        model
+            .regenerate(&on_gpu.record, &mut { no_op })
+            .unwrap()
+            .content_hash,
+        art.content_hash
+    );
+
+    let token = chain.mint(&art).unwrap().token_id;
+    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
+    let c = KilnProvenance::new(Address::from(chain.contract().0), &provider);
+    let indexed = rt
+        .block_on(
+            c.tokenOf(
+                Address::from(chain.account().0),
+                B256::from(art.content_hash.0),
+            )
+            .call()
+            .into_future(),
+        )
+        .unwrap();
+    assert_eq!(indexed, U256::from_be_bytes(token.0));
+    // The same pixels under another token id of the same creator: refused by the client…
+    assert!(matches!(
+        chain.mint(&on_gpu),
+        Err(ChainError::Rejected(MintRejection::ContentAlreadyMinted { token_id })) if token_id == token
+    ));
+    // …and by the contract when sent past it.
+    let me = Address::from(chain.account().0);
+    let content = B256::from(art.content_hash.0);
+    let recipe = on_gpu.record.canonical_bytes();
+    assert!(matches!(
+        mint_refusal(&chain, me, recipe.clone(), content),
+        E::ContentAlreadyMinted(ref e) if e.tokenId == U256::from_be_bytes(token.0)
+    ));
+    assert!(!mint_directly(&chain, DEV_KEYS[0], recipe, content).status());
+
+    // An edited recipe minted past Kiln (its first claim of those pixels) does not verify.
+    let other = chain.attribute(&paint(&model, "a silver key", 13)).unwrap();
+    let mut edited = other.record.clone();
+    edited.engine = "kiln-nftgen 9.9.9".into();
+    let bytes = edited.canonical_bytes();
+    assert!(
+        mint_directly(
+            &chain,
+            DEV_KEYS[0],
+            bytes.clone(),
+            B256::from(other.content_hash.0)
+        )
+        .status()
+    );
+    let file = dir.path().join("key.png");
+    png_io::write(&file, &other).unwrap();
+    let edited_token = TokenId(alloy::primitives::keccak256(&bytes).0);
+    let v = verify(
+        &chain,
+        edited_token,
+        Some(&file),
+        &kiln_nftgen::default_model_path(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&v.verdict, Verdict::NotReproducible { actual: None, detail: Some(d), .. } if d.contains("engine")),
+        "{}",
+        v.summary
+    );
+}
+
+/// ERC-7007's Final text indexes `tokenId`, `prompt` and `aigcData` in `AigcData`: the mint's
+/// event has four topics, the last two the keccak256 of the recipe and of the content hash.
+#[test]
+fn the_aigc_data_event_follows_erc_7007() {
+    use alloy::sol_types::SolEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path());
+    let art = chain.attribute(&paint(&model(), "a tin cup", 14)).unwrap();
+    let receipt = chain.mint(&art).unwrap();
+    let (rt, provider) = wallet(chain.url(), DEV_KEYS[0]);
+    let tx = rt
+        .block_on(
+            provider
+                .get_transaction_receipt(B256::from(receipt.tx.0))
+                .into_future(),
+        )
+        .unwrap()
+        .unwrap();
+    let signature = alloy::primitives::keccak256("AigcData(uint256,bytes,bytes,bytes)");
+    assert_eq!(KilnProvenance::AigcData::SIGNATURE_HASH, signature);
+    let log = tx
+        .inner
+        .logs()
+        .iter()
+        .find(|l| l.topics().first() == Some(&signature))
+        .expect("an AigcData event");
+    let topics = log.topics();
+    assert_eq!(topics.len(), 4, "{topics:?}");
+    assert_eq!(topics[1], B256::from(receipt.token_id.0));
+    assert_eq!(
+        topics[2],
+        alloy::primitives::keccak256(art.record.canonical_bytes())
+    );
+    assert_eq!(topics[3], alloy::primitives::keccak256(art.content_hash.0));
+}
+
+/// A commitment that expired before its reveal (43,200 blocks: hours on an L2) does not brick
+/// the mint: the client commits again with a fresh salt, journaled before it is sent, and the
+/// token lands. On Hardhat's node, whose `hardhat_mine` mines the 43,201 blocks at once.
+#[test]
+fn an_expired_commitment_is_made_again_and_the_mint_lands() {
+    let node = Hardhat::start();
+    let url = &node.url;
+    let dir = tempfile::tempdir().unwrap();
+    let contract = deploy_on(url, dir.path());
+    let config = remote_config(&dir.path().join("alice"), url, DEV_KEYS[0], &contract);
+    let chain = ChainClient::open(&config).unwrap();
+    let art = chain
+        .attribute(&paint(&model(), "a bronze bell", 15))
+        .unwrap();
+    let pending = chain.submit(&art).unwrap();
+    let token = pending.token_id;
+    let journal = dir.path().join(format!("alice/journal/31337/{token}.json"));
+    let read = || -> kiln_nftgen::chain::JournalEntry {
+        serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap()
+    };
+    let old_salt = read().salt;
+    // The commitment is mined (automine); then the chain moves past its last reveal block.
+    rpc(url, "hardhat_mine", serde_json::json!(["0xa8c1"]));
+    let receipt = chain.confirm(&pending).expect("the mint lands");
+    assert!(chain.exists(token).unwrap());
+    assert_ne!(receipt.commit_tx, Some(pending.tx), "committed again");
+    let entry = read();
+    assert_eq!(entry.state, MintState::Confirmed);
+    assert_ne!(entry.salt, old_salt, "a fresh salt");
+}
+
+/// Fee bumps are bounded. A commitment that is never mined (the node mines nothing) is bumped
+/// at most `max_fee_bumps` times and never above the fee ceiling; one that waits behind an
+/// unmined earlier transaction of the account is not bumped at all. The journal and the
+/// timeout say why the mint waits.
+#[test]
+fn fee_bumps_stop_at_their_limit_their_ceiling_and_behind_a_stuck_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = kiln_nftgen::chain::LocalChain::start(dir.path().join("node")).unwrap();
+    let url = node.url();
+    let contract = deploy_on(&url, dir.path());
+    let model = model();
+    let settings = "fee_bump_after_secs = 0.2\nreceipt_timeout_secs = 3\n";
+    rpc(&url, "evm_setAutomine", serde_json::json!([false]));
+    let attempt = |name: &str, extra: &str, prompt: &str| {
+        let config = remote_config(
+            &dir.path().join(name),
+            &url,
+            DEV_KEYS[0],
+            &format!("{contract}{settings}{extra}"),
+        );
+        let client = ChainClient::open(&config).unwrap();
+        let art = client.attribute(&paint(&model, prompt, 16)).unwrap();
+        let pending = client.submit(&art).unwrap();
+        let err = client.confirm(&pending).unwrap_err();
+        assert!(matches!(err, ChainError::Timeout { .. }), "{err}");
+        let entry = client
+            .journal()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.token_id == pending.token_id)
+            .unwrap();
+        rpc(&url, "anvil_dropAllTransactions", serde_json::json!([]));
+        (err.to_string(), entry)
+    };
+
+    // Never mined: two bumps, then it waits and says why.
+    let (err, e) = attempt("limit", "max_fee_bumps = 2\n", "a red sword");
+    assert_eq!((e.fee_bumps, e.replaced.len()), (2, 2), "{e:?}");
+    assert!(err.contains("max_fee_bumps"), "{err}");
+    assert!(e.waiting.as_deref().unwrap().contains("max_fee_bumps"));
+    assert!(e.fees.unwrap().0 <= e.fee_cap.unwrap());
+
+    // A ceiling of 1.3 times the first fee: bumps of 1/8 stop below it.
+    let (rt, provider) = wallet(&url, DEV_KEYS[0]);
+    let first = rt
+        .block_on(provider.estimate_eip1559_fees().into_future())
+        .unwrap()
+        .max_fee_per_gas;
+    let cap = first * 13 / 10;
+    let (err, e) = attempt(
+        "ceiling",
+        &format!("max_fee_bumps = 50\nmax_fee_gwei = {}\n", cap as f64 / 1e9),
+        "a blue shield",
+    );
+    assert!(e.fee_bumps >= 1 && e.fee_bumps <= 2, "{e:?}");
+    assert!(
+        e.fees.unwrap().0 <= cap && e.fees.unwrap().1 <= cap,
+        "{e:?}"
+    );
+    assert!(err.contains("ceiling"), "{err}");
+
+    // An earlier transaction of the account waits unmined: a fee bump cannot help.
+    let spend = TransactionRequest::default()
+        .with_to(Address::from([0x11; 20]))
+        .with_value(U256::from(1u64));
+    rt.block_on(async { provider.send_transaction(spend).await.map(|_| ()) })
+        .unwrap();
+    let (err, e) = attempt("stuck", "", "a tin cup");
+    assert_eq!(e.fee_bumps, 0, "{e:?}");
+    assert!(e.replaced.is_empty());
+    assert!(err.contains("earlier transaction"), "{err}");
+}
+
+/// Kiln knows every key anvil hands out as public test keys — all ten it prints — so none of
+/// them signs on a real chain.
+#[test]
+fn every_key_anvil_prints_is_a_known_public_test_key() {
+    use std::io::BufRead;
+    let anvil = kiln_nftgen::chain::find_anvil().unwrap();
+    let mut child = std::process::Command::new(anvil)
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = Vec::new();
+    let mut in_keys = false;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("Private Keys") {
+            in_keys = true;
+        } else if in_keys && let Some((_, key)) = line.split_once(") ") {
+            keys.push(key.trim().to_string());
+            if keys.len() == 10 {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(keys.len(), 10, "{keys:?}");
+    for key in &keys {
+        assert!(DEV_KEYS.contains(&key.as_str()), "{key}");
+        assert!(kiln_nftgen::chain::check_signing_key(key, 1).is_err());
+    }
+}
+
+/// The process group of process `pid` (field 5 of `/proc/<pid>/stat`).
+fn process_group(pid: &str) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces: the fields after it start after its closing ')'.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(2).unwrap().parse().unwrap()
+}
+
+/// Ctrl-C in the terminal of the process that started the local chain goes to that terminal's
+/// foreground process group: the node (which other processes may lease) is in a group of its
+/// own.
+#[test]
+fn the_local_node_runs_in_its_own_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let _chain = open(dir.path());
+    let pid = node_pid(dir.path()).expect("the node's pid is recorded");
+    assert!(running(pid));
+    assert_ne!(process_group(&pid.to_string()), process_group("self"));
+}
+
+/// Listing a wallet's tokens scans the contract's logs twice for the whole page (transfers to the
+/// owner, then the tokens' `Provenance` events), not once per token: a spammer who sends junk
+/// tokens to a victim does not multiply the requests by the chain's length. Pages of the listing
+/// are slices of the whole. Counted on Hardhat's node, which logs every request.
+#[test]
+fn listing_tokens_costs_two_log_scans_not_one_per_token() {
+    let node = Hardhat::start();
+    let dir = tempfile::tempdir().unwrap();
+    let contract = deploy_on(&node.url, dir.path());
+    let config = remote_config(
+        &dir.path().join("alice"),
+        &node.url,
+        DEV_KEYS[0],
+        &format!("{contract}log_page_blocks = 2\n"),
+    );
+    let alice = ChainClient::open(&config).unwrap();
+    let model = model();
+    for (i, prompt) in ["a red sword", "a blue shield", "a tin cup", "a silver key"]
+        .into_iter()
+        .enumerate()
+    {
+        alice
+            .mint(
+                &alice
+                    .attribute(&paint(&model, prompt, 50 + i as u64))
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    let head = rpc(&node.url, "eth_blockNumber", serde_json::json!([]));
+    let head = u64::from_str_radix(head.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let pages = head / 2 + 1;
+    let before = node.calls("eth_getLogs");
+    let rows = alice.records_of(alice.account(), 0, 100).unwrap();
+    let scans = node.calls("eth_getLogs") - before;
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|(_, r)| r.is_ok()), "{rows:?}");
+    assert!(
+        scans as u64 <= 2 * pages,
+        "{scans} eth_getLogs requests for 4 tokens over {pages} pages of blocks"
+    );
+    eprintln!("listing 4 tokens: {scans} eth_getLogs requests ({pages} pages of 2 blocks)");
+    let page: Vec<TokenId> = alice
+        .records_of(alice.account(), 1, 2)
+        .unwrap()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let all: Vec<TokenId> = rows.iter().map(|(t, _)| *t).collect();
+    assert_eq!(page, all[1..3]);
+}
+
+/// A JSON-RPC proxy in front of `upstream` that, while `cut` is set, forwards
+/// `eth_sendRawTransaction` to the node and then drops the connection without answering (as a
+/// reset connection or a crashed load balancer would): the node has the transaction, the client
+/// has no answer.
+fn cutting_proxy(upstream: String, cut: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    /// One HTTP/1.1 message (head and `Content-Length` body) from `r`; `None` at the end.
+    fn message(r: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
+        let mut head = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().ok()?;
+            }
+            head.extend_from_slice(line.as_bytes());
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        r.read_exact(&mut body).ok()?;
+        head.extend(body);
+        Some(head)
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let (upstream, cut) = (upstream.clone(), cut.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut client = client;
+                let node = std::net::TcpStream::connect(&upstream).unwrap();
+                let mut node_reader = BufReader::new(node.try_clone().unwrap());
+                let mut node = node;
+                while let Some(request) = message(&mut reader) {
+                    node.write_all(&request).unwrap();
+                    let Some(response) = message(&mut node_reader) else {
+                        return;
+                    };
+                    let sending =
+                        String::from_utf8_lossy(&request).contains("eth_sendRawTransaction");
+                    if sending && cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        return; // the answer never arrives
+                    }
+                    client.write_all(&response).unwrap();
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A transaction the node took, whose answer was lost on the way back, is not a refusal: the
+/// mint stays open in the journal (not `failed`) and the next start finds its receipt and
+/// finishes it.
+#[test]
+fn a_lost_answer_to_a_send_is_not_taken_for_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = kiln_nftgen::chain::LocalChain::start(dir.path().join("node")).unwrap();
+    let contract = deploy_on(&node.url(), dir.path());
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = cutting_proxy(node.url(), cut.clone());
+    let config = remote_config(&dir.path().join("alice"), &proxy, DEV_KEYS[0], &contract);
+    let alice = ChainClient::open(&config).unwrap();
+    let art = alice
+        .attribute(&paint(&model(), "a wooden wheel", 17))
+        .unwrap();
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = alice.mint(&art).unwrap_err();
+    assert!(matches!(err, ChainError::Rpc { .. }), "{err}");
+    let entry = alice.journal().unwrap().remove(0);
+    assert_eq!(entry.state, MintState::Committing, "{entry:?}");
+    drop(alice);
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    let alice = ChainClient::open(&config).unwrap();
+    let res = alice.resolutions();
+    assert_eq!(res.len(), 1, "{res:?}");
+    assert_eq!(
+        (res[0].token_id, res[0].state, res[0].action),
+        (entry.token_id, MintState::Confirmed, "receipt found")
+    );
+    assert!(alice.exists(entry.token_id).unwrap());
+}
+
+/// What the contract should answer to one call, by the model of its rules.
+type Expect = Result<(), &'static str>;
+
+/// The name of the contract error a call reverted with (`"? …"` if it did not decode).
+fn revert_name(err: &alloy::transports::TransportError) -> String {
+    err.as_error_resp()
+        .and_then(|e| e.as_decoded_interface_error::<KilnProvenance::KilnProvenanceErrors>())
+        .map(|d| {
+            format!("{d:?}")
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_else(|| format!("? {err}"))
+}
+
+/// Stateful invariant fuzz of the contract on the node at `url`: `steps` random calls — commit,
+/// mint and ERC-7007's `addAigcData` (right and wrong sender, salt, token id; a content hash the
+/// creator minted already), transfers and approvals by owners and strangers, the two-step
+/// ownership hand-over, metadata changes, and blocks mined — each predicted by a model of the
+/// contract's rules (success, or the error it reverts with, simulated on the pending block),
+/// then sent when it should succeed. After every step, for every recipe of the pool: the
+/// creator is the recipe's bytes 5..25 whoever owns the token; `minted`, `ownerOf` and
+/// `tokenURI` follow the model; the royalty receiver is the creator after any transfers;
+/// `tokenOf(creator, content)` names exactly the minted token (one per creator and content);
+/// ERC-7007 `verify` is true exactly for the minted pair; a commitment is consumed exactly once.
+fn invariant_fuzz(url: &str, steps: usize, mut seed: u64) {
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let contract: Address = deploy_on(url, dir.path())
+        .trim()
+        .trim_start_matches("contract = \"")
+        .trim_end_matches('"')
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = &DEV_KEYS[..4];
+    let actors: Vec<Address> = keys
+        .iter()
+        .map(|k| k.parse::<PrivateKeySigner>().unwrap().address())
+        .collect();
+    let providers: Vec<DynProvider> = keys.iter().map(|k| wallet(url, k).1).collect();
+    let c = KilnProvenance::new(contract, providers[0].clone());
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed as usize
+    };
+    // The pool: 2 recipes per actor, over 3 content hashes (so one creator's two recipes
+    // can claim one picture), and 3 salts.
+    let model = model();
+    let recipes: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let req = GenerationRequest::new("a tin cup", i as u64)
+                .steps(8)
+                .creator(CreatorAddress(actors[i % 4].0.0));
+            model.record_for(&req).unwrap().canonical_bytes()
+        })
+        .collect();
+    let contents = [1u8, 2, 3].map(B256::repeat_byte);
+    let salts = [7u8, 8, 9].map(B256::repeat_byte);
+    let id = |r: &[u8]| U256::from_be_bytes(alloy::primitives::keccak256(r).0);
+    let creator_of = |r: &[u8]| Address::from_slice(&r[5..25]);
+
+    // The model.
+    let mut minted: HashMap<usize, (B256, Address)> = HashMap::new(); // recipe → (content, owner)
+    let mut approved: HashMap<usize, Address> = HashMap::new();
+    let mut commitments: HashMap<B256, u64> = HashMap::new();
+    let mut owner = actors[0];
+    let mut pending_owner = Address::ZERO;
+    let mut base = "file:///tokens/".to_string();
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
+    let head = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(providers[0].get_block_number().into_future())
+            .unwrap()
+    };
+
+    // Commitments made so far (recipe, content, salt): reveals mostly pick one of these.
+    let mut committed: Vec<(usize, B256, B256)> = Vec::new();
+    for step in 0..steps {
+        let kind = next() % 10;
+        let mut a = next() % 4;
+        let mut r = next() % recipes.len();
+        let mut content = contents[next() % 3];
+        let mut salt = salts[next() % 3];
+        let other = actors[next() % 4];
+        // Bias towards calls that can succeed: reveals of commitments made, by their creator;
+        // transfers and approvals of minted tokens, by their holder.
+        if matches!(kind, 2..=4) && !committed.is_empty() && next() % 4 != 0 {
+            (r, content, salt) = committed[next() % committed.len()];
+            if next() % 4 != 0 {
+                a = r % 4;
+            }
+        }
+        if matches!(kind, 5..=7) && !minted.is_empty() && next() % 4 != 0 {
+            let held: Vec<usize> = minted.keys().copied().collect();
+            r = held[next() % held.len()];
+            if next() % 3 != 0 {
+                a = actors.iter().position(|x| *x == minted[&r].1).unwrap();
+            }
+        }
+        let sender = actors[a];
+        let recipe = &recipes[r];
+        let block = head(&rt) + 1;
+        let commitment = commitment(creator_of(recipe), recipe, content, salt);
+        let reveal = |m: &HashMap<usize, (B256, Address)>| -> Expect {
+            if creator_of(recipe) != sender {
+                return Err("NotCreator");
+            }
+            if m.contains_key(&r) {
+                return Err("AlreadyMinted");
+            }
+            if m.iter()
+                .any(|(&i, (c, _))| creator_of(&recipes[i]) == sender && *c == content)
+            {
+                return Err("ContentAlreadyMinted");
+            }
+            match commitments.get(&commitment) {
+                None => Err("CommitmentMissing"),
+                Some(&at) if block < at + 1 => Err("CommitmentTooRecent"),
+                Some(_) => Ok(()),
+            }
+        };
+        let token = id(recipe);
+        let (name, call, expect): (&'static str, Bytes, Expect) = match kind {
+            0 | 1 => (
+                "commit",
+                KilnProvenance::commitCall { commitment }
+                    .abi_encode()
+                    .into(),
+                Ok(()),
+            ),
+            2 | 3 => (
+                "mint",
+                KilnProvenance::mintCall {
+                    recipe: recipe.clone().into(),
+                    contentHash: content,
+                    salt,
+                }
+                .abi_encode()
+                .into(),
+                reveal(&minted),
+            ),
+            4 => {
+                let wrong = next() % 4 == 0;
+                let claimed = if wrong { token + U256::from(1) } else { token };
+                (
+                    "addAigcData",
+                    KilnProvenance::addAigcDataCall {
+                        tokenId: claimed,
+                        prompt: recipe.clone().into(),
+                        aigcData: content.to_vec().into(),
+                        proof: salt.to_vec().into(),
+                    }
+                    .abi_encode()
+                    .into(),
+                    if wrong {
+                        Err("TokenIdMismatch")
+                    } else {
+                        reveal(&minted)
+                    },
+                )
+            }
+            5 | 6 => {
+                let expect = match minted.get(&r) {
+                    None => Err("ERC721NonexistentToken"),
+                    Some(&(_, o)) if o == sender || approved.get(&r) == Some(&sender) => Ok(()),
+                    Some(_) => Err("ERC721InsufficientApproval"),
+                };
+                let from = minted.get(&r).map_or(sender, |m| m.1);
+                (
+                    "transferFrom",
+                    KilnProvenance::transferFromCall {
+                        from,
+                        to: other,
+                        tokenId: token,
+                    }
+                    .abi_encode()
+                    .into(),
+                    expect,
+                )
+            }
+            7 => {
+                let expect = match minted.get(&r) {
+                    None => Err("ERC721NonexistentToken"),
+                    Some(&(_, o)) if o == sender => Ok(()),
+                    Some(_) => Err("ERC721InvalidApprover"),
+                };
+                (
+                    "approve",
+                    KilnProvenance::approveCall {
+                        to: other,
+                        tokenId: token,
+                    }
+                    .abi_encode()
+                    .into(),
+                    expect,
+                )
+            }
+            8 => {
+                let (name, call): (&'static str, Bytes) = match next() % 3 {
+                    0 => (
+                        "transferOwnership",
+                        KilnProvenance::transferOwnershipCall { newOwner: other }
+                            .abi_encode()
+                            .into(),
+                    ),
+                    1 => (
+                        "acceptOwnership",
+                        KilnProvenance::acceptOwnershipCall {}.abi_encode().into(),
+                    ),
+                    _ => (
+                        "setMetadataBase",
+                        KilnProvenance::setMetadataBaseCall {
+                            metadataBase: format!("ipfs://base{step}/"),
+                        }
+                        .abi_encode()
+                        .into(),
+                    ),
+                };
+                let expect = match name {
+                    "acceptOwnership" if sender != pending_owner => {
+                        Err("OwnableUnauthorizedAccount")
+                    }
+                    "acceptOwnership" => Ok(()),
+                    _ if sender != owner => Err("OwnableUnauthorizedAccount"),
+                    _ => Ok(()),
+                };
+                (name, call, expect)
+            }
+            _ => {
+                rpc(url, "evm_mine", serde_json::json!([]));
+                continue;
+            }
+        };
+        let tx = TransactionRequest::default()
+            .with_from(sender)
+            .with_to(contract)
+            .with_input(call.clone());
+        let simulated = rt.block_on(
+            providers[a]
+                .call(tx.clone())
+                .block(alloy::eips::BlockId::pending())
+                .into_future(),
+        );
+        match (&expect, &simulated) {
+            (Ok(()), Ok(_)) => {}
+            (Err(want), Err(e)) => {
+                let got = revert_name(e);
+                assert_eq!(&got, want, "step {step}: {name} by actor {a} on recipe {r}");
+                *counts.entry(want).or_default() += 1;
+                continue;
+            }
+            _ => panic!(
+                "step {step}: {name} by actor {a} on recipe {r}: expected {expect:?}, the node said {simulated:?}"
+            ),
+        }
+        let sent = rt
+            .block_on(providers[a].send_transaction(tx.with_gas_limit(1_000_000)))
+            .unwrap();
+        let receipt = rt.block_on(sent.get_receipt()).unwrap();
+        assert!(receipt.status(), "step {step}: {name} reverted when sent");
+        *counts.entry(name).or_default() += 1;
+        let mined_in = receipt.block_number.unwrap();
+        // The model follows.
+        match name {
+            "commit" => {
+                commitments.entry(commitment).or_insert(mined_in);
+                committed.push((r, content, salt));
+            }
+            "mint" | "addAigcData" => {
+                assert!(commitments.remove(&commitment).is_some());
+                minted.insert(r, (content, sender));
+            }
+            "transferFrom" => {
+                minted.get_mut(&r).unwrap().1 = other;
+                approved.remove(&r);
+            }
+            "approve" => {
+                approved.insert(r, other);
+            }
+            "transferOwnership" => pending_owner = other,
+            "acceptOwnership" => {
+                owner = sender;
+                pending_owner = Address::ZERO;
+            }
+            "setMetadataBase" => base = format!("ipfs://base{step}/"),
+            _ => unreachable!(),
+        }
+
+        // Invariants, on every recipe of the pool.
+        assert_eq!(rt.block_on(c.owner().call().into_future()).unwrap(), owner);
+        for (i, recipe) in recipes.iter().enumerate() {
+            let token = id(recipe);
+            let is_minted = rt.block_on(c.minted(token).call().into_future()).unwrap();
+            assert_eq!(
+                is_minted,
+                minted.contains_key(&i),
+                "step {step}: recipe {i}"
+            );
+            for content in contents {
+                let verified = rt
+                    .block_on(
+                        c.verify(recipe.clone().into(), content.to_vec().into(), Bytes::new())
+                            .call()
+                            .into_future(),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    verified,
+                    minted.get(&i).is_some_and(|m| m.0 == content),
+                    "step {step}: verify of recipe {i}"
+                );
+            }
+            let Some(&(content, holder)) = minted.get(&i) else {
+                continue;
+            };
+            let creator = creator_of(recipe);
+            assert_eq!(
+                rt.block_on(c.creatorOf(token).call().into_future())
+                    .unwrap(),
+                creator
+            );
+            assert_eq!(
+                rt.block_on(c.ownerOf(token).call().into_future()).unwrap(),
+                holder
+            );
+            let royalty = rt
+                .block_on(
+                    c.royaltyInfo(token, U256::from(10_000))
+                        .call()
+                        .into_future(),
+                )
+                .unwrap();
+            assert_eq!(royalty.receiver, creator);
+            assert_eq!(
+                rt.block_on(c.tokenOf(creator, content).call().into_future())
+                    .unwrap(),
+                token
+            );
+            let uri = rt.block_on(c.tokenURI(token).call().into_future()).unwrap();
+            assert!(uri.starts_with(&base), "{uri}");
+        }
+        for (&commitment, &at) in &commitments {
+            let on_chain = rt
+                .block_on(c.commitmentBlock(commitment).call().into_future())
+                .unwrap();
+            assert_eq!(on_chain, U256::from(at), "step {step}");
+        }
+    }
+    eprintln!("invariant fuzz, {steps} steps: {counts:?}");
+    for must in [
+        "commit",
+        "mint",
+        "addAigcData",
+        "transferFrom",
+        "approve",
+        "AlreadyMinted",
+        "ContentAlreadyMinted",
+        "CommitmentMissing",
+        "NotCreator",
+        "ERC721InsufficientApproval",
+    ] {
+        assert!(
+            counts.contains_key(must),
+            "{must} never happened: {counts:?}"
+        );
+    }
+    assert!(minted.len() >= 2, "{minted:?}");
+}
+
+#[test]
+fn the_contract_keeps_its_invariants_under_random_calls_on_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = kiln_nftgen::chain::LocalChain::start(dir.path()).unwrap();
+    invariant_fuzz(&node.url(), 500, 0x5eed_0001);
+}
+
+#[test]
+fn the_contract_keeps_its_invariants_under_random_calls_on_hardhat() {
+    let node = Hardhat::start();
+    invariant_fuzz(&node.url, 300, 0x5eed_0002);
 }

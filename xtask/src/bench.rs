@@ -30,6 +30,9 @@ pub enum Suite {
 /// differs from the one vendored by `llama-cpp-sys-2` 0.1.160 only in two state-file version
 /// numbers; the kernels and the library are the crate's own (see the module docs).
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
+/// The SHA-256 of its source release (pip refuses other bytes).
+const LLAMA_CPP_PYTHON_SHA256: &str =
+    "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e";
 
 /// Runs a benchmark suite.
 pub fn run(what: Suite, model: &Path, tokens: u32, reps: u32) -> Result<()> {
@@ -200,7 +203,12 @@ fn llama_tool(tool: Tool) -> Result<PathBuf> {
             "xtask: fetching the {} source from {LLAMA_CPP_PYTHON} (PyPI sdist)",
             tool.name()
         );
-        crate::setup::pip_download(LLAMA_CPP_PYTHON, "--no-binary=:all:", &tmp)?;
+        crate::setup::pip_download(
+            LLAMA_CPP_PYTHON,
+            LLAMA_CPP_PYTHON_SHA256,
+            "--no-binary=:all:",
+            &tmp,
+        )?;
         let extract = "import sys, tarfile, pathlib\n\
              out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n\
              with tarfile.open(next(pathlib.Path(sys.argv[1]).glob('*.tar.gz'))) as t:\n    \

@@ -115,7 +115,13 @@ pub fn npm_tools() -> Result<PathBuf> {
     eprintln!("xtask: installing solc, OpenZeppelin Contracts, anvil and Hardhat from npm");
     crate::run(
         Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args([
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
             .current_dir(&dir),
     )?;
     if !anvil.is_file() {
@@ -129,9 +135,13 @@ pub fn npm_tools() -> Result<PathBuf> {
 }
 
 /// Downloads one PyPI package (no dependencies) into `dest` with pip; `kind` is
-/// `--only-binary=:all:` for a wheel or `--no-binary=:all:` for the source release.
-pub fn pip_download(spec: &str, kind: &str, dest: &Path) -> Result<()> {
-    crate::run(
+/// `--only-binary=:all:` for a wheel or `--no-binary=:all:` for the source release. pip checks
+/// the file against `sha256` (hash-checking mode) and refuses any other bytes.
+pub fn pip_download(spec: &str, sha256: &str, kind: &str, dest: &Path) -> Result<()> {
+    let requirements = dest.join("kiln-requirements.txt");
+    std::fs::write(&requirements, format!("{spec} --hash=sha256:{sha256}\n"))
+        .with_context(|| format!("writing {}", requirements.display()))?;
+    let downloaded = crate::run(
         Command::new("python3")
             .args([
                 "-m",
@@ -139,13 +149,17 @@ pub fn pip_download(spec: &str, kind: &str, dest: &Path) -> Result<()> {
                 "download",
                 "--quiet",
                 "--no-deps",
+                "--require-hashes",
                 kind,
                 "--disable-pip-version-check",
                 "-d",
             ])
             .arg(dest)
-            .arg(spec),
-    )
+            .arg("-r")
+            .arg(&requirements),
+    );
+    let _ = std::fs::remove_file(&requirements);
+    downloaded
 }
 
 /// Fetches the default model with `kiln fetch-models` (the command a game's build or installer

@@ -7,8 +7,9 @@ import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 /// @notice Written from the ERC text: `prompt` is what the model was asked, `aigcData` the content
 /// (or its hash), `proof` whatever lets `verify` decide.
 interface IERC7007 is IERC165 {
-    /// @notice Emitted when AI-generated content data is attached to `tokenId`.
-    event AigcData(uint256 indexed tokenId, bytes indexed prompt, bytes aigcData, bytes proof);
+    /// @notice Emitted when AI-generated content data is attached to `tokenId`. As in ERC-7007's
+    /// Final text, `prompt` and `aigcData` are indexed (their topics are keccak256 of the bytes).
+    event AigcData(uint256 indexed tokenId, bytes indexed prompt, bytes indexed aigcData, bytes proof);
 
     /// @notice Attaches `prompt`, `aigcData` and `proof` to `tokenId`.
     function addAigcData(uint256 tokenId, bytes calldata prompt, bytes calldata aigcData, bytes calldata proof)

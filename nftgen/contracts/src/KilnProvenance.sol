@@ -22,15 +22,21 @@ import {IERC7007} from "./IERC7007.sol";
 /// block later and at most `MAX_COMMITMENT_AGE` blocks later, reveals recipe, content hash and
 /// salt with `mint` (or ERC-7007's `addAigcData`, salt as `proof`), which mints.
 ///
-/// The contract does not index tokens by content hash: such an index is first-come, so anyone
-/// who saw a picture before its creator minted it could claim it and block the creator for ever.
-/// Each token binds its own content hash instead; when two recipes claim one picture, re-running
-/// them decides which painted it (a `kiln-pipeline/2` recipe re-attributed to someone else
-/// paints another picture).
+/// Only recipes of pipelines that paint their creator into the picture are minted (the owner's
+/// list, `kiln-pipeline/2` from deployment): a recipe of such a pipeline re-attributed to someone
+/// else paints another picture, so nobody can mint another creator's art as their own.
+/// `kiln-pipeline/1` does not bind its creator and is refused.
 ///
-/// Storage per token is the ERC-721 owner and its content hash; the creator is the first owner
-/// and is written down on the token's first transfer (it stays the royalty receiver). The full
-/// recipe travels in calldata and in the `Provenance` event, which lets anyone rebuild and re-run it.
+/// One creator mints one picture once: a second recipe of the same creator claiming the same
+/// content hash is refused (`tokenOf(creator, contentHash)`). The index is per creator, so nobody
+/// can squat another creator's picture with it. Across creators the contract keeps no index by
+/// content hash (that one would be first-come): when two recipes of different creators claim one
+/// picture, re-running them decides which painted it.
+///
+/// Storage per token is the ERC-721 owner and one index entry, (creator, content hash) → token;
+/// the creator is the first owner and is written down on the token's first transfer (it stays
+/// the royalty receiver). The full recipe travels in calldata and in the `Provenance` event,
+/// which lets anyone rebuild and re-run it.
 contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
     /// @notice Royalty on secondary sales, in basis points of the price, paid to the creator.
     uint96 public immutable royaltyBps;
@@ -45,8 +51,12 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
 
     string private _metadataBase;
     mapping(bytes32 commitment => uint256 blockNumber) private _commitments;
-    mapping(uint256 tokenId => bytes32 contentHash) private _contentOf;
     mapping(uint256 tokenId => address creator) private _creatorAfterTransfer;
+    mapping(bytes32 pipeline => bool) private _pipelineAllowed;
+    mapping(bytes32 creatorContent => uint256 tokenId) private _tokenOf;
+
+    /// @notice The owner allowed (or stopped allowing) mints of `pipeline` recipes.
+    event PipelineSet(string pipeline, bool allowed);
 
     /// @notice The full provenance of `tokenId`: its creator, its image's content hash and the
     /// canonical recipe bytes (whose keccak256 is `tokenId`).
@@ -73,6 +83,11 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
     error CommitmentExpired(bytes32 commitment, uint256 lastBlock);
     /// @notice `proof` (the salt) is not 32 bytes long.
     error SaltInvalid();
+    /// @notice The recipe's pipeline does not paint its creator into the picture (or is unknown):
+    /// anyone could mint such a recipe naming themselves.
+    error PipelineNotAllowed(string pipeline);
+    /// @notice `creator` already minted a token (`tokenId`) claiming this content hash.
+    error ContentAlreadyMinted(address creator, bytes32 contentHash, uint256 tokenId);
 
     /// @param metadataBase prefix of `tokenURI`; the token id in 0x-hex and ".json" follow it.
     /// @param royaltyBps_ royalty paid to the creator, in basis points (at most 10000).
@@ -80,6 +95,24 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
         if (royaltyBps_ > 10_000) revert RoyaltyTooHigh(royaltyBps_);
         _metadataBase = metadataBase;
         royaltyBps = royaltyBps_;
+        _setPipeline("kiln-pipeline/2", true);
+    }
+
+    /// @notice Whether recipes of `pipeline` may be minted.
+    function pipelineAllowed(string calldata pipeline) external view returns (bool) {
+        return _pipelineAllowed[keccak256(bytes(pipeline))];
+    }
+
+    /// @notice Allows (or stops allowing) mints of `pipeline` recipes; owner only. Allow only
+    /// pipelines whose pixels depend on the creator named in the recipe. Tokens minted already
+    /// are not touched.
+    function setPipeline(string calldata pipeline, bool allowed) external onlyOwner {
+        _setPipeline(pipeline, allowed);
+    }
+
+    /// @notice The token `creator` minted claiming `contentHash`, or 0 if none.
+    function tokenOf(address creator, bytes32 contentHash) external view returns (uint256) {
+        return _tokenOf[_creatorContent(creator, contentHash)];
     }
 
     /// @notice The commitment that lets `creator` mint `recipeHash` (the token id) with
@@ -133,14 +166,14 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
         view
         returns (bool success)
     {
-        if (aigcData.length != 32) return false;
-        bytes32 content = _contentOf[uint256(keccak256(prompt))];
-        return content != bytes32(0) && content == bytes32(aigcData);
+        if (aigcData.length != 32 || prompt.length < 25) return false;
+        uint256 tokenId = _tokenOf[_creatorContent(address(bytes20(prompt[5:25])), bytes32(aigcData))];
+        return tokenId != 0 && tokenId == uint256(keccak256(prompt));
     }
 
-    /// @notice The content hash `tokenId` was minted with, or zero if it is not minted.
-    function contentOf(uint256 tokenId) external view returns (bytes32) {
-        return _contentOf[tokenId];
+    /// @notice Whether `tokenId` is minted.
+    function minted(uint256 tokenId) external view returns (bool) {
+        return _ownerOf(tokenId) != address(0);
     }
 
     /// @notice The creator of `tokenId` (the account named in its recipe), or zero if not minted.
@@ -187,37 +220,58 @@ contract KilnProvenance is ERC721, IERC2981, IERC4906, IERC7007, Ownable2Step {
         }
     }
 
+    /// @dev The key of the (creator, content hash) index.
+    function _creatorContent(address creator, bytes32 contentHash) private pure returns (bytes32) {
+        return keccak256(abi.encode(creator, contentHash));
+    }
+
+    function _setPipeline(string memory pipeline, bool allowed) private {
+        _pipelineAllowed[keccak256(bytes(pipeline))] = allowed;
+        emit PipelineSet(pipeline, allowed);
+    }
+
     function _mintRecipe(bytes calldata recipe, bytes32 contentHash, bytes32 salt) private returns (uint256 tokenId) {
-        address creator = _recipeCreator(recipe);
+        (address creator, uint256 pipelineAt, uint256 pipelineEnd) = _recipeCreator(recipe);
         if (creator != msg.sender) revert NotCreator(creator, msg.sender);
+        if (!_pipelineAllowed[keccak256(recipe[pipelineAt:pipelineEnd])]) {
+            revert PipelineNotAllowed(string(recipe[pipelineAt:pipelineEnd]));
+        }
         if (contentHash == bytes32(0)) revert ContentHashInvalid();
         tokenId = uint256(keccak256(recipe));
-        if (_contentOf[tokenId] != bytes32(0)) revert AlreadyMinted(tokenId);
+        if (_ownerOf(tokenId) != address(0)) revert AlreadyMinted(tokenId);
+        bytes32 creatorContent = _creatorContent(creator, contentHash);
+        uint256 earlier = _tokenOf[creatorContent];
+        if (earlier != 0) revert ContentAlreadyMinted(creator, contentHash, earlier);
         bytes32 commitment = commitmentOf(creator, bytes32(tokenId), contentHash, salt);
         uint256 committedAt = _commitments[commitment];
         if (committedAt == 0) revert CommitmentMissing(commitment);
         if (block.number < committedAt + MIN_COMMITMENT_AGE) revert CommitmentTooRecent(commitment, committedAt + MIN_COMMITMENT_AGE);
         if (block.number > committedAt + MAX_COMMITMENT_AGE) revert CommitmentExpired(commitment, committedAt + MAX_COMMITMENT_AGE);
         delete _commitments[commitment];
-        _contentOf[tokenId] = contentHash;
+        _tokenOf[creatorContent] = tokenId;
         _mint(creator, tokenId);
         emit AigcData(tokenId, recipe, abi.encodePacked(contentHash), abi.encodePacked(salt));
         emit Provenance(tokenId, creator, contentHash, recipe);
     }
 
     /// @dev Walks canonical recipe bytes v1 (RECIPE.md): the fields must end exactly at the end.
-    /// Returns the creator at bytes 5..25.
-    function _recipeCreator(bytes calldata r) private pure returns (address) {
+    /// Returns the creator at bytes 5..25 and where the pipeline string's bytes start and end.
+    function _recipeCreator(bytes calldata r)
+        private
+        pure
+        returns (address creator, uint256 pipelineAt, uint256 pipelineEnd)
+    {
         if (r.length < 25 || bytes5(r[0:5]) != RECIPE_V1) revert RecipeMalformed(0);
         uint256 p = _skipString(r, 25); // model id
         p = _skipString(r, p + 32); // model sha256, prompt
         p = _skipString(r, p); // negative prompt
         p = _skipString(r, p + 8); // seed, scheduler
-        p = _skipString(r, p + 16); // steps, guidance, width, height, pipeline
-        p = _skipString(r, p); // engine
+        pipelineAt = p + 16 + 4; // steps, guidance, width, height, then the pipeline's length
+        pipelineEnd = _skipString(r, p + 16); // pipeline
+        p = _skipString(r, pipelineEnd); // engine
         p = _skipString(r, p); // backend
         if (p != r.length) revert RecipeMalformed(p);
-        return address(bytes20(r[5:25]));
+        creator = address(bytes20(r[5:25]));
     }
 
     /// @dev The offset after the string (u32 big-endian length, then bytes) at `p`.

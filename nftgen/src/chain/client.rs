@@ -26,6 +26,14 @@ impl MintReceipt {
     }
 }
 
+/// Token ids per `eth_getLogs` query when a listing asks for several tokens' events at once
+/// (providers cap the topics of one filter).
+pub const TOKENS_PER_QUERY: usize = 100;
+
+/// One row of a listing ([`ChainClient::records_of`]): a token and its record, or why it could
+/// not be read.
+pub type ListedToken = (TokenId, Result<ChainRecord, ChainError>);
+
 /// A signed transaction.
 pub(super) struct Signed {
     pub(super) raw: Vec<u8>,
@@ -138,6 +146,8 @@ impl ChainClient {
             receipt_timeout: config.receipt_timeout,
             confirmations: 1,
             fee_bump_after: config.fee_bump_after,
+            max_fee_per_gas: config.max_fee_per_gas,
+            max_fee_bumps: config.max_fee_bumps,
             log_page_blocks: config.log_page_blocks,
             journal_dir: PathBuf::new(),
             store,
@@ -262,12 +272,19 @@ impl ChainClient {
                 chain_id: self.chain_id,
             });
         }
-        // This client speaks commit–reveal: a contract without it cannot mint.
+        // This client speaks commit–reveal to a contract that mints only creator-bound
+        // pipelines and indexes one token per creator and picture: older ones cannot serve it.
         let c = self.instance();
-        if self
+        let current = self
             .timed("MAX_COMMITMENT_AGE", c.MAX_COMMITMENT_AGE().call())?
-            .is_err()
-        {
+            .is_ok()
+            && self
+                .timed(
+                    "pipelineAllowed",
+                    c.pipelineAllowed(crate::PIPELINE_2.into()).call(),
+                )?
+                .is_ok_and(|allowed| allowed);
+        if !current {
             return Err(ChainError::OldContract {
                 address: creator(self.contract),
             });
@@ -277,13 +294,14 @@ impl ChainClient {
 
     /// Simulates `tx` at `block` (revert → typed error), then fills nonce (fresh from the node,
     /// so a failed earlier send leaves no gap, unless `nonce` is given), gas and fees (at least
-    /// `min_fees`), and signs.
+    /// `min_fees`, at most `cap` per gas), and signs.
     pub(super) fn sign(
         &self,
         tx: TransactionRequest,
         block: BlockId,
         nonce: Option<u64>,
         min_fees: Option<(u128, u128)>,
+        cap: Option<u128>,
     ) -> Result<Signed, ChainError> {
         self.simulate(&tx, block)?;
         let gas = self.rpc(
@@ -299,8 +317,9 @@ impl ChainClient {
         };
         let fees = self.rpc("fee estimation", self.provider.estimate_eip1559_fees())?;
         let (floor_max, floor_tip) = min_fees.unwrap_or((0, 0));
-        let tip = fees.max_priority_fee_per_gas.max(floor_tip);
-        let max = fees.max_fee_per_gas.max(floor_max).max(tip);
+        let cap = cap.unwrap_or(u128::MAX);
+        let tip = fees.max_priority_fee_per_gas.max(floor_tip).min(cap);
+        let max = fees.max_fee_per_gas.max(floor_max).max(tip).min(cap);
         let tx = tx
             .with_nonce(nonce)
             .with_chain_id(self.chain_id)
@@ -342,12 +361,25 @@ impl ChainClient {
         }
     }
 
+    /// Broadcasts a signed transaction. The node's own refusal (an error answer: no funds, a
+    /// nonce or fee it will not take, "already known") is [`ChainError::Refused`]; a request
+    /// that did not get an answer (connection reset, HTTP error, timeout) is
+    /// [`ChainError::Rpc`] or [`ChainError::Timeout`] — the node may have taken the transaction.
     pub(super) fn send_raw(&self, raw: &[u8]) -> Result<(), ChainError> {
-        self.rpc(
+        match self.timed(
             "eth_sendRawTransaction",
             self.provider.send_raw_transaction(raw),
-        )
-        .map(|_| ())
+        )? {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_error_resp().is_some() => Err(ChainError::Refused {
+                url: self.url.clone(),
+                detail: self.scrub(format!("eth_sendRawTransaction: {e}")),
+            }),
+            Err(e) => Err(ChainError::Rpc {
+                url: self.url.clone(),
+                detail: self.scrub(format!("eth_sendRawTransaction: {e}")),
+            }),
+        }
     }
 
     /// Polls for the receipt of `hash` until the receipt timeout.
@@ -382,26 +414,26 @@ impl ChainClient {
         })
     }
 
-    /// Binds `art` to this wallet as creator: one naming another creator is refused; a
-    /// `kiln-pipeline/1` record with no creator gets this account (its pixels do not depend on
-    /// it), a `kiln-pipeline/2` one is refused (its pixels do: the creator is in the noise).
+    /// Checks that `art` can be minted by this wallet as its creator: its pipeline must paint
+    /// the creator into the picture ([`crate::pipeline_binds_creator`]; `kiln-pipeline/1` does
+    /// not, so anyone could mint its recipes naming themselves), and its record must name this
+    /// account (art painted without a creator, or for another, paints another picture).
     pub fn attribute(&self, art: &GeneratedArt) -> Result<GeneratedArt, ChainError> {
+        if !crate::pipeline_binds_creator(&art.record.pipeline) {
+            return Err(ChainError::CreatorNotBound {
+                pipeline: art.record.pipeline.clone(),
+            });
+        }
         match art.record.creator {
             Some(c) if c != self.account() => Err(ChainError::CreatorMismatch {
                 creator: c,
                 signer: self.account(),
             }),
             Some(_) => Ok(art.clone()),
-            None if art.record.pipeline != crate::PIPELINE => Err(ChainError::CreatorNotPainted {
+            None => Err(ChainError::CreatorNotPainted {
                 pipeline: art.record.pipeline.clone(),
                 signer: self.account(),
             }),
-            None => {
-                let mut art = art.clone();
-                art.record.creator = Some(self.account());
-                art.recipe_hash = art.record.recipe_hash();
-                Ok(art)
-            }
         }
     }
 
@@ -443,11 +475,7 @@ impl ChainClient {
             return Ok(PendingMint { token_id, tx: e.tx });
         }
         let recipe = art.record.canonical_bytes();
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).map_err(|e| ChainError::Rpc {
-            url: self.url.clone(),
-            detail: format!("no randomness for the commitment's salt: {e}"),
-        })?;
+        let salt = self.fresh_salt()?;
         let mut entry = JournalEntry {
             token_id,
             state: MintState::Committing,
@@ -459,7 +487,7 @@ impl ChainClient {
             from: self.account(),
             recipe: alloy::hex::encode_prefixed(&recipe),
             content_hash: art.content_hash,
-            salt: alloy::hex::encode_prefixed(salt),
+            salt,
             commit_raw_tx: None,
             commit_tx: None,
             commit_block: None,
@@ -468,6 +496,9 @@ impl ChainClient {
             block: None,
             gas_used: None,
             reason: None,
+            fee_cap: None,
+            fee_bumps: 0,
+            waiting: None,
         };
         // The reveal, simulated before anything is written: every check the contract makes
         // but the commitment's must pass, so a refused mint (a recipe minted already, say)
@@ -484,6 +515,7 @@ impl ChainClient {
         }
         let _lock = self.account_lock()?;
         let deadline = Instant::now() + self.receipt_timeout;
+        entry.fee_cap = Some(self.fee_cap()?);
         let signed = self.sign_step(&entry, MintState::Committing, None, None, deadline)?;
         entry.commit_raw_tx = Some(alloy::hex::encode_prefixed(&signed.raw));
         signed.put(&mut entry);
@@ -495,6 +527,39 @@ impl ChainClient {
             token_id,
             tx: entry.tx,
         })
+    }
+
+    /// The most a new mint's transactions may pay per gas: the configured `max_fee_per_gas`, else
+    /// [`config::DEFAULT_FEE_CAP_MULTIPLE`] times the latest block's base fee plus the node's
+    /// suggested tip (never below what the node suggests now, or the first transaction could
+    /// not be signed).
+    pub(super) fn fee_cap(&self) -> Result<u128, ChainError> {
+        if let Some(cap) = self.max_fee_per_gas {
+            return Ok(cap);
+        }
+        let fees = self.rpc("fee estimation", self.provider.estimate_eip1559_fees())?;
+        let block = self.rpc(
+            "eth_getBlockByNumber",
+            self.provider
+                .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest),
+        )?;
+        let base = block
+            .and_then(|b| b.header.base_fee_per_gas)
+            .map_or(fees.max_fee_per_gas, u128::from);
+        Ok(base
+            .saturating_mul(config::DEFAULT_FEE_CAP_MULTIPLE)
+            .saturating_add(fees.max_priority_fee_per_gas)
+            .max(fees.max_fee_per_gas))
+    }
+
+    /// A new commitment salt from the operating system's randomness (0x-hex, 32 bytes).
+    pub(super) fn fresh_salt(&self) -> Result<String, ChainError> {
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(|e| ChainError::Rpc {
+            url: self.url.clone(),
+            detail: format!("no randomness for the commitment's salt: {e}"),
+        })?;
+        Ok(alloy::hex::encode_prefixed(salt))
     }
 
     /// The commitment of `e`, as the contract computes it.
@@ -543,11 +608,11 @@ impl ChainClient {
                 .with_from(self.account)
                 .with_to(self.contract)
                 .with_input(call.abi_encode());
-            return self.sign(tx, BlockId::latest(), nonce, min_fees);
+            return self.sign(tx, BlockId::latest(), nonce, min_fees, e.fee_cap);
         }
         let tx = self.reveal_call(e)?;
         loop {
-            match self.sign(tx.clone(), BlockId::pending(), nonce, min_fees) {
+            match self.sign(tx.clone(), BlockId::pending(), nonce, min_fees, e.fee_cap) {
                 Err(ChainError::Rejected(MintRejection::CommitmentTooRecent { reveal_from }))
                     if Instant::now() < deadline =>
                 {
@@ -595,14 +660,29 @@ impl ChainClient {
 
     /// Whether `token` is minted.
     pub fn exists(&self, token: TokenId) -> Result<bool, ChainError> {
-        Ok(self.content_of(token)?.is_some())
+        let c = self.instance();
+        self.rpc("minted", c.minted(token_u256(token)).call())
     }
 
-    /// The content hash `token` was minted with, if it is minted.
+    /// The content hash `token` was minted with, if it is minted (read from its `Provenance`
+    /// event and checked against the contract's index, as [`record`](Self::record) does).
     pub fn content_of(&self, token: TokenId) -> Result<Option<ContentHash>, ChainError> {
+        Ok(self.record(token)?.map(|r| r.content_hash))
+    }
+
+    /// The token `creator` minted claiming the picture `content`, if any: one picture is one
+    /// token of its creator.
+    pub fn token_of(
+        &self,
+        creator: CreatorAddress,
+        content: ContentHash,
+    ) -> Result<Option<TokenId>, ChainError> {
         let c = self.instance();
-        let content = self.rpc("contentOf", c.contentOf(token_u256(token)).call())?;
-        Ok((!content.is_zero()).then_some(ContentHash(content.0)))
+        let id = self.rpc(
+            "tokenOf",
+            c.tokenOf(addr(creator), B256::from(content.0)).call(),
+        )?;
+        Ok((!id.is_zero()).then(|| token_of(id)))
     }
 
     /// The chain's record of `token`, or `None` if it is not minted.
@@ -610,15 +690,28 @@ impl ChainClient {
         if !self.exists(token)? {
             return Ok(None);
         }
-        let c = self.instance();
         let filter = Filter::new()
             .event_signature(KilnProvenance::Provenance::SIGNATURE_HASH)
             .topic1(B256::from(token.0));
         let logs = self.logs(filter)?;
+        self.record_from(token, logs.first()).map(Some)
+    }
+
+    /// The chain's record of minted `token` from its `Provenance` event `log` (found by the
+    /// caller), checked against the token id and the contract's index.
+    fn record_from(
+        &self,
+        token: TokenId,
+        log: Option<&alloy::rpc::types::Log>,
+    ) -> Result<ChainRecord, ChainError> {
+        let c = self.instance();
         let bad = |detail: String| ChainError::BadRecord { token, detail };
-        let log = logs
-            .first()
-            .ok_or_else(|| bad("minted, but its Provenance event is not found".into()))?;
+        let log = log.ok_or_else(|| {
+            bad(format!(
+                "minted, but its Provenance event is not found in the scanned blocks (from block {}: is `from_block` after the contract's deployment?)",
+                self.from_block
+            ))
+        })?;
         let event = KilnProvenance::Provenance::decode_log_data(log.data())
             .map_err(|e| bad(format!("undecodable Provenance event: {e}")))?;
         let recipe = event.recipe.to_vec();
@@ -630,14 +723,14 @@ impl ChainClient {
         let record = GenerationRecord::from_canonical_bytes(&recipe)
             .map_err(|e| bad(format!("the recipe does not decode: {e}")))?;
         let content_hash = ContentHash(event.contentHash.0);
-        if self.content_of(token)? != Some(content_hash) {
+        if self.token_of(creator(event.creator), content_hash)? != Some(token) {
             return Err(bad(
-                "the content hash in its event is not the one stored for it".into(),
+                "the contract's index does not name this token for its event's creator and content hash".into(),
             ));
         }
         let owner = self.rpc("ownerOf", c.ownerOf(token_u256(token)).call())?;
         let token_uri = self.rpc("tokenURI", c.tokenURI(token_u256(token)).call())?;
-        Ok(Some(ChainRecord {
+        Ok(ChainRecord {
             token_id: token,
             owner: creator(owner),
             creator: creator(event.creator),
@@ -646,7 +739,58 @@ impl ChainClient {
             tx: log.transaction_hash.map(tx_hash).unwrap_or(TxHash([0; 32])),
             block: log.block_number.unwrap_or(0),
             token_uri,
-        }))
+        })
+    }
+
+    /// The records of the tokens `owner` holds, in the order they reached it, `skip` first
+    /// and at most `limit`: a page of the listing. Two scans of the contract's logs serve the
+    /// whole page (its transfers to `owner`, then the `Provenance` events of its tokens, at
+    /// most [`TOKENS_PER_QUERY`] ids a query), not one scan per token, so a spammer who sends
+    /// junk tokens to a victim does not multiply the requests by the chain's length. A token
+    /// whose record cannot be read — junk, or a request that failed — is a row with the
+    /// reason, never the end of the listing.
+    pub fn records_of(
+        &self,
+        owner: CreatorAddress,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<ListedToken>, ChainError> {
+        let c = self.instance();
+        // Tokens sent to `owner` that it still holds; one whose owner cannot be read now is
+        // kept, with the error, for its row.
+        let mut held = Vec::new();
+        for token in self.received_by(owner)? {
+            match self.rpc("ownerOf", c.ownerOf(token_u256(token)).call()) {
+                Ok(now) if now == addr(owner) => held.push((token, None)),
+                Ok(_) => {}
+                Err(e) => held.push((token, Some(e))),
+            }
+        }
+        let page: Vec<(TokenId, Option<ChainError>)> =
+            held.into_iter().skip(skip).take(limit).collect();
+        let mut events = Vec::new();
+        for chunk in page.chunks(TOKENS_PER_QUERY) {
+            let ids: Vec<B256> = chunk.iter().map(|(t, _)| B256::from(t.0)).collect();
+            let filter = Filter::new()
+                .event_signature(KilnProvenance::Provenance::SIGNATURE_HASH)
+                .topic1(ids);
+            events.extend(self.logs(filter)?);
+        }
+        Ok(page
+            .into_iter()
+            .map(|(token, failed)| {
+                let row = match failed {
+                    Some(e) => Err(e),
+                    None => {
+                        let log = events
+                            .iter()
+                            .find(|l| l.topics().get(1) == Some(&B256::from(token.0)));
+                        self.record_from(token, log)
+                    }
+                };
+                (token, row)
+            })
+            .collect())
     }
 
     /// The contract's logs matching `filter` from the first block that can hold them to the
@@ -687,23 +831,30 @@ impl ChainClient {
 
     /// Tokens `owner` holds now, in the order they reached it.
     pub fn tokens_of(&self, owner: CreatorAddress) -> Result<Vec<TokenId>, ChainError> {
-        let filter = Filter::new()
-            .event_signature(KilnProvenance::Transfer::SIGNATURE_HASH)
-            .topic2(addr(owner).into_word());
-        let logs = self.logs(filter)?;
         let c = self.instance();
         let mut out = Vec::new();
-        for log in logs {
-            let Some(id) = log.topics().get(3) else {
-                continue;
-            };
-            let token = TokenId(id.0);
-            if out.contains(&token) {
-                continue;
-            }
+        for token in self.received_by(owner)? {
             let now = self.rpc("ownerOf", c.ownerOf(token_u256(token)).call())?;
             if now == addr(owner) {
                 out.push(token);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tokens ever transferred (or minted) to `owner`, once each, in the order they reached it:
+    /// one scan of the contract's `Transfer` logs.
+    fn received_by(&self, owner: CreatorAddress) -> Result<Vec<TokenId>, ChainError> {
+        let filter = Filter::new()
+            .event_signature(KilnProvenance::Transfer::SIGNATURE_HASH)
+            .topic2(addr(owner).into_word());
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for log in self.logs(filter)? {
+            if let Some(id) = log.topics().get(3).map(|t| TokenId(t.0))
+                && seen.insert(id)
+            {
+                out.push(id);
             }
         }
         Ok(out)
@@ -741,6 +892,12 @@ fn rejection(data: &[u8]) -> MintRejection {
         },
         Ok(KilnProvenanceErrors::CommitmentExpired(e)) => MintRejection::CommitmentExpired {
             last_block: e.lastBlock.saturating_to(),
+        },
+        Ok(KilnProvenanceErrors::PipelineNotAllowed(e)) => MintRejection::PipelineNotAllowed {
+            pipeline: crate::printable(&e.pipeline),
+        },
+        Ok(KilnProvenanceErrors::ContentAlreadyMinted(e)) => MintRejection::ContentAlreadyMinted {
+            token_id: token_of(e.tokenId),
         },
         Ok(other) => MintRejection::Other(format!("{other:?}")),
         Err(_) => MintRejection::Other(alloy::hex::encode_prefixed(data)),

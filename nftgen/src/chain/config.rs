@@ -19,12 +19,20 @@ pub const CONTRACT_ENV: &str = "KILN_CONTRACT";
 /// Environment variable: Kiln's data directory (local chain, journal, content store).
 pub const DATA_DIR_ENV: &str = "KILN_DATA_DIR";
 
-/// The keys of anvil's default accounts 0–2 (public test keys; the local chain funds them).
-/// Account 0 deploys the contract and is the default local wallet.
-pub const DEV_KEYS: [&str; 3] = [
+/// The keys of anvil's (and Hardhat's) ten default accounts: public test keys from a published
+/// mnemonic, which the local chain funds and anyone can sign with. Account 0 deploys the
+/// contract and is the default local wallet.
+pub const DEV_KEYS: [&str; 10] = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ];
 
 /// Kiln's data directory: `$KILN_DATA_DIR`, else `$XDG_DATA_HOME/kiln`, else
@@ -174,9 +182,22 @@ pub struct ChainConfig {
     /// How long a transaction may sit unmined on a remote chain before it is signed again at
     /// the same nonce with higher fees.
     pub fee_bump_after: Duration,
+    /// The most a mint's transactions may pay per gas (wei), bumps included; `None`:
+    /// [`DEFAULT_FEE_CAP_MULTIPLE`] times the base fee when the mint began, plus its first tip.
+    /// A transaction whose fee reached it waits at that fee.
+    pub max_fee_per_gas: Option<u128>,
+    /// How many times one step of a mint is signed again with higher fees, at most.
+    pub max_fee_bumps: u32,
     /// Blocks per `eth_getLogs` request (providers cap the range of one query).
     pub log_page_blocks: u64,
 }
+
+/// The default fee ceiling of a mint, in base fees of the block it began at (plus its first
+/// tip): room for a base fee that doubles twice while it waits, and no more.
+pub const DEFAULT_FEE_CAP_MULTIPLE: u128 = 4;
+/// The default number of fee bumps of one step of a mint (each at least 1/8 above the last:
+/// six take the fee to about twice the first).
+pub const DEFAULT_MAX_FEE_BUMPS: u32 = 6;
 
 impl std::fmt::Debug for ChainConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,6 +210,8 @@ impl std::fmt::Debug for ChainConfig {
             .field("royalty_bps", &self.royalty_bps)
             .field("confirmations", &self.confirmations)
             .field("fee_bump_after", &self.fee_bump_after)
+            .field("max_fee_per_gas", &self.max_fee_per_gas)
+            .field("max_fee_bumps", &self.max_fee_bumps)
             .field("log_page_blocks", &self.log_page_blocks)
             .finish()
     }
@@ -206,6 +229,8 @@ impl ChainConfig {
             royalty_bps: 500,
             confirmations: None,
             fee_bump_after: Duration::from_secs(30),
+            max_fee_per_gas: None,
+            max_fee_bumps: DEFAULT_MAX_FEE_BUMPS,
             log_page_blocks: 10_000,
         }
     }
@@ -236,9 +261,25 @@ impl ChainConfig {
     /// receipt_timeout_secs = 120
     /// confirmations = 2              # default: 1 on chain id 31337, else 2
     /// fee_bump_after_secs = 30
+    /// max_fee_gwei = 50              # default: 4 × the base fee when the mint began, + tip
+    /// max_fee_bumps = 6
     /// log_page_blocks = 10000
     /// ```
     pub fn load(data_dir: impl Into<PathBuf>) -> Result<Self, ChainError> {
+        Self::load_with_env(data_dir, &|k| std::env::var(k).ok())
+    }
+
+    /// The configuration of `<data_dir>/chain.toml` alone, ignoring the environment: for tests
+    /// and tools that must never pick up a wallet a developer exported in their shell.
+    pub fn load_file(data_dir: impl Into<PathBuf>) -> Result<Self, ChainError> {
+        Self::load_with_env(data_dir, &|_| None)
+    }
+
+    /// [`load`](Self::load) with `env` in place of the process environment.
+    fn load_with_env(
+        data_dir: impl Into<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ChainError> {
         let data_dir = data_dir.into();
         let file = data_dir.join("chain.toml");
         let mut f = ConfigFile::default();
@@ -246,7 +287,7 @@ impl ChainConfig {
             let text = std::fs::read_to_string(&file).map_err(|e| ChainError::io(&file, e))?;
             f = toml::from_str(&text).map_err(|e| config_parse_error(&file, &text, &e))?;
         }
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
         f.rpc_url = env(RPC_URL_ENV).or(f.rpc_url);
         f.private_key = env(PRIVATE_KEY_ENV).or(f.private_key);
         f.contract = env(CONTRACT_ENV).or(f.contract);
@@ -271,6 +312,17 @@ impl ChainConfig {
         }
         if let Some(s) = f.fee_bump_after_secs {
             cfg.fee_bump_after = positive(s, "fee_bump_after_secs")?;
+        }
+        if let Some(gwei) = f.max_fee_gwei {
+            if !(gwei.is_finite() && gwei > 0.0 && gwei <= 1e9) {
+                return Err(ChainError::Config(format!(
+                    "max_fee_gwei must be above 0 and at most 1e9 (it is {gwei})"
+                )));
+            }
+            cfg.max_fee_per_gas = Some((gwei * 1e9).round() as u128);
+        }
+        if let Some(n) = f.max_fee_bumps {
+            cfg.max_fee_bumps = n;
         }
         if let Some(n) = f.log_page_blocks {
             if n == 0 {
@@ -346,6 +398,8 @@ struct ConfigFile {
     royalty_bps: Option<u16>,
     confirmations: Option<u64>,
     fee_bump_after_secs: Option<f64>,
+    max_fee_gwei: Option<f64>,
+    max_fee_bumps: Option<u32>,
     log_page_blocks: Option<u64>,
 }
 
@@ -366,6 +420,35 @@ mod tests {
         assert_eq!(redact_url("not a url with hunter2"), "<RPC URL>");
         let secrets = url_secrets("https://alice:hunter2@rpc.example/v3/abcdef?key=k");
         assert_eq!(secrets, ["alice:hunter2", "v3/abcdef?key=k"]);
+    }
+
+    /// The fee ceiling and bump limit are read from `chain.toml`; a ceiling that is not a
+    /// positive number of gwei is refused by name.
+    #[test]
+    fn fee_limits_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chain.toml");
+        std::fs::write(&file, "max_fee_gwei = 2.5\nmax_fee_bumps = 3\n").unwrap();
+        let cfg = ChainConfig::load_file(dir.path()).unwrap();
+        assert_eq!(cfg.max_fee_per_gas, Some(2_500_000_000));
+        assert_eq!(cfg.max_fee_bumps, 3);
+        let defaults = ChainConfig::local(dir.path());
+        assert_eq!(
+            (defaults.max_fee_per_gas, defaults.max_fee_bumps),
+            (None, DEFAULT_MAX_FEE_BUMPS)
+        );
+        for bad in ["0", "-1", "nan", "inf", "1e12"] {
+            std::fs::write(&file, format!("max_fee_gwei = {bad}\n")).unwrap();
+            let err = ChainConfig::load_file(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("max_fee_gwei"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_test_keys_cover_all_ten_of_anvils_accounts() {
+        assert_eq!(DEV_KEYS.len(), 10);
+        assert!(check_signing_key(DEV_KEYS[9], 1).is_err());
+        assert!(check_signing_key(DEV_KEYS[5], LOCAL_CHAIN_ID).is_ok());
     }
 
     #[test]

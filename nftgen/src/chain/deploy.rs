@@ -77,7 +77,7 @@ impl ChainClient {
         let tx = TransactionRequest::default()
             .with_from(self.account)
             .with_deploy_code(Bytes::from(code));
-        let signed = self.sign(tx, BlockId::latest(), None, None)?;
+        let signed = self.sign(tx, BlockId::latest(), None, None, self.max_fee_per_gas)?;
         let hash = signed.hash;
         self.send_raw(&signed.raw)?;
         let receipt = self.wait_receipt(hash)?;

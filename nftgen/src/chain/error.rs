@@ -49,6 +49,22 @@ pub enum MintRejection {
         /// The last block the reveal was accepted in.
         last_block: u64,
     },
+    /// The recipe's pipeline does not paint its creator into the picture (`kiln-pipeline/1`,
+    /// or one the contract does not know): anyone could mint it naming themselves.
+    #[error(
+        "the contract mints only recipes that paint their creator into the picture; `{pipeline}` does not"
+    )]
+    PipelineNotAllowed {
+        /// The recipe's pipeline.
+        pipeline: String,
+    },
+    /// The creator minted this picture already, as token `token_id` (another recipe with the
+    /// same pixels: one picture is one token).
+    #[error("this creator minted this picture already, as token {token_id}")]
+    ContentAlreadyMinted {
+        /// The token minted earlier.
+        token_id: TokenId,
+    },
     /// Reverted for another reason (the decoded error or the raw revert data).
     #[error("the contract reverted: {0}")]
     Other(String),
@@ -76,6 +92,15 @@ pub enum ChainError {
         /// The endpoint.
         url: String,
         /// What failed.
+        detail: String,
+    },
+    /// The node answered a transaction with a refusal (no funds, a nonce or fee it will not
+    /// take): this transaction will not be mined.
+    #[error("RPC {url} refused the transaction: {detail}")]
+    Refused {
+        /// The endpoint.
+        url: String,
+        /// The node's words.
         detail: String,
     },
     /// A request or a receipt wait took longer than its limit.
@@ -133,6 +158,15 @@ pub enum ChainError {
         /// The signing account.
         signer: CreatorAddress,
     },
+    /// The art's pipeline does not paint its creator into the picture (`kiln-pipeline/1`):
+    /// anyone could mint the same recipe naming themselves, so Kiln does not mint it.
+    #[error(
+        "{pipeline} does not paint its creator into the picture, so a token of it could not prove who made it: paint it with the integer model (kiln-pipeline/2) to mint it"
+    )]
+    CreatorNotBound {
+        /// The record's pipeline.
+        pipeline: String,
+    },
     /// No contract code at the configured address.
     #[error("no contract at {address} on chain {chain_id}")]
     NoContract {
@@ -141,9 +175,10 @@ pub enum ChainError {
         /// The chain.
         chain_id: u64,
     },
-    /// The address holds an older KilnProvenance (without commit–reveal) or another contract.
+    /// The address holds an older KilnProvenance (without commit–reveal, or without the list of
+    /// creator-bound pipelines and the one-token-per-picture index) or another contract.
     #[error(
-        "the contract at {address} is not this version of KilnProvenance (no commit–reveal): deploy a new one with `nftgen deploy`"
+        "the contract at {address} is not this version of KilnProvenance (it lacks commit–reveal or creator-bound mints): deploy a new one with `nftgen deploy`"
     )]
     OldContract {
         /// The contract.

@@ -75,6 +75,18 @@ pub struct JournalEntry {
     pub gas_used: Option<u64>,
     /// Why it failed, if it did.
     pub reason: Option<String>,
+    /// The most its transactions may pay per gas (wei), fixed when the mint began (see
+    /// [`ChainConfig::max_fee_per_gas`](super::ChainConfig::max_fee_per_gas)): fee bumps stop
+    /// there, across restarts too.
+    #[serde(default)]
+    pub fee_cap: Option<u128>,
+    /// Fee bumps of the current step so far (at most `max_fee_bumps`).
+    #[serde(default)]
+    pub fee_bumps: u32,
+    /// Why the current step waits without a fee bump (its fee at the ceiling, its bumps used
+    /// up, an earlier transaction of the account unmined), for the creator to read.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 impl JournalEntry {
@@ -121,6 +133,16 @@ impl JournalEntry {
         self.bytes(&self.raw_tx)
     }
 
+    /// Makes `signed` the transaction of the entry's new step `state`: the earlier signatures,
+    /// fee bumps and the reason it waited belonged to the old step.
+    pub(super) fn start_step(&mut self, state: MintState, signed: super::client::Signed) {
+        self.state = state;
+        self.replaced.clear();
+        self.fee_bumps = 0;
+        self.waiting = None;
+        signed.put(self);
+    }
+
     /// The receipt of a confirmed mint.
     pub fn receipt(&self) -> Option<MintReceipt> {
         (self.state == MintState::Confirmed).then(|| MintReceipt {
@@ -154,6 +176,11 @@ pub struct Resolution {
     pub action: &'static str,
     /// Why it could not be settled, for [`MintState::Unresolved`].
     pub reason: Option<String>,
+}
+
+/// `wei` per gas in gwei, for people (three decimals).
+fn gwei(wei: u128) -> String {
+    format!("{:.3}", wei as f64 / 1e9)
 }
 
 /// Whether a node's refusal of a resent transaction says it has it already. Nodes word it
@@ -309,15 +336,39 @@ impl ChainClient {
         }
     }
 
-    /// Signs the reveal of a mined commitment, journals it and sends it.
+    /// Signs the reveal of a mined commitment, journals it and sends it. A commitment the
+    /// contract no longer has (expired after `MAX_COMMITMENT_AGE` blocks, or taken out by a
+    /// reorganisation) is made again with a fresh salt instead.
     fn start_reveal(&self, e: &mut JournalEntry, deadline: Instant) -> Result<(), ChainError> {
         let _lock = self.account_lock()?;
-        let signed = self.sign_step(e, MintState::Pending, None, None, deadline)?;
-        e.state = MintState::Pending;
-        e.replaced.clear();
-        signed.put(e);
+        let signed = match self.sign_step(e, MintState::Pending, None, None, deadline) {
+            Err(ChainError::Rejected(
+                why @ (MintRejection::CommitmentExpired { .. } | MintRejection::CommitmentMissing),
+            )) => {
+                tracing::warn!(token = %e.token_id, %why, "the commitment is gone; committing again with a fresh salt");
+                return self.recommit(e, deadline);
+            }
+            other => other?,
+        };
+        e.start_step(MintState::Pending, signed);
         self.write_journal(e)?;
         tracing::info!(token = %e.token_id, tx = %e.tx, "commitment mined; reveal signed and journaled; sending");
+        self.send_new(e)
+    }
+
+    /// Starts `e` again from a new commitment with a fresh salt: signed, then journaled (salt
+    /// and transaction in one write) before it is sent, so a crash leaves either the old state
+    /// or the new one. The caller holds the account lock.
+    fn recommit(&self, e: &mut JournalEntry, deadline: Instant) -> Result<(), ChainError> {
+        e.salt = self.fresh_salt()?;
+        let signed = self.sign_step(e, MintState::Committing, None, None, deadline)?;
+        e.commit_raw_tx = Some(alloy::hex::encode_prefixed(&signed.raw));
+        e.commit_tx = None;
+        e.commit_block = None;
+        e.commit_gas_used = None;
+        e.start_step(MintState::Committing, signed);
+        self.write_journal(e)?;
+        tracing::info!(token = %e.token_id, tx = %e.tx, "new commitment signed and journaled; sending");
         self.send_new(e)
     }
 
@@ -329,7 +380,9 @@ impl ChainClient {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        if let ChainError::Rpc { detail, .. } = &err {
+        // Only the node's own refusal settles it: a request that got no answer may have
+        // delivered the transaction, which may mint.
+        if let ChainError::Refused { detail, .. } = &err {
             e.state = if self.exists(e.token_id).unwrap_or(false) {
                 MintState::Confirmed
             } else {
@@ -393,7 +446,10 @@ impl ChainClient {
                 *action = "fee bumped";
                 bump_at = Instant::now() + self.fee_bump_after;
             }
-            self.before(deadline, || format!("the receipt of {}", e.tx))?;
+            self.before(deadline, || match &e.waiting {
+                Some(why) => format!("the receipt of {} ({why})", e.tx),
+                None => format!("the receipt of {}", e.tx),
+            })?;
             std::thread::sleep(self.poll_interval());
         }
     }
@@ -409,8 +465,8 @@ impl ChainClient {
         tracing::warn!(token = %e.token_id, tx = %e.tx, "the chain does not know this transaction; sending it again");
         match self.send_raw(&e.raw()?) {
             Ok(()) => Ok("sent again"),
-            Err(ChainError::Rpc { detail, .. }) if already_known(&detail) => Ok("sent again"),
-            Err(ChainError::Rpc { detail, .. }) if e.from == self.account() => {
+            Err(ChainError::Refused { detail, .. }) if already_known(&detail) => Ok("sent again"),
+            Err(ChainError::Refused { detail, .. }) if e.from == self.account() => {
                 tracing::warn!(token = %e.token_id, %detail, "the node refused the old transaction; signing it again");
                 let _lock = self.account_lock()?;
                 let signed = self.sign_step(e, e.step(), None, None, deadline)?;
@@ -428,9 +484,51 @@ impl ChainClient {
     /// Signs the step again at the same nonce with higher fees (at least 1/8 above the old,
     /// which nodes require of a replacement), journals and sends it. A refusal is left for the
     /// next receipt check: the old transaction may just have been mined.
+    ///
+    /// Bounded: never above the mint's fee ceiling, at most `max_fee_bumps` times a step, and
+    /// never while an earlier transaction of the account is unmined (a higher fee cannot move
+    /// a transaction that waits for a lower nonce). When it does not bump it says why
+    /// ([`JournalEntry::waiting`]).
     fn bump_fees(&self, e: &mut JournalEntry, deadline: Instant) -> Result<(), ChainError> {
+        if e.from != self.account() {
+            return self.wait_because(e, "signed by another account: only it can bump the fee");
+        }
+        let cap = match e.fee_cap {
+            Some(cap) => cap,
+            None => {
+                // Journaled before fee ceilings: the ceiling starts from the chain as it is now.
+                let cap = self.fee_cap()?.max(e.fees.map_or(0, |f| f.0));
+                e.fee_cap = Some(cap);
+                cap
+            }
+        };
+        if e.fee_bumps >= self.max_fee_bumps {
+            let why = format!(
+                "not bumped again: {} fee bumps made, the most allowed (max_fee_bumps)",
+                e.fee_bumps
+            );
+            return self.wait_because(e, &why);
+        }
         let (max, tip) = e.fees.unwrap_or((0, 0));
         let floor = (max + max / 8 + 1, tip + tip / 8 + 1);
+        if floor.0 > cap {
+            let why = format!(
+                "not bumped: its fee is at the ceiling of {} gwei per gas (max_fee_gwei)",
+                gwei(cap)
+            );
+            return self.wait_because(e, &why);
+        }
+        let mined = self.rpc(
+            "eth_getTransactionCount",
+            self.provider.get_transaction_count(self.account).latest(),
+        )?;
+        if e.nonce > mined {
+            let why = format!(
+                "not bumped: it has nonce {} and the account's next is {mined}, so an earlier transaction of this account waits unmined; a higher fee cannot help until it is",
+                e.nonce
+            );
+            return self.wait_because(e, &why);
+        }
         let _lock = self.account_lock()?;
         let signed = match self.sign_step(e, e.step(), Some(e.nonce), Some(floor), deadline) {
             Ok(s) => s,
@@ -439,12 +537,25 @@ impl ChainClient {
                 return Ok(());
             }
         };
-        tracing::warn!(token = %e.token_id, old = %e.tx, new = %tx_hash(signed.hash), "the transaction sits unmined; bumping its fee");
+        tracing::warn!(token = %e.token_id, old = %e.tx, new = %tx_hash(signed.hash), max_fee_gwei = %gwei(signed.fees.0), "the transaction sits unmined; bumping its fee");
         e.replaced.push(e.tx);
         signed.put(e);
+        e.fee_bumps += 1;
+        e.waiting = None;
         self.write_journal(e)?;
         if let Err(err) = self.send_raw(&e.raw()?) {
             tracing::warn!(token = %e.token_id, error = %err, "the node refused the fee bump");
+        }
+        Ok(())
+    }
+
+    /// Records why the step of `e` waits without a fee bump (once per reason: journaled and
+    /// logged when it changes).
+    fn wait_because(&self, e: &mut JournalEntry, why: &str) -> Result<(), ChainError> {
+        if e.waiting.as_deref() != Some(why) {
+            tracing::warn!(token = %e.token_id, tx = %e.tx, "the mint waits: {why}");
+            e.waiting = Some(why.to_string());
+            self.write_journal(e)?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! restarts.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -157,6 +158,10 @@ impl LocalChain {
                 // The node needs none of Kiln's settings, least of all a signing key.
                 .env_remove(super::config::PRIVATE_KEY_ENV)
                 .env_remove(super::config::RPC_URL_ENV)
+                .env_remove(super::config::CONTRACT_ENV)
+                // Its own process group: Ctrl-C in the terminal of the process that started it
+                // must not stop a node that other processes lease.
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)
@@ -182,6 +187,7 @@ impl LocalChain {
                     .args(["-c", WATCHDOG])
                     .arg(&users)
                     .arg(pid.to_string())
+                    .process_group(0)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

@@ -50,7 +50,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent};
 use serde::{Deserialize, Serialize};
 
-pub use client::{ChainRecord, MintReceipt};
+pub use client::{ChainRecord, ListedToken, MintReceipt, TOKENS_PER_QUERY};
 pub use config::{
     CONTRACT_ENV, ChainConfig, DATA_DIR_ENV, DEV_KEYS, PRIVATE_KEY_ENV, RPC_URL_ENV, RemoteChain,
     check_signing_key, default_data_dir, redact_url,
@@ -94,6 +94,8 @@ pub struct ChainClient {
     receipt_timeout: Duration,
     confirmations: u64,
     fee_bump_after: Duration,
+    max_fee_per_gas: Option<u128>,
+    max_fee_bumps: u32,
     log_page_blocks: u64,
     journal_dir: PathBuf,
     store: ContentStore,
@@ -163,13 +165,33 @@ pub fn local_chain_dir(data_dir: &Path) -> PathBuf {
 pub const DATA_ENTRIES: [&str; 3] = ["local-chain", "journal", "store"];
 
 /// Starts a data directory afresh: stops the local node running for it (whichever process
-/// started it), then removes [`DATA_ENTRIES`] and the caller's own `extra` entries — nothing
-/// else. Returns what was removed.
+/// started it), then removes the local chain, its journal and the content store ([`DATA_ENTRIES`])
+/// and the caller's own `extra` entries — nothing else. Journals of other chains (remote mints,
+/// perhaps still pending, with the salts their reveals need) are never removed, and while one
+/// exists the content store (their pictures) is kept too. Returns what was removed.
 pub fn clear_data_dir(data_dir: &Path, extra: &[&str]) -> Result<Vec<PathBuf>, ChainError> {
     LocalChain::stop_running(local_chain_dir(data_dir))?;
+    let journals = data_dir.join("journal");
+    let local = LOCAL_CHAIN_ID.to_string();
+    let remote: Vec<PathBuf> = std::fs::read_dir(&journals)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy() != local)
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut targets: Vec<PathBuf> = vec![local_chain_dir(data_dir)];
+    if remote.is_empty() {
+        targets.push(journals);
+        targets.push(data_dir.join("store"));
+    } else {
+        tracing::warn!(kept = ?remote, "keeping the journals of other chains and the content store: they hold mints on those chains");
+        targets.push(journals.join(&local));
+    }
+    targets.extend(extra.iter().map(|name| data_dir.join(name)));
     let mut removed = Vec::new();
-    for name in DATA_ENTRIES.iter().chain(extra) {
-        let path = data_dir.join(name);
+    for path in targets {
         let result = match std::fs::symlink_metadata(&path) {
             Err(_) => continue,
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),

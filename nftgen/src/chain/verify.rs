@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{ChainClient, ChainError, ChainRecord};
-use crate::{ArtBackend, ArtModel, Backend, ContentHash, Control, ModelHash, TokenId, png_io};
+use crate::{
+    ArtBackend, ArtModel, Backend, ContentHash, Control, CreatorAddress, ModelHash, TokenId, png_io,
+};
 
 /// The outcome of verifying a token, from the best to the worst news. Each variant says what
 /// matched and what did not.
@@ -15,6 +17,13 @@ pub enum Verdict {
     /// The image's hash is the one on chain, the local weights are the recorded model, and
     /// re-running the recipe gave the same pixels bit for bit.
     Authentic,
+    /// Image, model and recipe match — re-running the recipe gives these pixels — but its
+    /// pipeline (`kiln-pipeline/1`) does not paint the creator into the picture: anyone could
+    /// have minted this recipe naming themselves, so the token does not prove who made it.
+    CreatorNotBound {
+        /// The creator the token names.
+        creator: CreatorAddress,
+    },
     /// The image's pixels are not the ones the chain committed to.
     ImageAltered {
         /// The content hash on chain.
@@ -95,6 +104,9 @@ impl Verdict {
             Self::Authentic => {
                 "authentic: image, model and recipe match the chain; re-running the recipe gives the same pixels".into()
             }
+            Self::CreatorNotBound { creator } => format!(
+                "creator not bound: the recipe paints this image, but its pipeline does not paint the creator into it, so anyone could have minted it naming themselves; the token names {creator}"
+            ),
             Self::ImageAltered { expected, actual } => {
                 format!("image altered: its pixels hash to {actual}, the chain committed to {expected}")
             }
@@ -317,7 +329,15 @@ pub fn verify_with(
     }
     let rerun_on = model.select_backend(options.backend)?;
     let verdict = match model.regenerate(&record.record, &mut |_| Control::Continue) {
-        Ok(art) if art.content_hash == expected => Verdict::Authentic,
+        Ok(art) if art.content_hash == expected => {
+            if crate::pipeline_binds_creator(&record.record.pipeline) {
+                Verdict::Authentic
+            } else {
+                Verdict::CreatorNotBound {
+                    creator: record.creator,
+                }
+            }
+        }
         Ok(art) => Verdict::NotReproducible {
             expected,
             actual: Some(art.content_hash),
@@ -335,8 +355,10 @@ pub fn verify_with(
 }
 
 /// Verifies the token a PNG file claims: the one its embedded record names, else the first
-/// minted with its pixels' content hash. The file's pixels are what is checked; if its embedded record
-/// disagrees with the chain's, the chain's wins and the report lists the differing fields.
+/// minted with its pixels' content hash. The file's pixels are what is checked; if its embedded
+/// record disagrees with the chain's, the chain's wins and the report lists the differing fields
+/// (a token of another creator found by the pixels shows `creator` among them, and a
+/// `kiln-pipeline/1` token is never more than [`Verdict::CreatorNotBound`]).
 pub fn verify_file(
     chain: &ChainClient,
     file: &Path,
@@ -432,7 +454,7 @@ fn report(
 ) -> Verification {
     let pipeline = chain.as_ref().map(|c| c.record.pipeline.clone());
     let matched: Vec<&'static str> = match &verdict {
-        Verdict::Authentic => vec!["image", "model", "recipe"],
+        Verdict::Authentic | Verdict::CreatorNotBound { .. } => vec!["image", "model", "recipe"],
         Verdict::ModelMissing { .. } | Verdict::ModelDifferent { .. } => vec!["image"],
         Verdict::CostOverLimit { .. } => vec!["image", "model"],
         Verdict::NotReproducible { .. } => vec!["image", "model"],

@@ -145,14 +145,30 @@ pub fn read(path: &Path) -> Result<KilnPng, PngError> {
         path: path.to_path_buf(),
         source,
     };
-    let len = std::fs::metadata(path).map_err(io)?.len();
+    use std::io::Read;
+    // A device (`/dev/zero`), a FIFO (opening one waits for a writer) or a directory has no
+    // size to check: only a regular file is opened, checked again once open, and never read
+    // past the cap, even if it grows while it is read.
+    let not_regular = || PngError::Decode(format!("{} is not a regular file", path.display()));
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let len = meta.len();
     if len > MAX_FILE_BYTES {
         return Err(PngError::TooLarge(format!(
             "{} is {len} bytes; Kiln reads PNG files of at most {MAX_FILE_BYTES} bytes",
             path.display()
         )));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     decode(&bytes)
 }
 

@@ -26,6 +26,19 @@ pub const PIPELINE: &str = "kiln-pipeline/1";
 /// This engine's name and version, recorded in every record.
 pub const ENGINE_VERSION: &str = concat!("kiln-nftgen ", env!("CARGO_PKG_VERSION"));
 
+/// Every engine string a Kiln release has written into a record, oldest first. The engine does
+/// not change the pixels, so a re-run accepts only these: a recipe whose engine field was edited
+/// to mint the same picture again under another token id is refused. A release that changes
+/// [`ENGINE_VERSION`] adds it here (a test checks that it is listed).
+pub const RECORDED_ENGINES: &[&str] = &["kiln-nftgen 0.1.0"];
+
+/// Whether recipes of `pipeline` paint their creator into the picture (the creator is an input
+/// of the noise), so that a recipe re-attributed to someone else paints another picture. Only
+/// such recipes prove who made them; the provenance contract mints no others.
+pub fn pipeline_binds_creator(pipeline: &str) -> bool {
+    pipeline == crate::model::sprite_q::PIPELINE_2
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -503,6 +516,16 @@ impl<'a> ByteReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A release that changes the engine string must list it, or its own records would not
+    /// re-run.
+    #[test]
+    fn this_engine_is_a_recorded_engine_and_only_pipeline_2_binds_its_creator() {
+        assert!(RECORDED_ENGINES.contains(&ENGINE_VERSION));
+        assert!(pipeline_binds_creator(crate::model::sprite_q::PIPELINE_2));
+        assert!(!pipeline_binds_creator(PIPELINE));
+        assert!(!pipeline_binds_creator("kiln-pipeline/2 "));
+    }
 
     #[test]
     fn strangers_text_prints_without_control_characters() {

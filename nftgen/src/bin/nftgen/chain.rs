@@ -225,25 +225,29 @@ pub fn verify(
     Ok(report.verdict.is_authentic())
 }
 
-/// `nftgen tokens [--owner ADDR]`.
-pub fn tokens(args: &ChainArgs, owner: Option<&str>) -> anyhow::Result<bool> {
+/// `nftgen tokens [--owner ADDR] [--offset N] [--limit N]`.
+pub fn tokens(
+    args: &ChainArgs,
+    owner: Option<&str>,
+    offset: usize,
+    limit: usize,
+) -> anyhow::Result<bool> {
     let owner: Option<CreatorAddress> = owner
         .map(|t| t.parse().with_context(|| format!("--owner `{t}`")))
         .transpose()?;
     let chain = args.open_read_only()?;
     let owner = owner.unwrap_or_else(|| chain.account());
-    // A token whose record cannot be read (anyone can mint junk to anyone) is a row saying
-    // so, never the end of the listing.
+    // A token whose record cannot be read (anyone can mint junk to anyone, a request can
+    // fail) is a row saying so, never the end of the listing.
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
-    for token in chain.tokens_of(owner)? {
-        match chain.record(token) {
-            Ok(Some(r)) => rows.push(r),
-            Ok(None) => unreadable.push((token, "vanished while listing".to_string())),
+    for (token, row) in chain.records_of(owner, offset, limit)? {
+        match row {
+            Ok(r) => rows.push(r),
             Err(kiln_nftgen::chain::ChainError::BadRecord { detail, .. }) => {
                 unreadable.push((token, detail))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => unreadable.push((token, e.to_string())),
         }
     }
     if args.json {

@@ -213,6 +213,12 @@ enum Command {
         /// The owner [default: the signing wallet].
         #[arg(long)]
         owner: Option<String>,
+        /// Skip this many tokens (the listing's pages, in the order the tokens arrived).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// List at most this many tokens.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         #[command(flatten)]
         chain: chain::ChainArgs,
     },
@@ -863,7 +869,12 @@ fn main() -> ExitCode {
             chain: c,
         } => chain::verify(&c, &target, image.as_deref(), model, max_cost, backend),
         #[cfg(feature = "chain")]
-        Command::Tokens { owner, chain: c } => chain::tokens(&c, owner.as_deref()),
+        Command::Tokens {
+            owner,
+            offset,
+            limit,
+            chain: c,
+        } => chain::tokens(&c, owner.as_deref(), offset, limit),
         #[cfg(feature = "chain")]
         Command::Deploy {
             metadata_base,
