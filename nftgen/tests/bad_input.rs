@@ -482,3 +482,14 @@ fn kiln_pngs_fuzzed_decode_to_errors_never_panics() {
     eprintln!("{ok} decoded, {refused} refused in {:?}", started.elapsed());
     assert!(refused > 100, "{ok} / {refused}");
 }
+
+/// Errors quote paths and text from files and the chain: the CLI shows their control
+/// characters escaped, so a crafted name cannot drive the terminal.
+#[test]
+fn the_cli_error_line_shows_control_characters_escaped() {
+    let out = nftgen(&["inspect", "/nonexistent/x\x1b[2K\rauthentic.png"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
+    assert!(err.contains("\\u{1b}"), "{err:?}");
+}

@@ -1732,6 +1732,16 @@ fn deploy_on(url: &str, dir: &Path) -> String {
     )
 }
 
+/// Deploys the contract on the node at `url` ([`deploy_on`]) and returns its address.
+fn deployed_address(url: &str, dir: &Path) -> Address {
+    deploy_on(url, dir)
+        .trim()
+        .trim_start_matches("contract = \"")
+        .trim_end_matches('"')
+        .parse()
+        .unwrap()
+}
+
 /// A raw JSON-RPC call to the node at `url`.
 fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
     let (rt, provider) = wallet(url, DEV_KEYS[0]);
@@ -2622,12 +2632,7 @@ fn revert_name(err: &alloy::transports::TransportError) -> String {
 fn invariant_fuzz(url: &str, steps: usize, mut seed: u64) {
     use std::collections::HashMap;
     let dir = tempfile::tempdir().unwrap();
-    let contract: Address = deploy_on(url, dir.path())
-        .trim()
-        .trim_start_matches("contract = \"")
-        .trim_end_matches('"')
-        .parse()
-        .unwrap();
+    let contract = deployed_address(url, dir.path());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -2979,4 +2984,131 @@ fn the_contract_keeps_its_invariants_under_random_calls_on_anvil() {
 fn the_contract_keeps_its_invariants_under_random_calls_on_hardhat() {
     let node = Hardhat::start();
     invariant_fuzz(&node.url, 300, 0x5eed_0002);
+}
+
+/// The commitment's ages on their edges, on Hardhat's node (whose `hardhat_mine` moves the
+/// chain 43,200 blocks at once): a reveal in its commitment's own block is too recent and one
+/// block later it mints; a reveal in the commitment's block + 43,200 mints and one block later
+/// it is expired; committing again while a commitment is pending changes nothing (a copy of the
+/// call cannot delay the reveal), and an expired one starts again.
+#[test]
+fn commitment_ages_hold_on_both_sides_of_each_edge() {
+    let node = Hardhat::start();
+    let url = node.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let contract = deployed_address(url, dir.path());
+    let (rt, provider) = wallet(url, DEV_KEYS[0]);
+    let me = DEV_KEYS[0].parse::<PrivateKeySigner>().unwrap().address();
+    let c = KilnProvenance::new(contract, provider.clone());
+    let model = model();
+    let recipe = |seed: u64| {
+        let req = GenerationRequest::new("a tin cup", seed)
+            .steps(8)
+            .creator(CreatorAddress(me.0.0));
+        model.record_for(&req).unwrap().canonical_bytes()
+    };
+    let salt = B256::repeat_byte(0x42);
+    let content = |i: u8| B256::repeat_byte(i);
+    let tx = |call: Vec<u8>| {
+        TransactionRequest::default()
+            .with_to(contract)
+            .with_input(call)
+            .with_gas_limit(1_000_000)
+    };
+    let commit_call = |r: &[u8], i: u8| {
+        KilnProvenance::commitCall {
+            commitment: commitment(me, r, content(i), salt),
+        }
+        .abi_encode()
+    };
+    let reveal_call = |r: &[u8], i: u8| {
+        KilnProvenance::mintCall {
+            recipe: r.to_vec().into(),
+            contentHash: content(i),
+            salt,
+        }
+        .abi_encode()
+    };
+    let send_now = |call: Vec<u8>| {
+        let sent = rt.block_on(provider.send_transaction(tx(call))).unwrap();
+        rt.block_on(sent.get_receipt()).unwrap()
+    };
+    let refusal = |call: Vec<u8>| {
+        let err = rt
+            .block_on(
+                provider
+                    .call(tx(call).with_from(me))
+                    .block(alloy::eips::BlockId::pending())
+                    .into_future(),
+            )
+            .expect_err("refused");
+        revert_name(&err)
+    };
+    let committed_at = |r: &[u8], i: u8| {
+        rt.block_on(
+            c.commitmentBlock(commitment(me, r, content(i), salt))
+                .call()
+                .into_future(),
+        )
+        .unwrap()
+    };
+
+    // A reveal in its commitment's own block is too recent; one block later it mints.
+    let first = recipe(1);
+    rpc(url, "evm_setAutomine", serde_json::json!([false]));
+    let commit = rt
+        .block_on(provider.send_transaction(tx(commit_call(&first, 1))))
+        .unwrap();
+    let early = rt
+        .block_on(provider.send_transaction(tx(reveal_call(&first, 1))))
+        .unwrap();
+    rpc(url, "evm_mine", serde_json::json!([]));
+    rpc(url, "evm_setAutomine", serde_json::json!([true]));
+    let (commit, early) = (
+        rt.block_on(commit.get_receipt()).unwrap(),
+        rt.block_on(early.get_receipt()).unwrap(),
+    );
+    assert_eq!(commit.block_number, early.block_number, "one block");
+    assert!(commit.status() && !early.status());
+    assert!(send_now(reveal_call(&first, 1)).status());
+
+    // The last block a reveal is accepted in, and the first it is not.
+    let (last, expired) = (recipe(2), recipe(3));
+    let at = send_now(commit_call(&last, 2)).block_number.unwrap();
+    rpc(
+        url,
+        "hardhat_mine",
+        serde_json::json!([format!("{:#x}", 43_199)]),
+    );
+    let in_last = send_now(reveal_call(&last, 2));
+    assert_eq!(in_last.block_number, Some(at + 43_200));
+    assert!(in_last.status());
+    let at = send_now(commit_call(&expired, 3)).block_number.unwrap();
+    rpc(
+        url,
+        "hardhat_mine",
+        serde_json::json!([format!("{:#x}", 43_200)]),
+    );
+    // The pending block is the commitment's + 43,201.
+    let head = rt
+        .block_on(provider.get_block_number().into_future())
+        .unwrap();
+    assert_eq!(head, at + 43_200);
+    assert_eq!(refusal(reveal_call(&expired, 3)), "CommitmentExpired");
+    // Sent anyway, it does not mint (Hardhat refuses a reverting transaction outright).
+    let late = rt.block_on(provider.send_transaction(tx(reveal_call(&expired, 3))));
+    assert!(late.is_err_and(|e| e.to_string().contains("reverted")));
+    assert_eq!(committed_at(&expired, 3), U256::from(at));
+
+    // Committing again: no change while pending; an expired commitment starts again.
+    let pending = recipe(4);
+    let at = send_now(commit_call(&pending, 4)).block_number.unwrap();
+    send_now(commit_call(&pending, 4));
+    assert_eq!(committed_at(&pending, 4), U256::from(at));
+    let again = send_now(commit_call(&expired, 3)).block_number.unwrap();
+    assert_eq!(committed_at(&expired, 3), U256::from(again));
+    assert!(send_now(reveal_call(&expired, 3)).status());
+    // A commitment is consumed by its reveal: the same reveal again finds no commitment.
+    assert_eq!(committed_at(&expired, 3), U256::ZERO);
+    assert_eq!(refusal(reveal_call(&expired, 3)), "AlreadyMinted");
 }

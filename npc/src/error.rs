@@ -167,6 +167,18 @@ pub enum ChatError {
         /// What went wrong.
         reason: String,
     },
+    /// The persona's text spells one of the model's control tokens (ChatML's `<|im_end|>`, say):
+    /// it could close the system prompt and write turns of its own, so the chat does not open.
+    #[error(
+        "persona `{persona}`: its {field} spells one of the model's control tokens (such as `<|im_end|>`); remove it"
+    )]
+    PersonaText {
+        /// The persona's name.
+        persona: String,
+        /// Which text: `system prompt` (name, role, backstory, style, knowledge, hints) or
+        /// `example N`.
+        field: String,
+    },
     /// The grammar built from the persona was rejected by llama.cpp.
     #[error("the reply grammar for persona `{persona}` was rejected by llama.cpp")]
     Grammar {

@@ -46,6 +46,7 @@ mod chat;
 mod engine;
 mod error;
 pub mod eval;
+mod files;
 mod gguf;
 mod persona;
 pub mod reply;
@@ -54,15 +55,15 @@ mod template;
 
 pub use chat::{
     Chat, ChatEvent, ChatOptions, DROP_DEADLINE, MAX_CONTEXT_SIZE, MAX_PLAYER_CHARS,
-    MAX_SAVED_TURNS, MAX_THREADS, NpcReply, RequestId, SAVE_FORMAT, SavedChat, SavedTurn,
-    TurnStats,
+    MAX_SAVE_BYTES, MAX_SAVED_TURNS, MAX_THREADS, NpcReply, RequestId, SAVE_FORMAT, SavedChat,
+    SavedTurn, TurnStats,
 };
 pub use engine::{
     DEFAULT_MODEL_FILE, Engine, EngineConfig, MAX_SLOTS, MODEL_ENV, ModelFingerprint, WorkStats,
     default_model_path, find_model, kiln_cache_dir, model_search_paths,
 };
 pub use error::{ChatError, ModelError, NpcError, PersonaError, SaveError};
-pub use persona::{Example, MAX_SENTENCES_LIMIT, Persona};
+pub use persona::{Example, MAX_PERSONA_BYTES, MAX_SENTENCES_LIMIT, Persona};
 /// The reply grammar (also at [`reply::grammar`]).
 pub use reply::grammar;
 pub use reply::{Choices, ReplyShape};

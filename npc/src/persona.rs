@@ -11,6 +11,9 @@ use crate::reply::{ReplyShape, grammar};
 /// The most sentences a persona may allow per reply.
 pub const MAX_SENTENCES_LIMIT: u8 = 4;
 
+/// The most bytes of a persona file (the shipped ones are about 2 KB).
+pub const MAX_PERSONA_BYTES: u64 = 1 << 20;
+
 /// One example exchange that shows the model how this NPC answers (few-shot prompting).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,13 +274,16 @@ impl Persona {
         Ok(Persona { file })
     }
 
-    /// Reads and validates a persona file.
+    /// Reads and validates a persona file (at most [`MAX_PERSONA_BYTES`], UTF-8).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, PersonaError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| PersonaError::Io {
+        let io = |source| PersonaError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let bytes = crate::files::read_capped(path, MAX_PERSONA_BYTES).map_err(io)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Self::from_toml_str(&text, path)
     }
 

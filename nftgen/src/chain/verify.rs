@@ -114,7 +114,11 @@ impl Verdict {
                 format!("image missing: no file given and none with content hash {expected} in the store")
             }
             Self::ModelMissing { model, expected, detail } => {
-                format!("model missing: {model} (sha256 {expected}) is not available here: {detail}")
+                format!(
+                    "model missing: {} (sha256 {expected}) is not available here: {}",
+                    crate::printable(model),
+                    crate::printable(detail)
+                )
             }
             Self::ModelDifferent { expected, local } => {
                 format!("model different: the recipe names weights {expected}, the local weights are {local}")

@@ -159,10 +159,25 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("npc: error: {e:#}");
+            eprintln!("npc: error: {}", escaped(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` with control characters and the bidirectional overrides shown as `\u{…}` escapes:
+/// errors quote paths and text from files, which must never drive the terminal.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The model given, else the default one where it is found (the error lists where it looked).

@@ -23,7 +23,7 @@ mod save;
 mod worker;
 
 use crowd::{CrowdHandle, Msg, Open};
-pub use save::{MAX_SAVED_TURNS, SAVE_FORMAT, SavedChat, SavedTurn};
+pub use save::{MAX_SAVE_BYTES, MAX_SAVED_TURNS, SAVE_FORMAT, SavedChat, SavedTurn};
 use worker::Flags;
 
 /// The longest player line accepted, in characters.

@@ -17,6 +17,11 @@ const MAX_NOTE_BYTES: usize = 16 * 1024;
 /// The most token ids saved for one player line or one reply.
 const MAX_SAVED_TOKENS: usize = 4096;
 
+/// The most bytes of a saved conversation file: far above the largest conversation Kiln keeps
+/// ([`MAX_SAVED_TURNS`] turns of a few kilobytes), so a crafted file cannot make a load read
+/// gigabytes.
+pub const MAX_SAVE_BYTES: u64 = 64 << 20;
+
 /// The saved-conversation format version this build writes and reads.
 pub const SAVE_FORMAT: u32 = 1;
 
@@ -77,10 +82,11 @@ impl SavedChat {
     /// Reads a conversation written by [`SavedChat::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SaveError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| SaveError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::files::read_capped(path, MAX_SAVE_BYTES).map_err(|source| SaveError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let saved: SavedChat = serde_json::from_slice(&bytes).map_err(|e| SaveError::Format {
             path: path.to_path_buf(),
             message: e.to_string(),

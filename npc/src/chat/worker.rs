@@ -103,6 +103,26 @@ impl<'m> Worker<'m> {
                 persona: persona.name().to_string(),
             })?;
         let vocab = model.vocab();
+        // The template's own markup is read with its control tokens; the persona's text must
+        // not spell any, or it could close the system prompt and write turns of its own.
+        let mut texts = vec![("system prompt".to_string(), persona.system_prompt())];
+        for (i, ex) in persona.examples().iter().enumerate() {
+            let reply = persona.render_reply(&ex.say, &ex.emotion, &ex.action, &ex.args);
+            texts.push((
+                format!("example {}", i + 1),
+                format!("{}\n{reply}", ex.player),
+            ));
+        }
+        for (field, text) in texts {
+            if vocab.tokenize(text.as_bytes(), false, true)
+                != vocab.tokenize(text.as_bytes(), false, false)
+            {
+                return Err(ChatError::PersonaText {
+                    persona: persona.name().to_string(),
+                    field,
+                });
+            }
+        }
         let persona_tokens = vocab.tokenize(tt.prefix.as_bytes(), true, true);
         let player_end = vocab.tokenize(tt.player_end.as_bytes(), false, true);
         let npc_end = vocab.tokenize(tt.npc_end.as_bytes(), false, true);

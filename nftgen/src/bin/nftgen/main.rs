@@ -1028,7 +1028,9 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(3),
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
+            // Errors quote text from files and the chain: control characters (escape
+            // sequences) are shown escaped, never sent to the terminal.
+            let line = kiln_nftgen::printable(&format!("{e:#}").replace('\n', " "));
             if json_errors {
                 println!("{}", serde_json::json!({"ok": false, "error": line}));
             }
