@@ -184,80 +184,160 @@ fn worker(
     jobs: &Receiver<Job>,
     out: &Sender<Out>,
 ) {
-    let client = config
-        .and_then(|c| ChainClient::open(&c))
-        .map_err(|e| e.to_string());
-    let status = client.as_ref().map(|c| ChainStatus::Ready {
-        account: c.account(),
-        contract: c.contract(),
-        chain_id: c.chain_id(),
-    });
-    if out
-        .send(Out::Connected(status.map_err(Clone::clone)))
-        .is_err()
-    {
+    // Connects (starting or joining the local chain) and tells the game where it stands.
+    let connect = |config: &Result<ChainConfig, ChainError>| {
+        let client = match config {
+            Ok(c) => ChainClient::open(c).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let status = client.as_ref().map(|c| ChainStatus::Ready {
+            account: c.account(),
+            contract: c.contract(),
+            chain_id: c.chain_id(),
+        });
+        let sent = out.send(Out::Connected(status.map_err(Clone::clone)));
+        (client, sent.is_ok())
+    };
+    let (mut client, listening) = connect(&config);
+    if !listening {
         return;
     }
     for job in jobs.iter() {
-        // A job that panics fails alone, with the panic's message; the worker goes on.
-        let who = match &job {
-            Job::Mint(m) => (m.requester, None),
-            Job::Verify(v) => (v.requester, Some(v.token_id)),
-        };
-        let answer = catch(|| run_job(job, &client, model)).unwrap_or_else(|panic| {
-            let reason = format!("the chain worker panicked: {panic}");
-            match who {
-                (requester, None) => Out::MintFailed(MintFailed { requester, reason }),
-                (requester, Some(token_id)) => Out::Verified(TokenVerified {
-                    requester,
-                    token_id,
-                    verdict: Err(reason),
-                    report: None,
-                }),
+        let mut answer = attempt(&job, &client, model);
+        // The local node stopped under us (Ctrl-C where it was started, a crash): join or
+        // start it again, once, and retry the job; if that fails the status says why.
+        if answer.node_lost {
+            warn!("the local chain stopped; starting or joining it again");
+            drop(client);
+            let listening;
+            (client, listening) = connect(&config);
+            if !listening {
+                return;
             }
-        });
-        if out.send(answer).is_err() {
+            // Opening settles the journal: a mint the lost node had taken may be done.
+            let settled = match (&job, &client) {
+                (Job::Mint(m), Ok(c)) => journaled_mint(c, m),
+                _ => None,
+            };
+            if let Some(done) = settled {
+                answer = done;
+            } else if client.is_ok() {
+                answer = attempt(&job, &client, model);
+            }
+        }
+        if out.send(answer.out).is_err() {
             return;
         }
     }
 }
 
-fn run_job(job: Job, client: &Result<ChainClient, String>, model: &std::path::Path) -> Out {
+/// `m` as the journal has it confirmed, if it does.
+fn journaled_mint(c: &ChainClient, m: &MintArt) -> Option<Attempt> {
+    let token = c.attribute(&m.art).ok()?.recipe_hash;
+    let entry = c
+        .journal()
+        .ok()?
+        .into_iter()
+        .find(|e| e.token_id.0 == token.0)?;
+    let receipt = entry.receipt()?;
+    Some(Attempt {
+        out: Out::Minted(ArtMinted {
+            requester: m.requester,
+            token_id: receipt.token_id,
+            tx: receipt.tx,
+            block: receipt.block,
+            png: c.store().png_path(m.art.content_hash),
+        }),
+        node_lost: false,
+    })
+}
+
+/// A job's outcome, and whether it failed because the local node is gone.
+struct Attempt {
+    out: Out,
+    node_lost: bool,
+}
+
+/// Runs `job` once. A job that panics fails alone, with the panic's message; the worker goes on.
+fn attempt(job: &Job, client: &Result<ChainClient, String>, model: &std::path::Path) -> Attempt {
+    let who = match job {
+        Job::Mint(m) => (m.requester, None),
+        Job::Verify(v) => (v.requester, Some(v.token_id)),
+    };
+    catch(|| run_job(job, client, model)).unwrap_or_else(|panic| {
+        let reason = format!("the chain worker panicked: {panic}");
+        let out = match who {
+            (requester, None) => Out::MintFailed(MintFailed { requester, reason }),
+            (requester, Some(token_id)) => Out::Verified(TokenVerified {
+                requester,
+                token_id,
+                verdict: Err(reason),
+                report: None,
+            }),
+        };
+        Attempt {
+            out,
+            node_lost: false,
+        }
+    })
+}
+
+/// Whether `e` is the local node gone: a request without an answer, and the node no longer
+/// answers on its port.
+fn node_lost(client: &ChainClient, e: &ChainError) -> bool {
+    matches!(e, ChainError::Rpc { .. } | ChainError::Timeout { .. })
+        && client.local_chain().is_some_and(|l| !l.is_running())
+}
+
+fn run_job(job: &Job, client: &Result<ChainClient, String>, model: &std::path::Path) -> Attempt {
+    let done = |out| Attempt {
+        out,
+        node_lost: false,
+    };
     match (job, client) {
         (Job::Mint(m), Ok(c)) => match c.mint(&m.art) {
-            Ok(r) => Out::Minted(ArtMinted {
+            Ok(r) => done(Out::Minted(ArtMinted {
                 requester: m.requester,
                 token_id: r.token_id,
                 tx: r.tx,
                 block: r.block,
                 png: c.store().png_path(m.art.content_hash),
-            }),
-            Err(e) => Out::MintFailed(MintFailed {
-                requester: m.requester,
-                reason: e.to_string(),
-            }),
+            })),
+            Err(e) => Attempt {
+                node_lost: node_lost(c, &e),
+                out: Out::MintFailed(MintFailed {
+                    requester: m.requester,
+                    reason: e.to_string(),
+                }),
+            },
         },
-        (Job::Mint(m), Err(e)) => Out::MintFailed(MintFailed {
+        (Job::Mint(m), Err(e)) => done(Out::MintFailed(MintFailed {
             requester: m.requester,
             reason: format!("no chain: {e}"),
-        }),
+        })),
         (Job::Verify(v), client) => {
+            let mut lost = false;
             let result = client
                 .as_ref()
                 .map_err(|e| format!("no chain: {e}"))
                 .and_then(|c| {
-                    kiln_nftgen::chain::verify(c, v.token_id, None, model)
-                        .map_err(|e| e.to_string())
+                    kiln_nftgen::chain::verify(c, v.token_id, None, model).map_err(|e| {
+                        lost = node_lost(c, &e);
+                        e.to_string()
+                    })
                 });
-            Out::Verified(TokenVerified {
-                requester: v.requester,
-                token_id: v.token_id,
-                verdict: result
-                    .as_ref()
-                    .map(|r| r.verdict.clone())
-                    .map_err(Clone::clone),
-                report: result.ok().map(Box::new),
-            })
+            Attempt {
+                node_lost: lost,
+                out: Out::Verified(TokenVerified {
+                    requester: v.requester,
+                    token_id: v.token_id,
+                    verdict: result
+                        .as_ref()
+                        .map(|r| r.verdict.clone())
+                        .map_err(Clone::clone),
+                    report: result.ok().map(Box::new),
+                }),
+            }
         }
     }
 }

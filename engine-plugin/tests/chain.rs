@@ -95,3 +95,74 @@ fn painted_art_is_minted_and_verified_from_the_game() {
             .contains("already minted")
     );
 }
+
+/// The local node stopped under the game (Ctrl-C in the terminal that started it, a crash, a
+/// kill): the chain worker starts or joins it again, once, and the mint goes through; the
+/// status stays ready.
+#[test]
+fn a_mint_after_the_local_node_stopped_starts_it_again_and_lands() {
+    let data = tempfile::tempdir().unwrap();
+    let mut app = app((
+        ArtPlugin {
+            steps: Some(8),
+            ..Default::default()
+        },
+        ChainPlugin {
+            config: Some(ChainConfig::local(data.path())),
+            ..Default::default()
+        },
+    ));
+    record::<ArtReady>(&mut app);
+    record::<ArtMinted>(&mut app);
+    record::<MintFailed>(&mut app);
+    let altar = app.world_mut().spawn_empty().id();
+    let wallet = app.world().resource::<KilnWallet>().0;
+    app.world_mut().write_message(GenerateArt {
+        prompt: "a silver key".into(),
+        kind: ArtKind::Item,
+        seed: 6,
+        creator: wallet,
+        requester: altar,
+    });
+    run_until(&mut app, Duration::from_secs(60), "art and chain", |app| {
+        !seen::<ArtReady>(app).is_empty()
+            && matches!(
+                app.world().resource::<ChainStatus>(),
+                ChainStatus::Ready { .. }
+            )
+    });
+    // Let the node write its state once, then kill it.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The node's pid, from the record Kiln keeps of it (`{"pid": …, "port": …}`).
+    let running = std::fs::read_to_string(data.path().join("local-chain/anvil.json")).unwrap();
+    let pid: String = running
+        .split("\"pid\"")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let art = seen::<ArtReady>(&app)[0].art.clone();
+    app.world_mut().write_message(MintArt {
+        requester: altar,
+        art,
+    });
+    run_until(&mut app, Duration::from_secs(90), "the mint", |app| {
+        !seen::<ArtMinted>(app).is_empty() || !seen::<MintFailed>(app).is_empty()
+    });
+    assert!(
+        seen::<MintFailed>(&app).is_empty(),
+        "{:?}",
+        seen::<MintFailed>(&app)
+    );
+    assert!(matches!(
+        app.world().resource::<ChainStatus>(),
+        ChainStatus::Ready { .. }
+    ));
+}

@@ -282,6 +282,13 @@ impl LocalChain {
         self.pid
     }
 
+    /// Whether the node still answers on its port (it may have been stopped: Ctrl-C in the
+    /// terminal that started it, a crash, a kill). A client whose node is gone opens again
+    /// ([`ChainClient::open`](super::ChainClient::open) starts or joins one).
+    pub fn is_running(&self) -> bool {
+        answers(self.port)
+    }
+
     /// Whether this handle started the node (its process is the node's parent).
     pub fn owned(&self) -> bool {
         self.child.lock().is_ok_and(|c| c.is_some())

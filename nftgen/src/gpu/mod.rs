@@ -574,12 +574,26 @@ impl GpuSpriteQ {
                 detail: format!("{width}×{height} is not a size `{}` paints", cfg.name),
             });
         }
-        Ok(plans.entry((width, height)).or_insert_with(|| {
+        let key = (width, height);
+        if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(key) {
             let plan = Plan::new(net, &self.offsets, &self.layout, width, height);
-            let args = self.gpu.args_buffer(&plan.dispatches);
-            let bind_group = self.gpu.bind_group(&self.params, &self.work, &args);
-            DevicePlan { plan, bind_group }
-        }))
+            // Inside error scopes: a device that cannot make the buffer or bind group (out of
+            // memory, lost) is a typed error the caller falls back from, not a panic in wgpu's
+            // uncaptured-error handler.
+            let bind_group = scoped(
+                self.gpu.device(),
+                |detail| GpuError::Kernels {
+                    adapter: self.gpu.adapter().into(),
+                    detail,
+                },
+                || {
+                    let args = self.gpu.args_buffer(&plan.dispatches);
+                    self.gpu.bind_group(&self.params, &self.work, &args)
+                },
+            )?;
+            slot.insert(DevicePlan { plan, bind_group });
+        }
+        Ok(&plans[&key])
     }
 
     /// One evaluation of the network (both rows) at timestep `t`: the same result as
