@@ -575,3 +575,26 @@ fn the_cli_error_line_shows_control_characters_escaped() {
     assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
     assert!(err.contains("\\u{1b}"), "{err:?}");
 }
+
+/// `npc --help` describes each command under its own name (`say`'s line once sat under `tour`).
+#[test]
+fn help_describes_each_command_under_its_own_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_npc"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |cmd: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(cmd))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("say ").contains("One turn"), "{text}");
+    let tour = line("tour ");
+    assert!(
+        tour.contains("scripted conversation") && !tour.contains("One turn"),
+        "{text}"
+    );
+}

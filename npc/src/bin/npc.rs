@@ -31,7 +31,6 @@ enum Command {
     /// Interactive conversation; replies stream as they are generated.
     /// Type /reset to start over, /save FILE to save, /quit (or Ctrl-D) to leave.
     Chat(Common),
-    /// One turn: prints the reply (with --json, one JSON line on stdout).
     /// A scripted conversation with every persona in a directory (the pre-game demo).
     Tour {
         /// Directory of persona TOML files.
@@ -108,6 +107,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One turn: prints the reply (with --json, one JSON line on stdout).
     Say {
         #[command(flatten)]
         common: Common,
