@@ -694,15 +694,17 @@ impl ChainClient {
             .event_signature(KilnProvenance::Provenance::SIGNATURE_HASH)
             .topic1(B256::from(token.0));
         let logs = self.logs(filter)?;
-        self.record_from(token, logs.first()).map(Some)
+        self.record_from(token, logs.first(), None).map(Some)
     }
 
     /// The chain's record of minted `token` from its `Provenance` event `log` (found by the
-    /// caller), checked against the token id and the contract's index.
+    /// caller), checked against the token id and the contract's index; `owner` when the caller
+    /// has just read it.
     fn record_from(
         &self,
         token: TokenId,
         log: Option<&alloy::rpc::types::Log>,
+        owner: Option<Address>,
     ) -> Result<ChainRecord, ChainError> {
         let c = self.instance();
         let bad = |detail: String| ChainError::BadRecord { token, detail };
@@ -728,7 +730,10 @@ impl ChainClient {
                 "the contract's index does not name this token for its event's creator and content hash".into(),
             ));
         }
-        let owner = self.rpc("ownerOf", c.ownerOf(token_u256(token)).call())?;
+        let owner = match owner {
+            Some(o) => o,
+            None => self.rpc("ownerOf", c.ownerOf(token_u256(token)).call())?,
+        };
         let token_uri = self.rpc("tokenURI", c.tokenURI(token_u256(token)).call())?;
         Ok(ChainRecord {
             token_id: token,
@@ -785,7 +790,7 @@ impl ChainClient {
                         let log = events
                             .iter()
                             .find(|l| l.topics().get(1) == Some(&B256::from(token.0)));
-                        self.record_from(token, log)
+                        self.record_from(token, log, Some(addr(owner)))
                     }
                 };
                 (token, row)
