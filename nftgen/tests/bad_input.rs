@@ -410,16 +410,22 @@ fn mutate(bytes: &[u8], next: &mut impl FnMut() -> usize) -> Vec<u8> {
     b
 }
 
+/// The shipped model and the request whose recipe and picture the fuzzers below mutate.
+fn fuzz_seed(steps: u32) -> (ArtModel, GenerationRequest) {
+    let model = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
+    let req = GenerationRequest::new("a golden crown", 3)
+        .steps(steps)
+        .creator(kiln_nftgen::CreatorAddress([0x11; 20]));
+    (model, req)
+}
+
 /// Canonical recipe bytes from strangers (a PNG, a chain event), fuzzed: thousands of mutations
 /// of a real recipe decode to a typed error or to a record — never a panic — and every record
 /// that decodes encodes back to exactly the bytes it came from (the token id is the keccak256 of
 /// those bytes: two spellings of one recipe would be two tokens).
 #[test]
 fn canonical_recipe_bytes_fuzzed_decode_to_errors_or_the_same_bytes() {
-    let model = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
-    let req = GenerationRequest::new("a golden crown", 3)
-        .steps(8)
-        .creator(kiln_nftgen::CreatorAddress([0x11; 20]));
+    let (model, req) = fuzz_seed(8);
     let base = model.record_for(&req).unwrap().canonical_bytes();
     let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let started = std::time::Instant::now();
@@ -446,10 +452,7 @@ fn canonical_recipe_bytes_fuzzed_decode_to_errors_or_the_same_bytes() {
 /// bounded time and allocation (the header's size is checked before pixels are allocated).
 #[test]
 fn kiln_pngs_fuzzed_decode_to_errors_never_panics() {
-    let model = ArtModel::load(kiln_nftgen::default_model_path()).unwrap();
-    let req = GenerationRequest::new("a golden crown", 3)
-        .steps(4)
-        .creator(kiln_nftgen::CreatorAddress([0x11; 20]));
+    let (model, req) = fuzz_seed(4);
     let art = model.generate(&req, &mut |_| Control::Continue).unwrap();
     let png = kiln_nftgen::png_io::encode(&art).unwrap();
     assert_eq!(
